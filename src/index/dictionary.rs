@@ -1,0 +1,145 @@
+//! A dimension's value dictionary: each distinct string interned once, id 0
+//! reserved for null. Lookups by `&str` allocate nothing.
+
+use crate::input::Value;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+pub struct Dictionary {
+    values: Vec<Box<str>>,
+    table: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    number_text: String,
+}
+
+impl Default for Dictionary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dictionary {
+    pub fn new() -> Dictionary {
+        Dictionary {
+            // Slot 0 stands for null and is never looked up.
+            values: vec!["".into()],
+            table: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(0xd1c7),
+            number_text: String::new(),
+        }
+    }
+
+    /// Distinct values including the null slot.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.len() <= 1
+    }
+
+    /// The value of an id (None for the null id 0).
+    pub fn value(&self, id: u32) -> Option<&str> {
+        if id == 0 {
+            None
+        } else {
+            self.values.get(id as usize).map(|v| &**v)
+        }
+    }
+
+    pub fn intern(&mut self, s: &str) -> u32 {
+        let hash = self.hasher.hash_one(s);
+        let values = &self.values;
+        if let Some(&id) = self.table.find(hash, |&id| &*values[id as usize] == s) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(s.into());
+        let (values, hasher) = (&self.values, &self.hasher);
+        self.table
+            .insert_unique(hash, id, |&id| hasher.hash_one(&*values[id as usize]));
+        id
+    }
+
+    /// The id a string dimension gives an input value, as Druid turns
+    /// numbers and booleans into strings. None when no string can stand for
+    /// it (a nested object); multi-value lists are not indexed yet.
+    pub fn id_of_value(&mut self, v: &Value) -> Option<u32> {
+        match v {
+            Value::Null => Some(0),
+            Value::Str(s) => Some(self.intern(s)),
+            Value::Long(n) => {
+                let mut text = std::mem::take(&mut self.number_text);
+                text.clear();
+                use std::fmt::Write;
+                let _ = write!(text, "{n}");
+                let id = self.intern(&text);
+                self.number_text = text;
+                Some(id)
+            }
+            Value::Double(d) => Some(self.intern(&java_double_string(*d))),
+            Value::Bool(b) => Some(self.intern(if *b { "true" } else { "false" })),
+            Value::List(items) if items.is_empty() => Some(0),
+            Value::List(items) if items.len() == 1 => self.id_of_value(&items[0]),
+            Value::List(_) | Value::Nested => None,
+        }
+    }
+}
+
+/// Java's `Double.toString`: `1.0`, `0.001`, `1.0E7`, `1.5E-4`, `NaN`.
+pub fn java_double_string(d: f64) -> String {
+    if d.is_nan() {
+        return "NaN".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    let abs = d.abs();
+    if (1e-3..1e7).contains(&abs) {
+        let s = format!("{d}");
+        if s.contains('.') { s } else { format!("{s}.0") }
+    } else {
+        // Rust's shortest form `1.5e-4` → Java's `1.5E-4`, always with a fraction.
+        let s = format!("{d:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = if mantissa.contains('.') {
+            mantissa.to_string()
+        } else {
+            format!("{mantissa}.0")
+        };
+        format!("{mantissa}E{exp}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_once() {
+        let mut d = Dictionary::new();
+        let a = d.intern("a");
+        let b = d.intern("b");
+        assert_eq!(d.intern("a"), a);
+        assert_ne!(a, b);
+        assert_eq!(d.value(a), Some("a"));
+        assert_eq!(d.value(0), None);
+        assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn numbers_become_java_strings() {
+        assert_eq!(java_double_string(1.0), "1.0");
+        assert_eq!(java_double_string(1.5), "1.5");
+        assert_eq!(java_double_string(0.001), "0.001");
+        assert_eq!(java_double_string(1e7), "1.0E7");
+        assert_eq!(java_double_string(1.5e-4), "1.5E-4");
+        assert_eq!(java_double_string(-2.5e21), "-2.5E21");
+        let mut d = Dictionary::new();
+        let id = d.id_of_value(&Value::Long(2013)).unwrap();
+        assert_eq!(d.value(id), Some("2013"));
+    }
+}

@@ -1,0 +1,472 @@
+//! The incremental in-memory index: rows rolled up by (truncated time,
+//! dimension values) into one open sink per segment interval, split into a
+//! new partition when a sink reaches `maxRowsPerSegment`.
+//!
+//! Dimension values are interned once per dimension; a row's key is a slice
+//! of dictionary ids in a shared arena, so adding a row allocates nothing
+//! unless it is new. Aggregators are stored column by column.
+
+pub mod dictionary;
+
+use crate::input::Value;
+use crate::spec::granularity::Granularity;
+use crate::spec::{AggOp, Aggregator, AggregatorKind, NumType};
+use dictionary::Dictionary;
+use hashbrown::{HashMap, HashTable};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+/// A string dimension being indexed.
+pub struct DimensionColumn {
+    pub name: String,
+    pub slot: usize,
+    pub dictionary: Dictionary,
+}
+
+/// One aggregator's values, one per index row.
+pub enum MetricValues {
+    Count(Vec<i64>),
+    Long { op: AggOp, values: Vec<i64>, set: Vec<bool> },
+    Double { op: AggOp, values: Vec<f64>, set: Vec<bool> },
+    Float { op: AggOp, values: Vec<f32>, set: Vec<bool> },
+}
+
+pub struct MetricColumn {
+    pub aggregator: Aggregator,
+    pub slot: Option<usize>,
+    pub values: MetricValues,
+}
+
+/// An open segment: the rows of one interval (one partition of it).
+pub struct Sink {
+    pub interval_start: i64,
+    pub interval_end: i64,
+    /// Partitions of the same interval in the order they were opened.
+    pub partition: u32,
+    pub rows: Vec<u32>,
+    table: HashTable<u32>,
+    pub sealed: bool,
+}
+
+/// What adding one input row did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AddOutcome {
+    /// Column values that could not be converted (Druid's processedWithError).
+    pub conversion_errors: u32,
+}
+
+pub struct IncrementalIndex {
+    pub dimensions: Vec<DimensionColumn>,
+    pub metrics: Vec<MetricColumn>,
+    pub times: Vec<i64>,
+    key_start: Vec<u32>,
+    key_len: Vec<u16>,
+    arena: Vec<u32>,
+    pub sinks: Vec<Sink>,
+    open_sink: HashMap<i64, usize>,
+    last_bucket: Option<(i64, usize)>,
+    segment_granularity: Granularity,
+    query_granularity: Granularity,
+    rollup: bool,
+    max_rows_per_segment: usize,
+    hasher: foldhash::fast::FixedState,
+    scratch: Vec<u32>,
+    pub first_error: Option<String>,
+}
+
+impl IncrementalIndex {
+    pub fn new(
+        segment_granularity: Granularity,
+        query_granularity: Granularity,
+        rollup: bool,
+        max_rows_per_segment: usize,
+    ) -> IncrementalIndex {
+        IncrementalIndex {
+            dimensions: Vec::new(),
+            metrics: Vec::new(),
+            times: Vec::new(),
+            key_start: Vec::new(),
+            key_len: Vec::new(),
+            arena: Vec::new(),
+            sinks: Vec::new(),
+            open_sink: HashMap::new(),
+            last_bucket: None,
+            segment_granularity,
+            query_granularity,
+            rollup,
+            max_rows_per_segment: max_rows_per_segment.max(1),
+            hasher: foldhash::fast::FixedState::with_seed(0x5eed),
+            scratch: Vec::new(),
+            first_error: None,
+        }
+    }
+
+    pub fn add_dimension(&mut self, name: &str, slot: usize) {
+        self.dimensions.push(DimensionColumn {
+            name: name.to_string(),
+            slot,
+            dictionary: Dictionary::new(),
+        });
+    }
+
+    pub fn add_metric(&mut self, aggregator: &Aggregator, slot: Option<usize>) {
+        let values = match &aggregator.kind {
+            AggregatorKind::Count => MetricValues::Count(Vec::new()),
+            AggregatorKind::Numeric { op, ty: NumType::Long } => MetricValues::Long {
+                op: *op,
+                values: Vec::new(),
+                set: Vec::new(),
+            },
+            AggregatorKind::Numeric { op, ty: NumType::Double } => MetricValues::Double {
+                op: *op,
+                values: Vec::new(),
+                set: Vec::new(),
+            },
+            AggregatorKind::Numeric { op, ty: NumType::Float } => MetricValues::Float {
+                op: *op,
+                values: Vec::new(),
+                set: Vec::new(),
+            },
+            AggregatorKind::Unsupported(t) => panic!("aggregator {t} reached the index"),
+        };
+        self.metrics.push(MetricColumn {
+            aggregator: aggregator.clone(),
+            slot,
+            values,
+        });
+    }
+
+    /// Rows held (after rollup).
+    pub fn row_count(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Add one parsed row at event time `time`.
+    pub fn add(&mut self, time: i64, values: &[Value]) -> AddOutcome {
+        let mut outcome = AddOutcome::default();
+        let t = self.query_granularity.bucket_start(time);
+
+        // The key: dictionary ids in dimension order, trailing nulls trimmed
+        // so rows seen before a dimension was discovered still match.
+        let mut key = std::mem::take(&mut self.scratch);
+        key.clear();
+        for dim in &mut self.dimensions {
+            let id = match values.get(dim.slot) {
+                None | Some(Value::Null) => 0,
+                Some(v) => match dim.dictionary.id_of_value(v) {
+                    Some(id) => id,
+                    None => {
+                        outcome.conversion_errors += 1;
+                        note(&mut self.first_error, || {
+                            format!("dimension {}: cannot hold {v:?}", dim.name)
+                        });
+                        0
+                    }
+                },
+            };
+            key.push(id);
+        }
+        while key.last() == Some(&0) {
+            key.pop();
+        }
+
+        let sink = self.sink_for(time);
+        let hash = {
+            let mut h = self.hasher.build_hasher();
+            t.hash(&mut h);
+            key.hash(&mut h);
+            h.finish()
+        };
+        let existing = if self.rollup {
+            let (times, starts, lens, arena) = (&self.times, &self.key_start, &self.key_len, &self.arena);
+            self.sinks[sink]
+                .table
+                .find(hash, |&r| {
+                    let r = r as usize;
+                    times[r] == t && {
+                        let s = starts[r] as usize;
+                        arena[s..s + lens[r] as usize] == key[..]
+                    }
+                })
+                .copied()
+        } else {
+            None
+        };
+        let row = match existing {
+            Some(r) => r as usize,
+            None => {
+                let r = self.times.len();
+                self.times.push(t);
+                self.key_start.push(self.arena.len() as u32);
+                self.key_len.push(key.len() as u16);
+                self.arena.extend_from_slice(&key);
+                for m in &mut self.metrics {
+                    m.values.push_empty();
+                }
+                let s = &mut self.sinks[sink];
+                s.rows.push(r as u32);
+                if self.rollup {
+                    let (times, starts, lens, arena) = (&self.times, &self.key_start, &self.key_len, &self.arena);
+                    let hasher = &self.hasher;
+                    s.table.insert_unique(hash, r as u32, |&o| {
+                        let o = o as usize;
+                        let st = starts[o] as usize;
+                        let mut h = hasher.build_hasher();
+                        times[o].hash(&mut h);
+                        arena[st..st + lens[o] as usize].hash(&mut h);
+                        h.finish()
+                    });
+                }
+                r
+            }
+        };
+        self.scratch = key;
+
+        for m in &mut self.metrics {
+            let input = m.slot.and_then(|s| values.get(s)).unwrap_or(&Value::Null);
+            if let Err(e) = m.values.aggregate(row, input) {
+                outcome.conversion_errors += 1;
+                note(&mut self.first_error, || format!("metric {}: {e}", m.aggregator.name));
+            }
+        }
+
+        if self.sinks[sink].rows.len() >= self.max_rows_per_segment {
+            self.seal(sink);
+        }
+        outcome
+    }
+
+    fn sink_for(&mut self, time: i64) -> usize {
+        let bucket = self.segment_granularity.bucket_start(time);
+        if let Some((b, s)) = self.last_bucket
+            && b == bucket
+            && !self.sinks[s].sealed
+        {
+            return s;
+        }
+        let s = match self.open_sink.get(&bucket) {
+            Some(&s) if !self.sinks[s].sealed => s,
+            previous => {
+                let partition = previous.map(|&s| self.sinks[s].partition + 1).unwrap_or(0);
+                let s = self.sinks.len();
+                self.sinks.push(Sink {
+                    interval_start: bucket,
+                    interval_end: self.segment_granularity.bucket_end(bucket),
+                    partition,
+                    rows: Vec::new(),
+                    table: HashTable::new(),
+                    sealed: false,
+                });
+                self.open_sink.insert(bucket, s);
+                s
+            }
+        };
+        self.last_bucket = Some((bucket, s));
+        s
+    }
+
+    /// Close a sink: later rows of its interval open the next partition.
+    fn seal(&mut self, sink: usize) {
+        let s = &mut self.sinks[sink];
+        s.sealed = true;
+        s.table = HashTable::new();
+        self.last_bucket = None;
+    }
+
+    /// The dictionary ids of a row's key (trailing nulls omitted).
+    pub fn key(&self, row: usize) -> &[u32] {
+        let s = self.key_start[row] as usize;
+        &self.arena[s..s + self.key_len[row] as usize]
+    }
+}
+
+fn note(slot: &mut Option<String>, message: impl FnOnce() -> String) {
+    if slot.is_none() {
+        *slot = Some(message());
+    }
+}
+
+/// A number from an input value for a numeric aggregator; Ok(None) for null.
+fn number(v: &Value) -> Result<Option<f64>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Long(n) => Ok(Some(*n as f64)),
+        Value::Double(d) => Ok(Some(*d)),
+        Value::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| format!("{s:?} is not a number")),
+        other => Err(format!("{other:?} is not a number")),
+    }
+}
+
+fn long(v: &Value) -> Result<Option<i64>, String> {
+    match v {
+        Value::Long(n) => Ok(Some(*n)),
+        Value::Str(s) => match s.trim().parse::<i64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => number(v).map(|d| d.map(|d| d as i64)),
+        },
+        _ => number(v).map(|d| d.map(|d| d as i64)),
+    }
+}
+
+impl MetricValues {
+    fn push_empty(&mut self) {
+        match self {
+            MetricValues::Count(v) => v.push(0),
+            MetricValues::Long { values, set, .. } => {
+                values.push(0);
+                set.push(false);
+            }
+            MetricValues::Double { values, set, .. } => {
+                values.push(0.0);
+                set.push(false);
+            }
+            MetricValues::Float { values, set, .. } => {
+                values.push(0.0);
+                set.push(false);
+            }
+        }
+    }
+
+    /// Fold one input into a row's value. Null inputs leave it untouched
+    /// (an all-null row stays null, as with SQL-compatible null handling).
+    fn aggregate(&mut self, row: usize, input: &Value) -> Result<(), String> {
+        match self {
+            MetricValues::Count(v) => {
+                v[row] += 1;
+                Ok(())
+            }
+            MetricValues::Long { op, values, set } => {
+                let Some(x) = long(input)? else { return Ok(()) };
+                fold(&mut values[row], &mut set[row], x, *op, |a, b| a.wrapping_add(b));
+                Ok(())
+            }
+            MetricValues::Double { op, values, set } => {
+                let Some(x) = number(input)? else { return Ok(()) };
+                fold(&mut values[row], &mut set[row], x, *op, |a, b| a + b);
+                Ok(())
+            }
+            MetricValues::Float { op, values, set } => {
+                let Some(x) = number(input)? else { return Ok(()) };
+                fold(&mut values[row], &mut set[row], x as f32, *op, |a, b| a + b);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn fold<T: PartialOrd + Copy>(acc: &mut T, set: &mut bool, x: T, op: AggOp, add: impl Fn(T, T) -> T) {
+    if !*set {
+        *acc = x;
+        *set = true;
+        return;
+    }
+    *acc = match op {
+        AggOp::Sum => add(*acc, x),
+        AggOp::Min if x < *acc => x,
+        AggOp::Max if x > *acc => x,
+        _ => *acc,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::AggregatorSpec;
+    use std::borrow::Cow;
+
+    fn agg(kind: AggregatorKind, name: &str) -> Aggregator {
+        Aggregator {
+            name: name.into(),
+            kind,
+            field_name: Some(name.into()),
+            spec: AggregatorSpec {
+                kind: "longSum".into(),
+                name: name.into(),
+                field_name: None,
+                field_names: None,
+                expression: None,
+                is_input_hyper_unique: None,
+                round: None,
+                by_row: None,
+                time_column: None,
+                max_string_bytes: None,
+                filter: None,
+                aggregator: None,
+            },
+        }
+    }
+
+    fn index(max_rows: usize) -> IncrementalIndex {
+        let mut idx = IncrementalIndex::new(
+            Granularity::named("DAY").unwrap(),
+            Granularity::named("HOUR").unwrap(),
+            true,
+            max_rows,
+        );
+        idx.add_dimension("d", 0);
+        idx.add_metric(&agg(AggregatorKind::Count, "count"), None);
+        idx.add_metric(
+            &agg(AggregatorKind::Numeric { op: AggOp::Sum, ty: NumType::Long }, "v"),
+            Some(1),
+        );
+        idx.add_metric(
+            &agg(AggregatorKind::Numeric { op: AggOp::Min, ty: NumType::Double }, "m"),
+            Some(1),
+        );
+        idx
+    }
+
+    fn s(v: &str) -> Value<'_> {
+        Value::Str(Cow::Borrowed(v))
+    }
+
+    #[test]
+    fn rolls_up_equal_keys_within_the_hour() {
+        let mut idx = index(100);
+        idx.add(1000, &[s("a"), Value::Long(5)]);
+        idx.add(2000, &[s("a"), Value::Long(7)]);
+        idx.add(3000, &[s("b"), Value::Null]);
+        idx.add(3_600_000, &[s("a"), Value::Long(1)]);
+        assert_eq!(idx.row_count(), 3);
+        let MetricValues::Count(c) = &idx.metrics[0].values else { panic!() };
+        assert_eq!(c, &[2, 1, 1]);
+        let MetricValues::Long { values, set, .. } = &idx.metrics[1].values else { panic!() };
+        assert_eq!(values, &[12, 0, 1]);
+        assert_eq!(set, &[true, false, true]);
+        let MetricValues::Double { values, .. } = &idx.metrics[2].values else { panic!() };
+        assert_eq!(values[0], 5.0);
+        assert_eq!(idx.sinks.len(), 1);
+    }
+
+    #[test]
+    fn splits_partitions_at_max_rows() {
+        let mut idx = index(2);
+        for (i, d) in ["a", "b", "c", "a"].iter().enumerate() {
+            idx.add(i as i64, &[s(d), Value::Long(1)]);
+        }
+        assert_eq!(idx.sinks.len(), 2);
+        assert_eq!(idx.sinks[0].rows.len(), 2);
+        assert_eq!(idx.sinks[1].partition, 1);
+        // "a" meets the sealed partition's "a" but is not rolled into it.
+        assert_eq!(idx.sinks[1].rows.len(), 2);
+    }
+
+    #[test]
+    fn bad_numbers_are_conversion_errors() {
+        let mut idx = index(100);
+        let out = idx.add(0, &[s("a"), s("twelve")]);
+        assert_eq!(out.conversion_errors, 2);
+        assert!(idx.first_error.as_deref().unwrap().contains("twelve"));
+    }
+
+    #[test]
+    fn null_trailing_dimensions_share_keys() {
+        let mut idx = index(100);
+        idx.add(0, &[Value::Null, Value::Long(1)]);
+        idx.add(0, &[]);
+        assert_eq!(idx.row_count(), 1);
+    }
+}

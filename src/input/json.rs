@@ -1,0 +1,225 @@
+//! JSON entities → slot values, through serde visitors that borrow strings
+//! from the record and skip fields no column reads.
+
+use super::{FieldTable, FieldUse, ParseError, Value};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// Parse every JSON value of an entity (one or more concatenated objects).
+pub fn parse_entity<'a>(
+    data: &'a [u8],
+    fields: &mut FieldTable,
+    rows: &mut Vec<Vec<Value<'a>>>,
+) -> Result<(), ParseError> {
+    rows.clear();
+    let text = std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    loop {
+        // Skip whitespace between values; stop at the end of the entity.
+        match de.end() {
+            Ok(()) => break,
+            Err(_) => {
+                let mut row = vec![Value::Null; fields.len()];
+                RowSeed {
+                    fields: &mut *fields,
+                    row: &mut row,
+                }
+                .deserialize(&mut de)
+                .map_err(|e| ParseError(format!("Unable to parse row: {e}")))?;
+                rows.push(row);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(ParseError("record holds no JSON object".into()));
+    }
+    Ok(())
+}
+
+struct RowSeed<'t, 'r, 'a> {
+    fields: &'t mut FieldTable,
+    row: &'r mut Vec<Value<'a>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match self.fields.lookup(&key) {
+                Some(FieldUse::Ignore) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(FieldUse::Slot(s)) => {
+                    let v = map.next_value_seed(ValueSeed)?;
+                    if s >= self.row.len() {
+                        self.row.resize(s + 1, Value::Null);
+                    }
+                    self.row[s] = v;
+                }
+                None => {
+                    let v = map.next_value_seed(ValueSeed)?;
+                    if let FieldUse::Slot(s) = self.fields.meet(&key, &v) {
+                        if s >= self.row.len() {
+                            self.row.resize(s + 1, Value::Null);
+                        }
+                        self.row[s] = v;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+}
+
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Value<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Value::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Value::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Value::Long(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(match i64::try_from(v) {
+            Ok(n) => Value::Long(n),
+            Err(_) => Value::Double(v as f64),
+        })
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Value::Double(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed)? {
+            items.push(v);
+        }
+        if items.iter().any(|v| matches!(v, Value::List(_) | Value::Nested)) {
+            return Ok(Value::Nested);
+        }
+        Ok(Value::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Nested)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrows_known_fields_and_skips_the_rest() {
+        let mut fields = FieldTable::new(false, false, &[]);
+        let carrier = fields.slot("carrier");
+        let delay = fields.slot("dep_delay");
+        let data = br#"{"carrier":"UA","flight":"1545","dep_delay":-4,"nested":{"a":[1,2]},"x":null}"#;
+        let mut rows = Vec::new();
+        parse_entity(data, &mut fields, &mut rows).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(matches!(&rows[0][carrier], Value::Str(Cow::Borrowed("UA"))));
+        assert_eq!(rows[0][delay], Value::Long(-4));
+        assert_eq!(fields.discovered_count(), 0);
+    }
+
+    #[test]
+    fn discovers_scalar_fields_in_order() {
+        let mut fields = FieldTable::new(true, false, &["timestamp".to_string()]);
+        let data = br#"{"timestamp":"2013-01-01T00:00:00Z","b":"x","a":1,"n":null,"o":{"k":1},"l":["p","q"]}"#;
+        let mut rows = Vec::new();
+        parse_entity(data, &mut fields, &mut rows).unwrap();
+        let names: Vec<&str> = fields.discovered_since(0).iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["b", "a", "l"]);
+    }
+
+    #[test]
+    fn several_objects_in_one_record() {
+        let mut fields = FieldTable::new(false, false, &[]);
+        let s = fields.slot("v");
+        let mut rows = Vec::new();
+        parse_entity(br#"{"v":1} {"v":2}
+{"v":"three"}"#, &mut fields, &mut rows)
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2][s], Value::Str(Cow::Borrowed("three")));
+    }
+
+    #[test]
+    fn one_bad_value_spoils_the_entity() {
+        let mut fields = FieldTable::new(false, false, &[]);
+        fields.slot("v");
+        let mut rows = Vec::new();
+        assert!(parse_entity(br#"{"v":1} {"v":"#, &mut fields, &mut rows).is_err());
+        assert!(parse_entity(b"[1,2]", &mut fields, &mut rows).is_err());
+        assert!(parse_entity(b"", &mut fields, &mut rows).is_err());
+        assert!(parse_entity(b"\xff\xfe", &mut fields, &mut rows).is_err());
+    }
+
+    #[test]
+    fn escaped_strings_are_owned_and_correct() {
+        let mut fields = FieldTable::new(false, false, &[]);
+        let s = fields.slot("k\"ey");
+        let mut rows = Vec::new();
+        parse_entity(br#"{"k\"ey":"a\u00e9b"}"#, &mut fields, &mut rows).unwrap();
+        assert_eq!(rows[0][s], Value::Str(Cow::Owned("a\u{e9}b".into())));
+    }
+}

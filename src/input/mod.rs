@@ -1,0 +1,178 @@
+//! Bytes → rows. A record's bytes are parsed straight into a slot per known
+//! input field (borrowing strings from the record where JSON allows), the
+//! timestamp is taken from its slot, and the row goes on to the index. No
+//! `serde_json::Value` is built per row.
+
+pub mod delimited;
+pub mod json;
+pub mod timestamp;
+
+use crate::spec::{InputFormat, Task};
+use hashbrown::HashMap;
+use std::borrow::Cow;
+
+/// One input field's value, borrowed from the record where possible.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// Absent or null.
+    Null,
+    Str(Cow<'a, str>),
+    Long(i64),
+    Double(f64),
+    Bool(bool),
+    List(Vec<Value<'a>>),
+    /// A nested object or another shape no column can hold.
+    Nested,
+}
+
+/// What a field name means to this task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldUse {
+    Ignore,
+    Slot(usize),
+}
+
+/// Field names → slots, growing as schemaless discovery meets new fields.
+pub struct FieldTable {
+    fields: HashMap<Box<str>, FieldUse, foldhash::fast::FixedState>,
+    names: Vec<String>,
+    discover: bool,
+    keep_nulls: bool,
+    /// Discovered field names, in first-seen order (they become dimensions).
+    discovered: Vec<(String, usize)>,
+}
+
+impl FieldTable {
+    pub fn new(discover: bool, keep_nulls: bool, exclusions: &[String]) -> FieldTable {
+        let mut t = FieldTable {
+            fields: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(7)),
+            names: Vec::new(),
+            discover,
+            keep_nulls,
+            discovered: Vec::new(),
+        };
+        for e in exclusions {
+            t.fields.insert(e.as_str().into(), FieldUse::Ignore);
+        }
+        t
+    }
+
+    /// The slot of a field the task reads (registered once at start).
+    pub fn slot(&mut self, name: &str) -> usize {
+        if let Some(FieldUse::Slot(s)) = self.fields.get(name) {
+            return *s;
+        }
+        let s = self.names.len();
+        self.names.push(name.to_string());
+        self.fields.insert(name.into(), FieldUse::Slot(s));
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn name(&self, slot: usize) -> &str {
+        &self.names[slot]
+    }
+
+    /// Discovered fields from position `from` on.
+    pub fn discovered_since(&self, from: usize) -> &[(String, usize)] {
+        &self.discovered[from.min(self.discovered.len())..]
+    }
+
+    pub fn discovered_count(&self) -> usize {
+        self.discovered.len()
+    }
+
+    fn lookup(&self, name: &str) -> Option<FieldUse> {
+        self.fields.get(name).copied()
+    }
+
+    /// A field seen for the first time: a new dimension when discovering
+    /// (and the value is one a dimension can hold), otherwise ignored.
+    fn meet(&mut self, name: &str, value: &Value) -> FieldUse {
+        let storable = match value {
+            Value::Nested => false,
+            Value::Null => self.keep_nulls,
+            _ => true,
+        };
+        if !self.discover {
+            self.fields.insert(name.into(), FieldUse::Ignore);
+            return FieldUse::Ignore;
+        }
+        if !storable {
+            return FieldUse::Ignore;
+        }
+        let s = self.slot(name);
+        self.discovered.push((name.to_string(), s));
+        FieldUse::Slot(s)
+    }
+}
+
+/// Why a record or row could not become a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError(pub String);
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses records of one input format into slot values.
+pub struct RowParser {
+    pub fields: FieldTable,
+    format: InputFormat,
+    delimited: Option<delimited::Layout>,
+}
+
+impl RowParser {
+    pub fn new(task: &Task) -> RowParser {
+        let r = &task.resolved;
+        let format = r.input_format.clone().expect("validated task");
+        let discover = r.dimensions.is_empty();
+        let keep_nulls = matches!(format, InputFormat::Json { keep_null_columns: true });
+        let mut fields = FieldTable::new(discover, keep_nulls, if discover { &r.exclusions } else { &[] });
+        let delimited = match &format {
+            InputFormat::Delimited {
+                delimiter,
+                list_delimiter,
+                columns,
+                skip_header_rows,
+                csv,
+            } => Some(delimited::Layout::new(
+                delimiter,
+                list_delimiter.as_deref(),
+                columns,
+                *skip_header_rows,
+                *csv,
+                &mut fields,
+            )),
+            InputFormat::Json { .. } => None,
+        };
+        RowParser {
+            fields,
+            format,
+            delimited,
+        }
+    }
+
+    /// Parse one entity (a record's data) into rows of slot values. Rows are
+    /// handed over only if the whole entity parses, as Druid's stream JSON
+    /// reader does.
+    pub fn parse<'a>(&mut self, data: &'a [u8], rows: &mut Vec<Vec<Value<'a>>>) -> Result<(), ParseError> {
+        rows.clear();
+        match &self.format {
+            InputFormat::Json { .. } => json::parse_entity(data, &mut self.fields, rows),
+            InputFormat::Delimited { .. } => {
+                let layout = self.delimited.as_ref().expect("delimited layout");
+                layout.parse_entity(data, self.fields.len(), rows)
+            }
+        }
+    }
+}

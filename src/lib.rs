@@ -1,0 +1,14 @@
+//! kinesis-peon: a native replacement for Apache Druid's Kinesis indexing
+//! task. The modules follow the pipeline (see the README and DESIGN):
+//! `spec` → `source` → `input` → `index` → `persist`/`segment` → `storage`
+//! → `publish`, driven by `task`.
+
+pub mod index;
+pub mod input;
+pub mod persist;
+pub mod publish;
+pub mod segment;
+pub mod source;
+pub mod spec;
+pub mod storage;
+pub mod task;

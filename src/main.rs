@@ -1,0 +1,346 @@
+//! The command line only; the work is in the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use kinesis_peon::segment::reader::{SegmentFiles, read_bitmaps, read_index_drd, read_segment};
+use kinesis_peon::source::make_dump::{DumpCompression, LineFormat, MakeDumpOptions, make_dump};
+use kinesis_peon::spec::load_task;
+use kinesis_peon::spec::time::format_iso;
+use kinesis_peon::task::{RunOptions, RunSummary, run};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kinesis-peon", version, about = "A native Apache Druid Kinesis indexing task")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a task file and print the effective task (Druid defaults filled in).
+    Validate { task: PathBuf },
+    /// Replay a recorded shard dump into local deep storage and the embedded metadata store.
+    Run {
+        #[arg(long)]
+        task: PathBuf,
+        #[arg(long)]
+        dump: PathBuf,
+        /// Where deep storage, the metadata store and task files go.
+        #[arg(long, default_value = "var")]
+        base_dir: PathBuf,
+    },
+    /// Replay a dump and report throughput, CPU time, peak memory and time per stage.
+    Bench {
+        #[arg(long)]
+        task: PathBuf,
+        #[arg(long)]
+        dump: PathBuf,
+        /// Defaults to a fresh temporary directory, removed afterwards.
+        #[arg(long)]
+        base_dir: Option<PathBuf>,
+    },
+    /// Turn a newline-delimited json/csv/tsv file into a shard dump.
+    MakeDump {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        shards: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "stream")]
+        stream: String,
+        /// Field (json) or header column (csv/tsv) whose value is the partition key; the row number otherwise.
+        #[arg(long)]
+        partition_key: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(long, value_enum, default_value = "none")]
+        compress: Compress,
+        /// Take only the first N rows.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Print a segment's rows as JSON lines (index.zip or a segment directory).
+    DumpSegment {
+        path: PathBuf,
+        /// Print index.drd and metadata.drd instead of rows.
+        #[arg(long, conflicts_with = "bitmaps")]
+        metadata: bool,
+        /// Print each string dimension's value → rows bitmaps.
+        #[arg(long)]
+        bitmaps: bool,
+        /// Only these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Csv,
+    Tsv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Compress {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Validate { task } => {
+            let bytes = std::fs::read(&task).with_context(|| format!("reading {}", task.display()))?;
+            match load_task(&bytes) {
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("{}", serde_json::to_string_pretty(&loaded.task)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{}: invalid task", task.display());
+                    for e in &errors.0 {
+                        eprintln!("  {e}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Run { task, dump, base_dir } => {
+            let summary = run(&RunOptions {
+                task_file: task,
+                dump,
+                base_dir,
+                progress: std::io::stderr().is_terminal(),
+                stage_timing: false,
+            })?;
+            print_summary(&summary);
+            Ok(if summary.error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Bench { task, dump, base_dir } => bench(task, dump, base_dir),
+        Command::MakeDump {
+            input,
+            shards,
+            out,
+            stream,
+            partition_key,
+            format,
+            compress,
+            limit,
+        } => {
+            let summary = make_dump(&MakeDumpOptions {
+                input,
+                format: format.map(|f| match f {
+                    Format::Json => LineFormat::Json,
+                    Format::Csv => LineFormat::Csv,
+                    Format::Tsv => LineFormat::Tsv,
+                }),
+                shards,
+                out: out.clone(),
+                stream,
+                partition_key,
+                compression: match compress {
+                    Compress::None => DumpCompression::None,
+                    Compress::Gzip => DumpCompression::Gzip,
+                    Compress::Zstd => DumpCompression::Zstd,
+                },
+                limit,
+            })?;
+            println!(
+                "wrote {} records into {} shards under {} ({})",
+                summary.records,
+                summary.per_shard.len(),
+                out.display(),
+                summary.per_shard.iter().map(u64::to_string).collect::<Vec<_>>().join(" / ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DumpSegment {
+            path,
+            metadata,
+            bitmaps,
+            columns,
+        } => dump_segment(path, metadata, bitmaps, columns),
+    }
+}
+
+fn print_summary(s: &RunSummary) {
+    let secs = s.wall.as_secs_f64();
+    let bytes: u64 = s.segments.iter().map(|p| p.segment.size).sum();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "task        {}", s.task_id);
+    let _ = writeln!(out, "status      {}", if s.error.is_some() { "FAILED" } else { "SUCCESS" });
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "error       {e}");
+    }
+    let _ = writeln!(out, "records     {} ({:.1} MB)", s.records, s.input_bytes as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "rows in     {} processed, {} with errors, {} unparseable, {} thrown away",
+        s.stats.processed, s.stats.processed_with_error, s.stats.unparseable, s.stats.thrown_away
+    );
+    let _ = writeln!(out, "rows out    {} (after rollup)", s.rows_out);
+    if s.already_published {
+        let _ = writeln!(out, "segments    already published by an earlier run; nothing added");
+    } else {
+        let _ = writeln!(out, "segments    {} ({:.1} MB uncompressed)", s.segments.len(), bytes as f64 / 1e6);
+    }
+    let _ = writeln!(
+        out,
+        "seconds     {secs:.2} ({:.0} rows/s)",
+        (s.stats.processed + s.stats.processed_with_error) as f64 / secs.max(1e-9)
+    );
+    for e in s.saved_errors.iter().take(5) {
+        let _ = writeln!(out, "parse error {e}");
+    }
+    let _ = writeln!(out, "status file {}", s.status_file.display());
+}
+
+fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<ExitCode> {
+    let temp;
+    let base = match base_dir {
+        Some(b) => b,
+        None => {
+            temp = tempfile_dir()?;
+            temp.clone()
+        }
+    };
+    let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+    let summary = run(&RunOptions {
+        task_file: task,
+        dump,
+        base_dir: base.clone(),
+        progress: false,
+        stage_timing: true,
+    })?;
+    let after = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+    let cpu = |u: &nix::sys::resource::Usage| {
+        let t = u.user_time();
+        let s = u.system_time();
+        t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6 + s.tv_sec() as f64 + s.tv_usec() as f64 / 1e6
+    };
+    let cpu_secs = cpu(&after) - cpu(&before);
+    print_summary(&summary);
+    let rows = (summary.stats.processed + summary.stats.processed_with_error) as f64;
+    let wall = summary.wall.as_secs_f64();
+    let st = &summary.stages;
+    println!("--- bench");
+    println!("rows/s              {:.0}", rows / wall);
+    println!("rows per CPU-second {:.0}", rows / cpu_secs);
+    println!("input MB/s          {:.1}", summary.input_bytes as f64 / 1e6 / wall);
+    println!("CPU seconds         {cpu_secs:.2} (wall {wall:.2})");
+    println!("peak RSS            {:.1} MiB", after.max_rss() as f64 / 1024.0);
+    println!(
+        "stages (s)          read {:.2} (fetch threads) | parse {:.2} | index {:.2} | persist {:.2} | push {:.2} | publish {:.2}",
+        st.read.as_secs_f64(),
+        st.parse.as_secs_f64(),
+        st.index.as_secs_f64(),
+        st.persist.as_secs_f64(),
+        st.push.as_secs_f64(),
+        st.publish.as_secs_f64()
+    );
+    if summary.error.is_none() && !base.as_os_str().is_empty() && std::env::var_os("KINESIS_PEON_KEEP").is_none() {
+        // Only a temporary base directory is removed.
+        if base.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(&base);
+        }
+    }
+    Ok(if summary.error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("kinesis-peon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn dump_segment(path: PathBuf, metadata: bool, bitmaps: bool, columns: Vec<String>) -> Result<ExitCode> {
+    let wanted = |name: &str| columns.is_empty() || columns.iter().any(|c| c == name);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if metadata {
+        let files = SegmentFiles::open(&path)?;
+        let entries = files.entries()?;
+        let drd = read_index_drd(entries.get("index.drd").context("the segment has no index.drd")?)?;
+        let meta: Option<serde_json::Value> = match entries.get("metadata.drd") {
+            Some(b) => Some(serde_json::from_slice(b).context("metadata.drd is not JSON")?),
+            None => None,
+        };
+        let doc = serde_json::json!({
+            "index.drd": {
+                "columns": drd.columns,
+                "dimensions": drd.dimensions,
+                "interval": format!("{}/{}", format_iso(drd.interval.0), format_iso(drd.interval.1)),
+                "bitmapSerdeFactory": serde_json::from_str::<serde_json::Value>(&drd.bitmap_serde).unwrap_or_default(),
+            },
+            "metadata.drd": meta,
+            "smoosh": entries.iter().map(|(k, v)| (k.clone(), v.len())).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if bitmaps {
+        let files = SegmentFiles::open(&path)?;
+        let entries = files.entries()?;
+        let drd = read_index_drd(entries.get("index.drd").context("the segment has no index.drd")?)?;
+        let mut doc = serde_json::Map::new();
+        for dim in drd.dimensions.iter().filter(|d| wanted(d)) {
+            let bytes = entries.get(dim.as_str()).with_context(|| format!("column {dim} missing"))?;
+            let mut values = serde_json::Map::new();
+            for (value, rows) in read_bitmaps(dim, bytes)? {
+                values.insert(value.unwrap_or_else(|| "null".into()), rows.iter().collect::<Vec<u32>>().into());
+            }
+            doc.insert(dim.clone(), values.into());
+        }
+        writeln!(out, "{}", serde_json::to_string(&serde_json::json!({"bitmaps": doc}))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (_, data) = read_segment(&path)?;
+    for row in 0..data.num_rows() {
+        let mut obj = serde_json::Map::new();
+        if wanted("__time") {
+            obj.insert("__time".into(), format_iso(data.times[row]).into());
+        }
+        for d in data.dimensions.iter().filter(|d| wanted(&d.name)) {
+            let v = d.dictionary[d.ids[row] as usize].clone();
+            obj.insert(d.name.clone(), v.map_or(serde_json::Value::Null, Into::into));
+        }
+        for m in data.metrics.iter().filter(|m| wanted(&m.name)) {
+            let v = if m.nulls.contains(row as u32) { serde_json::Value::Null } else { m.values.json(row) };
+            obj.insert(m.name.clone(), v);
+        }
+        serde_json::to_writer(&mut out, &obj)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

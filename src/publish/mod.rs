@@ -1,0 +1,520 @@
+//! The metadata commit. The embedded store is a SQLite file holding Druid's
+//! own tables (`druid_segments`, `druid_dataSource`, `druid_pendingSegments`)
+//! and applying Druid's allocation and compare-and-swap rules
+//! (peon-protocol §8.1, §8.5), so segments and stream offsets are published
+//! exactly once.
+
+use crate::spec::sequence::SequenceNumber;
+use crate::spec::time::{format_interval, format_iso};
+use anyhow::{Context, Result, bail};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Druid's DataSegment as it goes into `druid_segments.payload`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSegment {
+    pub data_source: String,
+    pub interval: String,
+    pub version: String,
+    pub load_spec: Value,
+    pub dimensions: String,
+    pub metrics: String,
+    pub shard_spec: ShardSpec,
+    pub binary_version: i32,
+    pub size: u64,
+    pub identifier: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub partition_num: u32,
+    pub partitions: u32,
+}
+
+/// An allocated segment identity (what SegmentAllocateAction returns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentIdentity {
+    pub data_source: String,
+    pub interval: (i64, i64),
+    pub version: String,
+    pub partition_num: u32,
+    pub partitions: u32,
+}
+
+impl SegmentIdentity {
+    pub fn id(&self) -> String {
+        segment_id(&self.data_source, self.interval, &self.version, self.partition_num)
+    }
+}
+
+pub fn segment_id(data_source: &str, interval: (i64, i64), version: &str, partition: u32) -> String {
+    let base = format!(
+        "{data_source}_{}_{}_{version}",
+        format_iso(interval.0),
+        format_iso(interval.1)
+    );
+    if partition == 0 { base } else { format!("{base}_{partition}") }
+}
+
+/// A start or end position of a stream, as committed with segments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamOffsets {
+    pub stream: String,
+    pub offsets: BTreeMap<String, SequenceNumber>,
+    pub exclusive: Vec<String>,
+}
+
+impl StreamOffsets {
+    /// `druid_dataSource.commit_metadata_payload` for an end position.
+    pub fn end_metadata_json(&self) -> Value {
+        let map: BTreeMap<&String, String> = self.offsets.iter().map(|(k, v)| (k, v.to_string())).collect();
+        json!({
+            "type": "kinesis",
+            "partitions": {
+                "type": "end",
+                "stream": self.stream,
+                "topic": self.stream,
+                "partitionSequenceNumberMap": map,
+                "partitionOffsetMap": map,
+            }
+        })
+    }
+
+    fn from_metadata_json(v: &Value) -> Result<StreamOffsets> {
+        let p = v.get("partitions").context("stored metadata has no partitions")?;
+        let stream = p
+            .get("stream")
+            .or_else(|| p.get("topic"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let map = p
+            .get("partitionSequenceNumberMap")
+            .or_else(|| p.get("partitionOffsetMap"))
+            .and_then(Value::as_object)
+            .context("stored metadata has no partitionSequenceNumberMap")?;
+        let mut offsets = BTreeMap::new();
+        for (k, v) in map {
+            let s = v.as_str().context("stored sequence number is not a string")?;
+            offsets.insert(k.clone(), SequenceNumber::parse(s).map_err(anyhow::Error::msg)?);
+        }
+        Ok(StreamOffsets {
+            stream,
+            offsets,
+            exclusive: Vec::new(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .offsets
+            .iter()
+            .map(|(k, v)| {
+                let ex = if self.exclusive.contains(k) { " (exclusive)" } else { "" };
+                format!("{k}={v}{ex}")
+            })
+            .collect();
+        format!("{}: {{{}}}", self.stream, parts.join(", "))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PublishOutcome {
+    Published,
+    /// The same segment ids were already published (a replica or an
+    /// earlier run of the same task): success, nothing written.
+    AlreadyPublished,
+}
+
+pub struct MetadataStore {
+    conn: rusqlite::Connection,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS druid_segments (
+  id VARCHAR(255) NOT NULL PRIMARY KEY,
+  dataSource VARCHAR(255) NOT NULL,
+  created_date VARCHAR(255) NOT NULL,
+  start VARCHAR(255) NOT NULL,
+  "end" VARCHAR(255) NOT NULL,
+  partitioned BOOLEAN NOT NULL,
+  version VARCHAR(255) NOT NULL,
+  used BOOLEAN NOT NULL,
+  payload BLOB NOT NULL,
+  used_status_last_updated VARCHAR(255)
+);
+CREATE INDEX IF NOT EXISTS idx_druid_segments_used ON druid_segments(used);
+CREATE INDEX IF NOT EXISTS idx_druid_segments_datasource_used_end_start
+  ON druid_segments(dataSource, used, "end", start);
+CREATE TABLE IF NOT EXISTS druid_dataSource (
+  dataSource VARCHAR(255) NOT NULL PRIMARY KEY,
+  created_date VARCHAR(255) NOT NULL,
+  commit_metadata_payload BLOB NOT NULL,
+  commit_metadata_sha1 VARCHAR(255) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS druid_pendingSegments (
+  id VARCHAR(255) NOT NULL PRIMARY KEY,
+  dataSource VARCHAR(255) NOT NULL,
+  created_date VARCHAR(255) NOT NULL,
+  start VARCHAR(255) NOT NULL,
+  "end" VARCHAR(255) NOT NULL,
+  sequence_name VARCHAR(255) NOT NULL,
+  sequence_prev_id VARCHAR(255) NOT NULL,
+  sequence_name_prev_id_sha1 VARCHAR(255) NOT NULL UNIQUE,
+  payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_druid_pendingSegments_datasource_end ON druid_pendingSegments(dataSource, "end");
+CREATE INDEX IF NOT EXISTS idx_druid_pendingSegments_datasource_sequence ON druid_pendingSegments(dataSource, sequence_name);
+"#;
+
+fn sha1_upper(bytes: &[u8]) -> String {
+    hex::encode_upper(Sha1::digest(bytes))
+}
+
+fn now_iso() -> String {
+    format_iso(chrono::Utc::now().timestamp_millis())
+}
+
+impl MetadataStore {
+    pub fn open(path: &Path) -> Result<MetadataStore> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let conn = rusqlite::Connection::open(path)
+            .with_context(|| format!("opening the metadata store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA).context("creating Druid's metadata tables")?;
+        Ok(MetadataStore { conn })
+    }
+
+    /// Allocate (or find again) the segment id for a sequence and interval,
+    /// as SegmentAllocateAction does with lineage checks skipped: the same
+    /// (sequence name, previous id, interval) always gets the same id.
+    pub fn allocate(
+        &mut self,
+        data_source: &str,
+        sequence_name: &str,
+        previous_id: &str,
+        interval: (i64, i64),
+        lock_version: &str,
+    ) -> Result<SegmentIdentity> {
+        let (start, end) = (format_iso(interval.0), format_iso(interval.1));
+        let mut key = Vec::new();
+        key.extend_from_slice(sequence_name.as_bytes());
+        key.push(0xFF);
+        key.extend_from_slice(previous_id.as_bytes());
+        key.push(0xFF);
+        key.extend_from_slice(&interval.0.to_be_bytes());
+        key.extend_from_slice(&interval.1.to_be_bytes());
+        let key_sha1 = sha1_upper(&key);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT payload FROM druid_pendingSegments WHERE sequence_name_prev_id_sha1 = ?1",
+                params![key_sha1],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(payload) = existing {
+            let v: Value = serde_json::from_slice(&payload)?;
+            return Ok(SegmentIdentity {
+                data_source: data_source.to_string(),
+                interval,
+                version: v["version"].as_str().unwrap_or_default().to_string(),
+                partition_num: v["shardSpec"]["partitionNum"].as_u64().unwrap_or(0) as u32,
+                partitions: v["shardSpec"]["partitions"].as_u64().unwrap_or(0) as u32,
+            });
+        }
+        // A chunk that already has used segments keeps their version.
+        let used: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx.prepare(
+                r#"SELECT version, payload FROM druid_segments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3 AND used"#,
+            )?;
+            stmt.query_map(params![data_source, start, end], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let pending: Vec<Vec<u8>> = {
+            let mut stmt = tx.prepare(
+                r#"SELECT payload FROM druid_pendingSegments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3"#,
+            )?;
+            stmt.query_map(params![data_source, start, end], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let pending: Vec<Value> = pending
+            .iter()
+            .map(|p| serde_json::from_slice(p))
+            .collect::<Result<_, _>>()?;
+        // The chunk keeps the version of its used segments, else of its
+        // pending ones, else takes the task lock's.
+        let version = used
+            .iter()
+            .map(|(v, _)| v.clone())
+            .max()
+            .or_else(|| pending.iter().filter_map(|p| p["version"].as_str().map(str::to_string)).max())
+            .unwrap_or_else(|| lock_version.to_string());
+        let mut max_partition: Option<u32> = None;
+        let mut core = 0u32;
+        for (v, payload) in &used {
+            if *v != version {
+                continue;
+            }
+            let seg: DataSegment = serde_json::from_slice(payload)?;
+            if max_partition.is_none_or(|m| seg.shard_spec.partition_num >= m) {
+                core = seg.shard_spec.partitions;
+            }
+            max_partition = Some(max_partition.map_or(seg.shard_spec.partition_num, |m| m.max(seg.shard_spec.partition_num)));
+        }
+        for v in &pending {
+            if v["version"].as_str() == Some(version.as_str()) {
+                let n = v["shardSpec"]["partitionNum"].as_u64().unwrap_or(0) as u32;
+                max_partition = Some(max_partition.map_or(n, |m| m.max(n)));
+            }
+        }
+        let identity = SegmentIdentity {
+            data_source: data_source.to_string(),
+            interval,
+            version,
+            partition_num: max_partition.map_or(0, |m| m + 1),
+            partitions: core,
+        };
+        let payload = json!({
+            "dataSource": data_source,
+            "interval": format_interval(interval.0, interval.1),
+            "version": identity.version,
+            "shardSpec": {"type": "numbered", "partitionNum": identity.partition_num, "partitions": identity.partitions},
+        });
+        tx.execute(
+            r#"INSERT INTO druid_pendingSegments (id, dataSource, created_date, start, "end", sequence_name, sequence_prev_id, sequence_name_prev_id_sha1, payload)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
+            params![
+                identity.id(),
+                data_source,
+                now_iso(),
+                start,
+                end,
+                sequence_name,
+                previous_id,
+                key_sha1,
+                serde_json::to_vec(&payload)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(identity)
+    }
+
+    /// Publish segments and move the stream offsets from `start` to `end` in
+    /// one transaction, by Druid's compare-and-swap rule.
+    pub fn publish(
+        &mut self,
+        data_source: &str,
+        segments: &[DataSegment],
+        offsets: Option<(&StreamOffsets, &StreamOffsets)>,
+    ) -> Result<PublishOutcome> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some((start, end)) = offsets {
+            let stored: Option<(Vec<u8>, String)> = tx
+                .query_row(
+                    "SELECT commit_metadata_payload, commit_metadata_sha1 FROM druid_dataSource WHERE dataSource = ?1",
+                    params![data_source],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match stored {
+                None => {
+                    let payload = serde_json::to_vec(&end.end_metadata_json())?;
+                    tx.execute(
+                        "INSERT INTO druid_dataSource (dataSource, created_date, commit_metadata_payload, commit_metadata_sha1) VALUES (?1, ?2, ?3, ?4)",
+                        params![data_source, now_iso(), payload, sha1_upper(&payload)],
+                    )?;
+                }
+                Some((bytes, _)) => {
+                    let stored_json: Value = serde_json::from_slice(&bytes).context("stored commit metadata is not JSON")?;
+                    let stored_offsets = StreamOffsets::from_metadata_json(&stored_json)?;
+                    if let Err(why) = start_matches(start, &stored_offsets) {
+                        drop(tx);
+                        if self.all_used(segments)? {
+                            return Ok(PublishOutcome::AlreadyPublished);
+                        }
+                        bail!(
+                            "Inconsistent metadata state: the stored offsets [{}] do not match the task's start [{}] ({why}); nothing was published",
+                            stored_offsets.describe(),
+                            start.describe()
+                        );
+                    }
+                    let mut merged = stored_offsets.clone();
+                    merged.stream = end.stream.clone();
+                    for (k, v) in &end.offsets {
+                        merged.offsets.insert(k.clone(), v.clone());
+                    }
+                    let payload = serde_json::to_vec(&merged.end_metadata_json())?;
+                    let updated = tx.execute(
+                        "UPDATE druid_dataSource SET commit_metadata_payload = ?1, commit_metadata_sha1 = ?2 WHERE dataSource = ?3 AND commit_metadata_sha1 = ?4",
+                        params![payload, sha1_upper(&payload), data_source, sha1_upper(&bytes)],
+                    )?;
+                    if updated != 1 {
+                        bail!("the stored offsets changed while publishing; try again");
+                    }
+                }
+            }
+        }
+        let now = now_iso();
+        for seg in segments {
+            let (start, end) = seg.interval.split_once('/').context("segment interval")?;
+            tx.execute(
+                r#"INSERT OR IGNORE INTO druid_segments (id, dataSource, created_date, start, "end", partitioned, version, used, payload, used_status_last_updated)
+                   VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, 1, ?7, ?3)"#,
+                params![seg.identifier, seg.data_source, now, start, end, seg.version, serde_json::to_vec(seg)?],
+            )?;
+        }
+        tx.commit()?;
+        Ok(PublishOutcome::Published)
+    }
+
+    fn all_used(&self, segments: &[DataSegment]) -> Result<bool> {
+        if segments.is_empty() {
+            return Ok(false);
+        }
+        for seg in segments {
+            let used: Option<bool> = self
+                .conn
+                .query_row("SELECT used FROM druid_segments WHERE id = ?1", params![seg.identifier], |r| r.get(0))
+                .optional()?;
+            if used != Some(true) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The committed offsets of a data source, if any.
+    pub fn committed_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT commit_metadata_payload FROM druid_dataSource WHERE dataSource = ?1",
+                params![data_source],
+                |r| r.get(0),
+            )
+            .optional()?;
+        bytes
+            .map(|b| StreamOffsets::from_metadata_json(&serde_json::from_slice(&b)?))
+            .transpose()
+    }
+
+    /// Every used segment of a data source.
+    pub fn used_segments(&self, data_source: &str) -> Result<Vec<DataSegment>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT payload FROM druid_segments WHERE dataSource = ?1 AND used ORDER BY id")?;
+        let rows: Vec<Vec<u8>> = stmt
+            .query_map(params![data_source], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        rows.iter()
+            .map(|b| serde_json::from_slice(b).context("bad segment payload"))
+            .collect()
+    }
+}
+
+/// Druid's `matches` between a task's start and the stored end (turned into
+/// a start with every shard exclusive): every shard both name must hold the
+/// same number and be exclusive in the task's start.
+fn start_matches(start: &StreamOffsets, stored: &StreamOffsets) -> Result<(), String> {
+    if !stored.stream.is_empty() && stored.stream != start.stream {
+        return Err(format!("stream {:?} is not the stored {:?}", start.stream, stored.stream));
+    }
+    for (shard, seq) in &start.offsets {
+        if let Some(stored_seq) = stored.offsets.get(shard) {
+            if stored_seq != seq {
+                return Err(format!("{shard} starts at {seq}, stored {stored_seq}"));
+            }
+            if !start.exclusive.contains(shard) {
+                return Err(format!("{shard} starts inclusively at the stored offset {seq}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(pairs: &[(&str, &str)], exclusive: &[&str]) -> StreamOffsets {
+        StreamOffsets {
+            stream: "s".into(),
+            offsets: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), SequenceNumber::parse(v).unwrap()))
+                .collect(),
+            exclusive: exclusive.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn segment(id: &str) -> DataSegment {
+        DataSegment {
+            data_source: "ds".into(),
+            interval: "2013-01-01T00:00:00.000Z/2013-01-02T00:00:00.000Z".into(),
+            version: "v1".into(),
+            load_spec: json!({"type": "local", "path": "/x"}),
+            dimensions: "a".into(),
+            metrics: "count".into(),
+            shard_spec: ShardSpec {
+                kind: "numbered".into(),
+                partition_num: 0,
+                partitions: 0,
+            },
+            binary_version: 9,
+            size: 1,
+            identifier: id.into(),
+        }
+    }
+
+    #[test]
+    fn compare_and_swap_follows_druid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::open(&dir.path().join("m.db")).unwrap();
+        let start = offsets(&[("a", "1")], &[]);
+        let end = offsets(&[("a", "5")], &[]);
+        assert_eq!(
+            store.publish("ds", &[segment("s1")], Some((&start, &end))).unwrap(),
+            PublishOutcome::Published
+        );
+        // The same start again: a mismatch, but the segments exist, so success.
+        assert_eq!(
+            store.publish("ds", &[segment("s1")], Some((&start, &end))).unwrap(),
+            PublishOutcome::AlreadyPublished
+        );
+        // Same start, new segments: refused with a clear message.
+        let err = store.publish("ds", &[segment("s2")], Some((&start, &end))).unwrap_err();
+        assert!(err.to_string().contains("do not match the task's start"), "{err}");
+        // Continuing exclusively from the stored end: accepted.
+        let next_start = offsets(&[("a", "5")], &["a"]);
+        let next_end = offsets(&[("a", "9")], &[]);
+        store.publish("ds", &[segment("s3")], Some((&next_start, &next_end))).unwrap();
+        let stored = store.committed_offsets("ds").unwrap().unwrap();
+        assert_eq!(stored.offsets["a"], SequenceNumber::parse("9").unwrap());
+        assert_eq!(store.used_segments("ds").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn allocation_is_stable_per_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::open(&dir.path().join("m.db")).unwrap();
+        let a = store.allocate("ds", "seq_0", "", (0, 10), "v1").unwrap();
+        let again = store.allocate("ds", "seq_0", "", (0, 10), "v2").unwrap();
+        assert_eq!(a, again);
+        let b = store.allocate("ds", "seq_1", "", (0, 10), "v2").unwrap();
+        assert_eq!(b.version, "v1");
+        assert_eq!(b.partition_num, 1);
+        assert_eq!(a.id(), "ds_1970-01-01T00:00:00.000Z_1970-01-01T00:00:00.010Z_v1");
+        assert!(b.id().ends_with("_1"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Building blocks both ways: a bounds-checked reader that names where it
+//! failed, GenericIndexed v1 lists, Java string order, block compression.
+
+use crate::spec::Compression;
+use anyhow::{Result, bail};
+use std::cmp::Ordering;
+
+/// Java's `String.compareTo`: UTF-16 code unit order.
+pub fn java_cmp(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// Null sorts first, as in Druid's dictionaries.
+pub fn java_cmp_nullable(a: Option<&str>, b: Option<&str>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => java_cmp(a, b),
+    }
+}
+
+pub fn compression_id(c: Compression) -> u8 {
+    match c {
+        Compression::Lzf => 0x00,
+        Compression::Lz4 => 0x01,
+        Compression::Uncompressed => 0xFF,
+        Compression::None => 0xFE,
+    }
+}
+
+/// The GI flags byte Druid writes for a list of strings (spec §3.6).
+pub fn sorted_flag(items: &[Option<&str>]) -> u8 {
+    for pair in items.windows(2) {
+        if let Some(prev) = pair[0]
+            && java_cmp_nullable(Some(prev), pair[1]) != Ordering::Less
+        {
+            return 0;
+        }
+    }
+    1
+}
+
+/// Write a GenericIndexed v1 list.
+pub fn write_generic_indexed(out: &mut Vec<u8>, flags: u8, items: &[Option<&[u8]>]) {
+    let value_bytes: usize = items.iter().map(|i| 4 + i.map_or(0, <[u8]>::len)).sum();
+    out.push(1);
+    out.push(flags);
+    out.extend_from_slice(&((4 + 4 * items.len() + value_bytes) as i32).to_be_bytes());
+    out.extend_from_slice(&(items.len() as i32).to_be_bytes());
+    let mut end = 0usize;
+    for item in items {
+        end += 4 + item.map_or(0, <[u8]>::len);
+        out.extend_from_slice(&(end as i32).to_be_bytes());
+    }
+    for item in items {
+        match item {
+            Some(bytes) => {
+                out.extend_from_slice(&0i32.to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+}
+
+pub fn write_string_list(out: &mut Vec<u8>, items: &[Option<&str>]) {
+    let flags = sorted_flag(items);
+    let bytes: Vec<Option<&[u8]>> = items.iter().map(|i| i.map(str::as_bytes)).collect();
+    write_generic_indexed(out, flags, &bytes);
+}
+
+/// A length-prefixed UTF-8 string (`SerializerUtils`).
+pub fn write_prefixed_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Cut `raw` into blocks of `block_bytes` and store each compressed as one
+/// GI element (flags 0).
+pub fn write_blocks(out: &mut Vec<u8>, raw: &[u8], block_bytes: usize, compression: Compression) {
+    let blocks: Vec<Vec<u8>> = raw
+        .chunks(block_bytes.max(1))
+        .map(|chunk| match compression {
+            Compression::Lz4 => lz4_flex::block::compress(chunk),
+            _ => chunk.to_vec(),
+        })
+        .collect();
+    let items: Vec<Option<&[u8]>> = blocks.iter().map(|b| Some(b.as_slice())).collect();
+    write_generic_indexed(out, 0, &items);
+}
+
+/// Largest a decompressed block may be (Druid's 64 KiB buffer).
+pub const MAX_BLOCK_BYTES: usize = 65_536;
+
+/// A bounds-checked cursor over one structure; errors name it and the offset.
+pub struct ByteReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'a str,
+}
+
+impl<'a> ByteReader<'a> {
+    pub fn new(buf: &'a [u8], what: &'a str) -> ByteReader<'a> {
+        ByteReader { buf, pos: 0, what }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn fail<T>(&self, msg: impl std::fmt::Display) -> Result<T> {
+        bail!("{} at offset {}: {msg}", self.what, self.pos)
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return self.fail(format!("needs {n} bytes, only {} left", self.remaining()));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    /// A non-negative i32 used as a length or count.
+    pub fn len32(&mut self) -> Result<usize> {
+        let v = self.i32()?;
+        if v < 0 {
+            self.pos -= 4;
+            return self.fail(format!("negative length {v}"));
+        }
+        Ok(v as usize)
+    }
+
+    pub fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
+    /// Read a GenericIndexed v1 list; returns (flags, elements).
+    pub fn generic_indexed(&mut self) -> Result<(u8, Vec<Option<&'a [u8]>>)> {
+        let version = self.u8()?;
+        if version != 1 {
+            self.pos -= 1;
+            return self.fail(format!("GenericIndexed version {version} is not supported (1)"));
+        }
+        let flags = self.u8()?;
+        let size = self.len32()?;
+        let body = self.take(size)?;
+        let mut r = ByteReader::new(body, self.what);
+        let n = r.len32()?;
+        if n.checked_mul(4).is_none_or(|b| b > r.remaining()) {
+            return self.fail(format!("GenericIndexed claims {n} elements in {size} bytes"));
+        }
+        let ends: Vec<usize> = (0..n).map(|_| r.len32()).collect::<Result<_>>()?;
+        let values = r.rest();
+        let mut items = Vec::with_capacity(n);
+        let mut start = 0usize;
+        for (i, &end) in ends.iter().enumerate() {
+            if end < start + 4 || end > values.len() {
+                return self.fail(format!("GenericIndexed element {i} has bad end offset {end}"));
+            }
+            let marker = i32::from_be_bytes(values[start..start + 4].try_into().expect("4 bytes"));
+            let payload = &values[start + 4..end];
+            items.push(match marker {
+                0 => Some(payload),
+                -1 if payload.is_empty() => None,
+                _ => return self.fail(format!("GenericIndexed element {i} has bad marker {marker}")),
+            });
+            start = end;
+        }
+        if start != values.len() {
+            return self.fail("GenericIndexed has bytes after its last element");
+        }
+        Ok((flags, items))
+    }
+}
+
+/// Decompress the blocks of a GI into one buffer of exactly `total` bytes,
+/// each block but the last holding `block_bytes`.
+pub fn read_blocks(
+    r: &mut ByteReader,
+    compression_id: u8,
+    total: usize,
+    block_bytes: usize,
+) -> Result<Vec<u8>> {
+    let (_, blocks) = r.generic_indexed()?;
+    if block_bytes == 0 || block_bytes > MAX_BLOCK_BYTES {
+        return r.fail(format!("block size {block_bytes} is outside 1..=65536 bytes"));
+    }
+    let expected_blocks = total.div_ceil(block_bytes);
+    if blocks.len() != expected_blocks {
+        return r.fail(format!(
+            "{} blocks where {total} bytes in blocks of {block_bytes} need {expected_blocks}",
+            blocks.len()
+        ));
+    }
+    let mut out = vec![0u8; total];
+    for (i, block) in blocks.iter().enumerate() {
+        let start = i * block_bytes;
+        let want = block_bytes.min(total - start);
+        let Some(block) = block else {
+            return r.fail(format!("block {i} is null"));
+        };
+        let dest = &mut out[start..start + want];
+        match compression_id {
+            0xFF => {
+                if block.len() != want {
+                    return r.fail(format!("raw block {i} has {} bytes, expected {want}", block.len()));
+                }
+                dest.copy_from_slice(block);
+            }
+            0x01 => match lz4_flex::block::decompress_into(block, dest) {
+                Ok(n) if n == want => {}
+                Ok(n) => return r.fail(format!("LZ4 block {i} holds {n} bytes, expected {want}")),
+                Err(e) => return r.fail(format!("LZ4 block {i} is corrupt: {e}")),
+            },
+            0x00 => return r.fail("LZF blocks are not supported by this reader yet"),
+            other => return r.fail(format!("unknown compression id 0x{other:02x}")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_order_puts_supplementary_before_high_bmp() {
+        assert_eq!(java_cmp("\u{10000}", "\u{FFFF}"), Ordering::Less);
+        assert_eq!("\u{10000}".cmp("\u{FFFF}"), Ordering::Greater);
+        assert_eq!(java_cmp("a", "b"), Ordering::Less);
+    }
+
+    #[test]
+    fn flags_follow_druid() {
+        assert_eq!(sorted_flag(&[Some("a"), Some("b")]), 1);
+        assert_eq!(sorted_flag(&[Some("b"), Some("a")]), 0);
+        assert_eq!(sorted_flag(&[Some("a"), Some("a")]), 0);
+        assert_eq!(sorted_flag(&[None, None]), 1);
+        assert_eq!(sorted_flag(&[None, Some("a")]), 1);
+    }
+
+    #[test]
+    fn generic_indexed_round_trip() {
+        let mut out = Vec::new();
+        write_string_list(&mut out, &[None, Some(""), Some("x")]);
+        let mut r = ByteReader::new(&out, "test");
+        let (flags, items) = r.generic_indexed().unwrap();
+        assert_eq!(flags, 1);
+        assert_eq!(items, vec![None, Some(&b""[..]), Some(&b"x"[..])]);
+        for cut in 0..out.len() {
+            assert!(ByteReader::new(&out[..cut], "t").generic_indexed().is_err());
+        }
+    }
+
+    #[test]
+    fn empty_list_matches_druid() {
+        let mut out = Vec::new();
+        write_string_list(&mut out, &[]);
+        assert_eq!(out, [1, 1, 0, 0, 0, 4, 0, 0, 0, 0]);
+    }
+}

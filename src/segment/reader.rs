@@ -1,0 +1,380 @@
+//! Reading segments back (for merge and `dump-segment`): a directory or an
+//! index.zip. Strict: every length, version and block is checked, errors
+//! name the column and offset, and nothing is allocated from an untrusted
+//! size before it is checked against the bytes at hand.
+
+use super::bytes::{ByteReader, read_blocks};
+use super::*;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// The files of a segment, in memory.
+pub struct SegmentFiles {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Largest file taken from an index.zip (Druid refuses files over 2 GiB).
+const MAX_FILE_BYTES: u64 = i32::MAX as u64;
+
+impl SegmentFiles {
+    /// Open a segment directory or an index.zip.
+    pub fn open(path: &Path) -> Result<SegmentFiles> {
+        let mut files = BTreeMap::new();
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    files.insert(name, std::fs::read(entry.path())?);
+                }
+            }
+        } else {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{}: not a zip archive", path.display()))?;
+            for i in 0..zip.len() {
+                let mut f = zip.by_index(i)?;
+                if f.is_dir() {
+                    continue;
+                }
+                let full_name = f
+                    .name()
+                    .map(|n| n.to_string())
+                    .with_context(|| format!("{}: entry {i} has a bad name", path.display()))?;
+                if f.size() > MAX_FILE_BYTES {
+                    bail!("{}: entry {full_name} is larger than 2 GiB", path.display());
+                }
+                let name = full_name.rsplit('/').next().unwrap_or("").to_string();
+                let mut bytes = Vec::with_capacity(f.size() as usize);
+                f.by_ref().take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
+                files.insert(name, bytes);
+            }
+        }
+        Ok(SegmentFiles { files })
+    }
+
+    fn file(&self, name: &str) -> Result<&[u8]> {
+        self.files
+            .get(name)
+            .map(Vec::as_slice)
+            .with_context(|| format!("the segment has no {name}"))
+    }
+
+    /// The smoosh entries by name.
+    pub fn entries(&self) -> Result<BTreeMap<String, &[u8]>> {
+        let version = self.file("version.bin")?;
+        if version != VERSION_BIN {
+            bail!("version.bin holds {version:02x?}, expected segment version 9");
+        }
+        let meta = std::str::from_utf8(self.file("meta.smoosh")?).context("meta.smoosh is not UTF-8")?;
+        let mut lines = meta.lines();
+        let header = lines.next().unwrap_or("");
+        let parts: Vec<&str> = header.split(',').collect();
+        if parts.len() != 3 || parts[0] != "v1" {
+            bail!("meta.smoosh: bad header {header:?}");
+        }
+        let chunks: usize = parts[2].parse().context("meta.smoosh: bad chunk count")?;
+        let mut entries = BTreeMap::new();
+        for (i, line) in lines.enumerate() {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != 4 {
+                bail!("meta.smoosh line {}: {line:?} is not name,chunk,start,end", i + 2);
+            }
+            let chunk: usize = f[1].parse().with_context(|| format!("meta.smoosh line {}", i + 2))?;
+            let start: usize = f[2].parse().with_context(|| format!("meta.smoosh line {}", i + 2))?;
+            let end: usize = f[3].parse().with_context(|| format!("meta.smoosh line {}", i + 2))?;
+            if chunk >= chunks {
+                bail!("meta.smoosh: {} names chunk {chunk} of {chunks}", f[0]);
+            }
+            let data = self.file(&format!("{chunk:05}.smoosh"))?;
+            if start > end || end > data.len() {
+                bail!("meta.smoosh: {} spans {start}..{end} outside its chunk of {} bytes", f[0], data.len());
+            }
+            if entries.insert(f[0].to_string(), &data[start..end]).is_some() {
+                bail!("meta.smoosh: {} is listed twice", f[0]);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// index.drd decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexDrd {
+    pub columns: Vec<String>,
+    pub dimensions: Vec<String>,
+    pub interval: (i64, i64),
+    pub bitmap_serde: String,
+}
+
+pub fn read_index_drd(bytes: &[u8]) -> Result<IndexDrd> {
+    let mut r = ByteReader::new(bytes, "index.drd");
+    let names = |r: &mut ByteReader, what: &str| -> Result<Vec<String>> {
+        let (_, items) = r.generic_indexed()?;
+        items
+            .into_iter()
+            .map(|i| match i {
+                Some(b) => String::from_utf8(b.to_vec()).with_context(|| format!("index.drd: a {what} name is not UTF-8")),
+                None => bail!("index.drd: a {what} name is null"),
+            })
+            .collect()
+    };
+    let columns = names(&mut r, "column")?;
+    let dimensions = names(&mut r, "dimension")?;
+    let start = r.i64()?;
+    let end = r.i64()?;
+    let len = r.len32()?;
+    let serde = String::from_utf8(r.take(len)?.to_vec()).context("index.drd: bitmap serde is not UTF-8")?;
+    if r.remaining() > 0 {
+        // Null-column trailers: read to check their framing.
+        r.generic_indexed()?;
+        r.generic_indexed()?;
+    }
+    if let Some(d) = dimensions.iter().find(|d| !columns.contains(d)) {
+        bail!("index.drd: dimension {d} is not among the columns");
+    }
+    Ok(IndexDrd {
+        columns,
+        dimensions,
+        interval: (start, end),
+        bitmap_serde: serde,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    value_type: String,
+    #[serde(default)]
+    has_multiple_values: bool,
+    parts: Vec<serde_json::Value>,
+}
+
+/// A decoded column.
+pub enum Column {
+    Numeric(NumericValues, RoaringBitmap),
+    String(StringColumn),
+}
+
+pub fn read_column(name: &str, bytes: &[u8]) -> Result<Column> {
+    let what = format!("column {name}");
+    let mut r = ByteReader::new(bytes, &what);
+    let len = r.len32()?;
+    let descriptor: Descriptor = serde_json::from_slice(r.take(len)?)
+        .with_context(|| format!("{what}: bad descriptor"))?;
+    let part = descriptor.parts.first().with_context(|| format!("{what}: descriptor has no parts"))?;
+    let part_type = part.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    match (descriptor.value_type.as_str(), part_type) {
+        ("LONG" | "FLOAT" | "DOUBLE", t @ ("longV2" | "floatV2" | "doubleV2" | "long" | "float" | "double")) => {
+            let v2 = t.ends_with("V2");
+            let (supplier, nulls) = if v2 {
+                let size = r.len32()?;
+                let supplier = r.take(size)?;
+                let nulls = if r.remaining() > 0 {
+                    let b = r.len32()?;
+                    let bytes = r.take(b)?;
+                    RoaringBitmap::deserialize_from(bytes)
+                        .map_err(|e| anyhow::anyhow!("{what}: bad null bitmap: {e}"))?
+                } else {
+                    RoaringBitmap::new()
+                };
+                (supplier, nulls)
+            } else {
+                (r.rest(), RoaringBitmap::new())
+            };
+            if r.remaining() > 0 {
+                return r.fail("bytes after the column's last part");
+            }
+            let values = read_numeric(&what, &descriptor.value_type, supplier)?;
+            Ok(Column::Numeric(values, nulls))
+        }
+        ("STRING", "stringDictionary") => {
+            if descriptor.has_multiple_values {
+                bail!("{what}: multi-value string columns are not read by this build yet");
+            }
+            Ok(Column::String(read_string(name, &what, &mut r)?))
+        }
+        (vt, pt) => bail!("{what}: {vt} column with part {pt:?} is not supported by this reader"),
+    }
+}
+
+fn read_numeric(what: &str, value_type: &str, supplier: &[u8]) -> Result<NumericValues> {
+    let mut r = ByteReader::new(supplier, what);
+    let version = r.u8()?;
+    if version != 2 {
+        return r.fail(format!("numeric supplier version {version} is not supported (2)"));
+    }
+    let n = r.len32()?;
+    let per_block = r.len32()?;
+    let compression = r.u8()?;
+    if (0x80..=0xFD).contains(&compression) {
+        return r.fail("longEncoding auto (table/delta) is not read by this build yet");
+    }
+    let width = if value_type == "FLOAT" { 4 } else { 8 };
+    let total = n
+        .checked_mul(width)
+        .filter(|t| *t <= i32::MAX as usize)
+        .with_context(|| format!("{what}: {n} values are too many"))?;
+    let raw = if compression == 0xFE {
+        let raw = r.take(total)?.to_vec();
+        if r.remaining() > 0 {
+            return r.fail("bytes after the values");
+        }
+        raw
+    } else {
+        let raw = read_blocks(&mut r, compression, total, per_block.saturating_mul(width))?;
+        if r.remaining() > 0 {
+            return r.fail("bytes after the blocks");
+        }
+        raw
+    };
+    Ok(match value_type {
+        "LONG" => NumericValues::Long(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()),
+        "DOUBLE" => NumericValues::Double(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect()),
+        _ => NumericValues::Float(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
+    })
+}
+
+fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColumn> {
+    let version = r.u8()?;
+    let flags = match version {
+        0 => 0,
+        2 | 3 => r.i32()?,
+        1 => return r.fail("multi-value string columns are not read by this build yet"),
+        v => return r.fail(format!("string part version {v} is not supported")),
+    };
+    if flags & !4 != 0 {
+        return r.fail(format!("string column flags {flags:#x} are not supported"));
+    }
+    let (dict_flags, items) = r.generic_indexed()?;
+    if dict_flags != 1 && !items.is_empty() {
+        return r.fail("dictionary is not marked sorted");
+    }
+    let dictionary: Vec<Option<String>> = items
+        .into_iter()
+        .map(|i| i.map(|b| String::from_utf8(b.to_vec())).transpose())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{what}: a dictionary value is not UTF-8"))?;
+    let ids = if version == 0 {
+        let v = r.u8()?;
+        if v != 0 {
+            return r.fail(format!("VSizeColumnarInts version {v}"));
+        }
+        let width = r.u8()? as usize;
+        if !(1..=4).contains(&width) {
+            return r.fail(format!("id width {width}"));
+        }
+        let size = r.len32()?;
+        let body = r.take(size)?;
+        if size < 4 - width || (size - (4 - width)) % width != 0 {
+            return r.fail(format!("id block of {size} bytes does not fit {width}-byte ids"));
+        }
+        body[..size - (4 - width)]
+            .chunks_exact(width)
+            .map(|c| c.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32))
+            .collect::<Vec<u32>>()
+    } else {
+        let v = r.u8()?;
+        if v != 2 {
+            return r.fail(format!("CompressedVSizeColumnarInts version {v}"));
+        }
+        let width = r.u8()? as usize;
+        if !(1..=4).contains(&width) {
+            return r.fail(format!("id width {width}"));
+        }
+        let n = r.len32()?;
+        let per_block = r.len32()?;
+        let compression = r.u8()?;
+        let total = n.checked_mul(width).with_context(|| format!("{what}: too many ids"))?;
+        let raw = read_blocks(r, compression, total, per_block.saturating_mul(width))?;
+        raw.chunks_exact(width)
+            .map(|c| {
+                let mut b = [0u8; 4];
+                b[..width].copy_from_slice(c);
+                u32::from_le_bytes(b)
+            })
+            .collect()
+    };
+    if let Some(bad) = ids.iter().find(|id| **id as usize >= dictionary.len()) {
+        bail!("{what}: id {bad} outside a dictionary of {}", dictionary.len());
+    }
+    if flags & 4 == 0 {
+        let (_, bitmaps) = r.generic_indexed()?;
+        if bitmaps.len() != dictionary.len() {
+            return r.fail(format!("{} bitmaps for {} dictionary entries", bitmaps.len(), dictionary.len()));
+        }
+        for (i, b) in bitmaps.iter().enumerate() {
+            let bytes = b.unwrap_or(&[]);
+            RoaringBitmap::deserialize_from(bytes)
+                .map_err(|e| anyhow::anyhow!("{what}: bitmap {i} is corrupt: {e}"))?;
+        }
+    }
+    if r.remaining() > 0 {
+        return r.fail("bytes after the column's bitmaps");
+    }
+    Ok(StringColumn {
+        name: name.to_string(),
+        dictionary,
+        ids,
+    })
+}
+
+/// Value bitmaps of a string column, as (value, rows).
+pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, RoaringBitmap)>> {
+    let Column::String(col) = read_column(name, bytes)? else {
+        bail!("column {name} is not a string column");
+    };
+    let mut out: Vec<(Option<String>, RoaringBitmap)> =
+        col.dictionary.into_iter().map(|v| (v, RoaringBitmap::new())).collect();
+    for (row, id) in col.ids.iter().enumerate() {
+        out[*id as usize].1.insert(row as u32);
+    }
+    Ok(out)
+}
+
+/// Read a whole segment into memory.
+pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
+    let files = SegmentFiles::open(path)?;
+    let entries = files.entries()?;
+    let drd = read_index_drd(entries.get("index.drd").context("the segment has no index.drd")?)?;
+    let time_bytes = entries.get("__time").context("the segment has no __time column")?;
+    let Column::Numeric(NumericValues::Long(times), _) = read_column("__time", time_bytes)? else {
+        bail!("__time is not a long column");
+    };
+    let mut data = SegmentData {
+        interval: drd.interval,
+        times,
+        dimensions: Vec::new(),
+        metrics: Vec::new(),
+        metadata: match entries.get("metadata.drd") {
+            Some(b) => Some(serde_json::from_slice(b).context("metadata.drd is not JSON")?),
+            None => None,
+        },
+    };
+    let n = data.times.len();
+    for name in &drd.columns {
+        let bytes = entries.get(name.as_str()).with_context(|| format!("column {name} has no smoosh entry"))?;
+        let column = read_column(name, bytes)?;
+        let rows = match &column {
+            Column::Numeric(v, _) => v.len(),
+            Column::String(s) => s.ids.len(),
+        };
+        if rows != n {
+            bail!("column {name} has {rows} rows, __time has {n}");
+        }
+        match column {
+            Column::String(s) if drd.dimensions.contains(name) => data.dimensions.push(s),
+            Column::Numeric(values, nulls) if !drd.dimensions.contains(name) => data.metrics.push(MetricColumn {
+                name: name.clone(),
+                values,
+                nulls,
+            }),
+            _ => bail!("column {name}: numeric dimensions are not read by this build yet"),
+        }
+    }
+    // Dimensions in index.drd's dimension order.
+    data.dimensions
+        .sort_by_key(|d| drd.dimensions.iter().position(|n| *n == d.name));
+    Ok((drd, data))
+}

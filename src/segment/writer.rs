@@ -1,0 +1,293 @@
+//! Writing a segment directory (version.bin, factory.json, meta.smoosh,
+//! 00000.smoosh) and its index.zip, as Druid's IndexMergerV9 lays them out.
+
+use super::bytes::{compression_id, write_blocks, write_generic_indexed, write_prefixed_string, write_string_list};
+use super::*;
+use crate::spec::{Compression, ResolvedIndexSpec};
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::Path;
+
+/// One column file (or other smoosh entry) in the making.
+struct Entry {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Values per block for 8-byte numbers, 4-byte floats, and n-byte ids.
+fn values_per_block(width: usize) -> usize {
+    match width {
+        8 => 8192,
+        4 => 16384,
+        2 => 32768,
+        1 => 65536,
+        _ => 16384,
+    }
+}
+
+/// Bytes per dictionary id, from the dictionary's size as Druid computes it.
+pub fn id_width(cardinality: usize) -> usize {
+    match cardinality {
+        0..=0xFF => 1,
+        0x100..=0xFFFF => 2,
+        0x1_0000..=0xFF_FFFF => 3,
+        _ => 4,
+    }
+}
+
+fn numeric_column(
+    descriptor: &str,
+    values: &NumericValues,
+    nulls: &RoaringBitmap,
+    compression: Compression,
+) -> Result<Vec<u8>> {
+    let (raw, width): (Vec<u8>, usize) = match values {
+        NumericValues::Long(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
+        NumericValues::Double(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
+        NumericValues::Float(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 4),
+    };
+    let mut supplier = Vec::with_capacity(raw.len() / 2 + 64);
+    supplier.push(2);
+    supplier.extend_from_slice(&(values.len() as i32).to_be_bytes());
+    match compression {
+        Compression::None => {
+            supplier.extend_from_slice(&0i32.to_be_bytes());
+            supplier.push(compression_id(compression));
+            supplier.extend_from_slice(&raw);
+        }
+        Compression::Lz4 | Compression::Uncompressed => {
+            let per_block = values_per_block(width);
+            supplier.extend_from_slice(&(per_block as i32).to_be_bytes());
+            supplier.push(compression_id(compression));
+            write_blocks(&mut supplier, &raw, per_block * width, compression);
+        }
+        Compression::Lzf => bail!("lzf is not written by this build"),
+    }
+    let mut out = Vec::with_capacity(supplier.len() + descriptor.len() + 16);
+    write_prefixed_string(&mut out, descriptor);
+    out.extend_from_slice(&(supplier.len() as i32).to_be_bytes());
+    out.extend_from_slice(&supplier);
+    if !nulls.is_empty() {
+        let mut bitmap = Vec::new();
+        nulls.serialize_into(&mut bitmap)?;
+        out.extend_from_slice(&(bitmap.len() as i32).to_be_bytes());
+        out.extend_from_slice(&bitmap);
+    }
+    Ok(out)
+}
+
+fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>> {
+    let cardinality = col.dictionary.len();
+    let width = id_width(cardinality);
+    let mut out = Vec::new();
+    write_prefixed_string(&mut out, STRING_DESCRIPTOR);
+    let dictionary: Vec<Option<&str>> = col.dictionary.iter().map(|v| v.as_deref()).collect();
+    match compression {
+        Compression::Lz4 => {
+            out.push(2);
+            out.extend_from_slice(&0i32.to_be_bytes());
+            write_string_list(&mut out, &dictionary);
+            let mut raw = Vec::with_capacity(col.ids.len() * width);
+            for id in &col.ids {
+                raw.extend_from_slice(&id.to_le_bytes()[..width]);
+            }
+            let per_block = values_per_block(width);
+            out.push(2);
+            out.push(width as u8);
+            out.extend_from_slice(&(col.ids.len() as i32).to_be_bytes());
+            out.extend_from_slice(&(per_block as i32).to_be_bytes());
+            out.push(compression_id(compression));
+            write_blocks(&mut out, &raw, per_block * width, compression);
+        }
+        Compression::Uncompressed => {
+            out.push(0);
+            write_string_list(&mut out, &dictionary);
+            out.push(0);
+            out.push(width as u8);
+            out.extend_from_slice(&((col.ids.len() * width + 4 - width) as i32).to_be_bytes());
+            for id in &col.ids {
+                out.extend_from_slice(&id.to_be_bytes()[4 - width..]);
+            }
+            out.extend(std::iter::repeat_n(0u8, 4 - width));
+        }
+        Compression::None | Compression::Lzf => {
+            bail!("dimension compression {compression:?} is not written by this build")
+        }
+    }
+    // One bitmap per dictionary entry: the rows holding it.
+    let mut bitmaps = vec![RoaringBitmap::new(); cardinality];
+    for (row, &id) in col.ids.iter().enumerate() {
+        match bitmaps.get_mut(id as usize) {
+            Some(b) => {
+                b.insert(row as u32);
+            }
+            None => bail!("column {}: id {id} outside its dictionary", col.name),
+        }
+    }
+    let mut serialized = Vec::with_capacity(cardinality);
+    for (i, b) in bitmaps.iter().enumerate() {
+        if b.is_empty() {
+            bail!("column {}: dictionary entry {i} has no rows", col.name);
+        }
+        let mut bytes = Vec::new();
+        b.serialize_into(&mut bytes)?;
+        serialized.push(bytes);
+    }
+    let items: Vec<Option<&[u8]>> = serialized.iter().map(|b| Some(b.as_slice())).collect();
+    write_generic_indexed(&mut out, 0, &items);
+    Ok(out)
+}
+
+fn index_drd(data: &SegmentData) -> Vec<u8> {
+    let metrics = data.sorted_metrics();
+    let mut columns: Vec<Option<&str>> = metrics.iter().map(|m| Some(m.name.as_str())).collect();
+    columns.extend(data.dimensions.iter().map(|d| Some(d.name.as_str())));
+    let dims: Vec<Option<&str>> = data.dimensions.iter().map(|d| Some(d.name.as_str())).collect();
+    let mut out = Vec::new();
+    write_string_list(&mut out, &columns);
+    write_string_list(&mut out, &dims);
+    out.extend_from_slice(&data.interval.0.to_be_bytes());
+    out.extend_from_slice(&data.interval.1.to_be_bytes());
+    write_prefixed_string(&mut out, BITMAP_SERDE);
+    // No null-only columns are stored, so both trailers are all null.
+    write_string_list(&mut out, &vec![None; columns.len()]);
+    write_string_list(&mut out, &vec![None; dims.len()]);
+    out
+}
+
+/// Check the invariants a loadable segment needs before writing anything.
+fn check(data: &SegmentData) -> Result<()> {
+    let n = data.num_rows();
+    if n == 0 {
+        bail!("a segment needs at least one row");
+    }
+    if n > i32::MAX as usize {
+        bail!("{n} rows do not fit one segment");
+    }
+    let (start, end) = data.interval;
+    if let Some(t) = data.times.iter().find(|t| **t < start || **t >= end) {
+        bail!("row time {t} lies outside the segment interval {start}..{end}");
+    }
+    for d in &data.dimensions {
+        if d.ids.len() != n {
+            bail!("dimension {} has {} rows, expected {n}", d.name, d.ids.len());
+        }
+        let names: Vec<Option<&str>> = d.dictionary.iter().map(|v| v.as_deref()).collect();
+        if super::bytes::sorted_flag(&names) != 1 {
+            bail!("dimension {}: dictionary is not strictly increasing", d.name);
+        }
+    }
+    for m in &data.metrics {
+        if m.values.len() != n {
+            bail!("metric {} has {} rows, expected {n}", m.name, m.values.len());
+        }
+    }
+    Ok(())
+}
+
+/// Write a segment directory; returns the files written with their sizes,
+/// sorted by name (the order index.zip holds them in).
+pub fn write_segment_dir(dir: &Path, data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Vec<(String, u64)>> {
+    check(data)?;
+    let mut entries = Vec::new();
+    entries.push(Entry {
+        name: "__time".into(),
+        bytes: numeric_column(
+            LONG_DESCRIPTOR,
+            &NumericValues::Long(data.times.clone()),
+            &RoaringBitmap::new(),
+            spec.metric_compression,
+        )?,
+    });
+    for m in data.sorted_metrics() {
+        let descriptor = match m.values {
+            NumericValues::Long(_) => LONG_DESCRIPTOR,
+            NumericValues::Double(_) => DOUBLE_DESCRIPTOR,
+            NumericValues::Float(_) => FLOAT_DESCRIPTOR,
+        };
+        entries.push(Entry {
+            name: m.name.clone(),
+            bytes: numeric_column(descriptor, &m.values, &m.nulls, spec.metric_compression)
+                .with_context(|| format!("metric {}", m.name))?,
+        });
+    }
+    for d in &data.dimensions {
+        entries.push(Entry {
+            name: d.name.clone(),
+            bytes: string_column(d, spec.dimension_compression).with_context(|| format!("dimension {}", d.name))?,
+        });
+    }
+    entries.push(Entry {
+        name: "index.drd".into(),
+        bytes: index_drd(data),
+    });
+    if let Some(meta) = &data.metadata {
+        entries.push(Entry {
+            name: "metadata.drd".into(),
+            bytes: serde_json::to_vec(meta)?,
+        });
+    }
+
+    let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    names.sort_by(|a, b| super::bytes::java_cmp(a, b));
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        bail!("two columns share a name");
+    }
+    if let Some(bad) = names.iter().find(|n| n.contains(',') || n.contains('\n')) {
+        bail!("column name {bad:?} cannot be stored (',' or newline)");
+    }
+
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut chunk = Vec::with_capacity(entries.iter().map(|e| e.bytes.len()).sum());
+    let mut offsets = std::collections::HashMap::new();
+    for e in &entries {
+        let start = chunk.len() as i64;
+        chunk.extend_from_slice(&e.bytes);
+        offsets.insert(e.name.as_str(), (start, chunk.len() as i64));
+    }
+    if chunk.len() as i64 > MAX_CHUNK_SIZE {
+        bail!("segment of {} bytes exceeds one smoosh chunk; lower maxRowsPerSegment", chunk.len());
+    }
+    let mut meta = format!("v1,{MAX_CHUNK_SIZE},1\n");
+    for name in &names {
+        let (s, e) = offsets[name];
+        meta.push_str(&format!("{name},0,{s},{e}\n"));
+    }
+    let files: [(&str, &[u8]); 4] = [
+        ("00000.smoosh", &chunk),
+        ("factory.json", FACTORY_JSON.as_bytes()),
+        ("meta.smoosh", meta.as_bytes()),
+        ("version.bin", &VERSION_BIN),
+    ];
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        written.push((name.to_string(), bytes.len() as u64));
+    }
+    Ok(written)
+}
+
+/// Zip a segment directory's files, sorted by name, DEFLATE, with a fixed
+/// timestamp so the same segment always zips to the same bytes. Returns the
+/// uncompressed size (Druid's DataSegment `size`).
+pub fn zip_segment_dir(dir: &Path, files: &[(String, u64)], out: &Path) -> Result<u64> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(6))
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o644);
+    let mut sorted: Vec<&(String, u64)> = files.iter().collect();
+    sorted.sort();
+    let mut total = 0u64;
+    for (name, _) in sorted {
+        let bytes = std::fs::read(dir.join(name))?;
+        zip.start_file(name.as_str(), options)?;
+        zip.write_all(&bytes)?;
+        total += bytes.len() as u64;
+    }
+    zip.finish()?.flush()?;
+    Ok(total)
+}

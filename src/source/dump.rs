@@ -1,0 +1,199 @@
+//! The recorded shard dump: `shards.json` (a ListShards response) plus one
+//! `<ShardId>.jsonl[.gz|.zst]` per shard, one GetRecords-shaped record a line.
+
+use super::{Record, SequenceNumber};
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ShardList {
+    #[serde(default)]
+    pub stream_name: String,
+    pub shards: Vec<ShardInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ShardInfo {
+    pub shard_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_shard_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent_shard_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key_range: Option<HashKeyRange>,
+    pub sequence_number_range: SequenceNumberRange,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HashKeyRange {
+    pub starting_hash_key: String,
+    pub ending_hash_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SequenceNumberRange {
+    pub starting_sequence_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending_sequence_number: Option<String>,
+}
+
+/// One line of a shard file, borrowed from the line where it can be.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DumpLine<'a> {
+    #[serde(borrow)]
+    sequence_number: Cow<'a, str>,
+    #[serde(default)]
+    approximate_arrival_timestamp: Option<f64>,
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+}
+
+/// The record shape written by `make-dump` and `record`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DumpLineOut<'a> {
+    pub sequence_number: &'a str,
+    pub approximate_arrival_timestamp: f64,
+    pub data: &'a str,
+    pub partition_key: &'a str,
+}
+
+pub struct Dump {
+    pub dir: PathBuf,
+    pub shards: ShardList,
+}
+
+impl Dump {
+    pub fn open(dir: &Path) -> Result<Dump> {
+        let path = dir.join("shards.json");
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading the dump's shard list {}", path.display()))?;
+        let shards: ShardList = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a ListShards response", path.display()))?;
+        Ok(Dump {
+            dir: dir.to_path_buf(),
+            shards,
+        })
+    }
+
+    pub fn shard(&self, shard_id: &str) -> Option<&ShardInfo> {
+        self.shards.shards.iter().find(|s| s.shard_id == shard_id)
+    }
+
+    /// The file holding a shard's records (plain, .gz or .zst).
+    pub fn shard_file(&self, shard_id: &str) -> Result<PathBuf> {
+        for ext in ["jsonl", "jsonl.zst", "jsonl.gz"] {
+            let p = self.dir.join(format!("{shard_id}.{ext}"));
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        bail!(
+            "shard {shard_id}: no record file {} (nor .gz/.zst) in the dump",
+            self.dir.join(format!("{shard_id}.jsonl")).display()
+        )
+    }
+}
+
+/// Open a file, decompressing by its extension.
+pub fn open_maybe_compressed(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let name = path.to_string_lossy();
+    Ok(if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::Decoder::new(file)?)
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Reads one shard file record by record, checking order as it goes.
+pub struct ShardReader {
+    path: PathBuf,
+    reader: Box<dyn BufRead + Send>,
+    line: Vec<u8>,
+    line_no: u64,
+    last: Option<SequenceNumber>,
+}
+
+impl ShardReader {
+    pub fn open(path: &Path) -> Result<ShardReader> {
+        Ok(ShardReader {
+            path: path.to_path_buf(),
+            reader: Box::new(BufReader::with_capacity(1 << 20, open_maybe_compressed(path)?)),
+            line: Vec::with_capacity(4096),
+            line_no: 0,
+            last: None,
+        })
+    }
+
+    /// The next record, or None at the end of the file.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        loop {
+            self.line.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.line)
+                .with_context(|| format!("{}: reading after line {}", self.path.display(), self.line_no))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let text = trim_line(&self.line);
+            if text.is_empty() {
+                continue;
+            }
+            let record = decode(text, &self.path, self.line_no, self.last.as_ref())?;
+            self.last = Some(record.sequence.clone());
+            return Ok(Some(record));
+        }
+    }
+
+}
+
+fn decode(text: &[u8], path: &Path, line_no: u64, last: Option<&SequenceNumber>) -> Result<Record> {
+        let at = || format!("{}:{}", path.display(), line_no);
+        let line: DumpLine = serde_json::from_slice(text)
+            .map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
+        let sequence = SequenceNumber::parse(&line.sequence_number)
+            .map_err(|e| anyhow!("{}: SequenceNumber: {e}", at()))?;
+        if let Some(last) = last
+            && &sequence <= last
+        {
+            bail!(
+                "{}: sequence number {sequence} does not follow {last}; a shard's records must be in order",
+                at()
+            );
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(line.data.as_bytes())
+            .map_err(|e| anyhow!("{}: Data is not base64 (sequence number {sequence}): {e}", at()))?;
+        let arrival_millis = line
+            .approximate_arrival_timestamp
+            .map(|s| (s * 1000.0).round() as i64)
+            .unwrap_or(0);
+        Ok(Record {
+            sequence,
+            arrival_millis,
+            data,
+        })
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}

@@ -1,0 +1,277 @@
+//! `make-dump`: turn a newline-delimited file into a shard dump the way
+//! Kinesis would shard it (MD5 of the partition key against evenly split
+//! hash-key ranges, 56-digit sequence numbers increasing per shard).
+
+use super::dump::{DumpLineOut, HashKeyRange, SequenceNumberRange, ShardInfo, ShardList, open_maybe_compressed};
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use md5::{Digest, Md5};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    Json,
+    Csv,
+    Tsv,
+}
+
+impl LineFormat {
+    /// Guess from the file name (`.ndjson`, `.json`, `.jsonl`, `.csv`, `.tsv`, optionally `.gz`).
+    pub fn from_path(path: &Path) -> Option<LineFormat> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let name = name.strip_suffix(".zst").unwrap_or(name);
+        if name.ends_with(".csv") {
+            Some(LineFormat::Csv)
+        } else if name.ends_with(".tsv") {
+            Some(LineFormat::Tsv)
+        } else if name.ends_with(".json") || name.ends_with(".ndjson") || name.ends_with(".jsonl") {
+            Some(LineFormat::Json)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpCompression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+pub struct MakeDumpOptions {
+    pub input: PathBuf,
+    pub format: Option<LineFormat>,
+    pub shards: usize,
+    pub out: PathBuf,
+    pub stream: String,
+    pub partition_key: Option<String>,
+    pub compression: DumpCompression,
+    /// Stop after this many rows (all when None).
+    pub limit: Option<u64>,
+}
+
+pub struct MakeDumpSummary {
+    pub records: u64,
+    pub per_shard: Vec<u64>,
+}
+
+/// Evenly split the 128-bit hash key space as CreateStream does.
+pub fn hash_ranges(shards: usize) -> Vec<(u128, u128)> {
+    let n = shards as u128;
+    let step = if u128::MAX % n == n - 1 {
+        u128::MAX / n + 1
+    } else {
+        u128::MAX / n
+    };
+    (0..n)
+        .map(|i| {
+            let start = i * step;
+            let end = if i == n - 1 { u128::MAX } else { (i + 1) * step - 1 };
+            (start, end)
+        })
+        .collect()
+}
+
+/// The hash key Kinesis derives from a partition key.
+pub fn hash_key(partition_key: &str) -> u128 {
+    let digest = Md5::digest(partition_key.as_bytes());
+    u128::from_be_bytes(digest.into())
+}
+
+pub fn shard_id(ordinal: usize) -> String {
+    format!("shardId-{ordinal:012}")
+}
+
+/// A 56-digit sequence number: a fixed prefix, the shard's ordinal, a counter.
+pub fn sequence_number(shard: usize, counter: u64) -> String {
+    format!("4959{shard:03}{counter:049}")
+}
+
+const ARRIVAL_EPOCH_MS: i64 = 1_700_000_000_000;
+
+pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
+    if opts.shards == 0 || opts.shards > 999 {
+        bail!("--shards must be between 1 and 999, got {}", opts.shards);
+    }
+    let format = match opts.format.or_else(|| LineFormat::from_path(&opts.input)) {
+        Some(f) => f,
+        None => bail!(
+            "{}: cannot tell json, csv or tsv from the name; pass --format",
+            opts.input.display()
+        ),
+    };
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let ranges = hash_ranges(opts.shards);
+    let ext = match opts.compression {
+        DumpCompression::None => "jsonl",
+        DumpCompression::Gzip => "jsonl.gz",
+        DumpCompression::Zstd => "jsonl.zst",
+    };
+    let mut writers: Vec<Box<dyn Write>> = Vec::new();
+    for i in 0..opts.shards {
+        let path = opts.out.join(format!("{}.{ext}", shard_id(i)));
+        let file = BufWriter::with_capacity(
+            1 << 20,
+            File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        writers.push(match opts.compression {
+            DumpCompression::None => Box::new(file),
+            DumpCompression::Gzip => Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::new(6))),
+            DumpCompression::Zstd => Box::new(zstd::Encoder::new(file, 3)?.auto_finish()),
+        });
+    }
+
+    let mut reader = BufReader::with_capacity(1 << 20, open_maybe_compressed(&opts.input)?);
+    let mut line = Vec::new();
+    let mut counters = vec![0u64; opts.shards];
+    let mut key_column: Option<usize> = None;
+    let mut first_line = true;
+    let mut row = 0u64;
+    let mut b64 = String::new();
+    let mut out_line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let delimiter = match format {
+            LineFormat::Csv => Some(b','),
+            LineFormat::Tsv => Some(b'\t'),
+            LineFormat::Json => None,
+        };
+        if first_line {
+            first_line = false;
+            if let Some(d) = delimiter {
+                // The header names the columns; it is not a record.
+                if let Some(field) = &opts.partition_key {
+                    key_column = Some(
+                        line.split(|b| *b == d)
+                            .position(|c| c == field.as_bytes())
+                            .with_context(|| format!("--partition-key {field:?} is not a column of the header"))?,
+                    );
+                }
+                continue;
+            }
+        }
+        if opts.limit.is_some_and(|l| row >= l) {
+            break;
+        }
+        let key = partition_key(&line, delimiter, key_column, opts.partition_key.as_deref())
+            .unwrap_or_else(|| row.to_string());
+        let h = hash_key(&key);
+        let shard = ranges.iter().position(|(s, e)| (*s..=*e).contains(&h)).unwrap_or(0);
+        counters[shard] += 1;
+        let seq = sequence_number(shard, counters[shard]);
+        b64.clear();
+        base64::engine::general_purpose::STANDARD.encode_string(&line, &mut b64);
+        let arrival = (ARRIVAL_EPOCH_MS + row as i64) as f64 / 1000.0;
+        out_line.clear();
+        serde_json::to_writer(
+            &mut out_line,
+            &DumpLineOut {
+                sequence_number: &seq,
+                approximate_arrival_timestamp: arrival,
+                data: &b64,
+                partition_key: &key,
+            },
+        )?;
+        out_line.push(b'\n');
+        writers[shard].write_all(&out_line)?;
+        row += 1;
+    }
+    for w in writers.iter_mut() {
+        w.flush()?;
+    }
+    drop(writers);
+
+    let list = ShardList {
+        stream_name: opts.stream.clone(),
+        shards: ranges
+            .iter()
+            .enumerate()
+            .map(|(i, (s, e))| ShardInfo {
+                shard_id: shard_id(i),
+                parent_shard_id: None,
+                adjacent_parent_shard_id: None,
+                hash_key_range: Some(HashKeyRange {
+                    starting_hash_key: s.to_string(),
+                    ending_hash_key: e.to_string(),
+                }),
+                sequence_number_range: SequenceNumberRange {
+                    starting_sequence_number: sequence_number(i, 0),
+                    ending_sequence_number: None,
+                },
+            })
+            .collect(),
+    };
+    let shards_path = opts.out.join("shards.json");
+    std::fs::write(&shards_path, serde_json::to_vec_pretty(&list)?)
+        .with_context(|| format!("writing {}", shards_path.display()))?;
+    Ok(MakeDumpSummary {
+        records: row,
+        per_shard: counters,
+    })
+}
+
+fn partition_key(
+    line: &[u8],
+    delimiter: Option<u8>,
+    key_column: Option<usize>,
+    field: Option<&str>,
+) -> Option<String> {
+    match delimiter {
+        Some(d) => {
+            let cell = line.split(|b| *b == d).nth(key_column?)?;
+            Some(String::from_utf8_lossy(cell).into_owned())
+        }
+        None => {
+            let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+            match value.get(field?)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ranges_match_kinesis() {
+        let two = hash_ranges(2);
+        assert_eq!(two[1].0, 1u128 << 127);
+        assert_eq!(two[0].1, (1u128 << 127) - 1);
+        assert_eq!(two[1].1, u128::MAX);
+        let three = hash_ranges(3);
+        assert_eq!(three[0].0, 0);
+        assert_eq!(three[2].1, u128::MAX);
+        assert_eq!(three[1].0, three[0].1 + 1);
+    }
+
+    #[test]
+    fn sequence_numbers_are_56_digits_and_increase() {
+        let a = sequence_number(3, 1);
+        let b = sequence_number(3, 2);
+        assert_eq!(a.len(), 56);
+        assert!(crate::spec::sequence::cmp_decimal(&a, &b).is_lt());
+    }
+
+    #[test]
+    fn md5_hash_key_is_big_endian() {
+        // md5("") = d41d8cd98f00b204e9800998ecf8427e
+        assert_eq!(hash_key(""), 0xd41d8cd98f00b204e9800998ecf8427e);
+    }
+}

@@ -1,0 +1,188 @@
+//! The record supplier for a recorded dump: one fetch thread per shard (at
+//! most `fetchThreads`), each feeding its own bounded channel. The poll loop
+//! takes batches from the shards in a fixed round-robin order, so a replay
+//! ingests records in the same order every time (byte-identical segments
+//! even where floating-point sums depend on order).
+
+use super::dump::{Dump, ShardReader};
+use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
+use anyhow::{Result, bail};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct ReplaySupplier {
+    receivers: Vec<Option<Receiver<Result<RecordBatch>>>>,
+    next: usize,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    /// Nanoseconds the fetch threads spent reading and decoding.
+    pub read_nanos: Arc<AtomicU64>,
+    /// Bytes of record data delivered.
+    pub bytes_read: Arc<AtomicU64>,
+}
+
+pub struct ReplayOptions {
+    /// Records per batch (Druid's maxRecordsPerPoll).
+    pub batch_records: usize,
+    /// Total records the buffers may hold (recordBufferSize).
+    pub buffer_records: usize,
+    pub fetch_threads: usize,
+}
+
+impl ReplaySupplier {
+    pub fn start(dump: &Dump, assignments: &[ShardAssignment], opts: &ReplayOptions) -> Result<ReplaySupplier> {
+        let mut files = Vec::new();
+        for a in assignments {
+            let Some(info) = dump.shard(&a.shard_id) else {
+                bail!(
+                    "shard {} of the task is not in the dump's {}",
+                    a.shard_id,
+                    dump.dir.join("shards.json").display()
+                );
+            };
+            let eos = info.sequence_number_range.ending_sequence_number.is_some();
+            files.push((dump.shard_file(&a.shard_id)?, eos));
+        }
+        let batch = opts.batch_records.max(1);
+        let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let read_nanos = Arc::new(AtomicU64::new(0));
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let mut receivers = Vec::new();
+        let mut senders: Vec<Vec<(usize, ShardAssignment, std::path::PathBuf, bool, Sender<Result<RecordBatch>>)>> =
+            vec![Vec::new(); opts.fetch_threads.clamp(1, assignments.len().max(1))];
+        for (i, (a, (path, eos))) in assignments.iter().zip(files).enumerate() {
+            let (tx, rx) = bounded(per_shard_batches);
+            receivers.push(Some(rx));
+            let n = senders.len();
+            senders[i % n].push((i, a.clone(), path, eos, tx));
+        }
+        let mut threads = Vec::new();
+        for (t, jobs) in senders.into_iter().enumerate() {
+            let stop = stop.clone();
+            let read_nanos = read_nanos.clone();
+            let bytes_read = bytes_read.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("fetch-{t}"))
+                    .spawn(move || {
+                        // A thread with several shards interleaves them batch by batch,
+                        // so no shard waits for another to finish.
+                        let mut open: Vec<_> = jobs
+                            .into_iter()
+                            .map(|(idx, a, path, eos, tx)| (idx, a, ShardReader::open(&path), eos, tx))
+                            .collect();
+                        while !open.is_empty() && !stop.load(Ordering::Relaxed) {
+                            open.retain_mut(|(idx, a, reader, eos, tx)| {
+                                let started = Instant::now();
+                                let step = match reader {
+                                    Ok(r) => read_batch(*idx, a, r, *eos, batch),
+                                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                                };
+                                read_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                                let done = !matches!(&step, Ok(b) if b.end == BatchEnd::More);
+                                if let Ok(b) = &step {
+                                    let bytes: usize = b.records.iter().map(|r| r.data.len()).sum();
+                                    bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+                                }
+                                tx.send(step).is_ok() && !done
+                            });
+                        }
+                    })
+                    .expect("spawn fetch thread"),
+            );
+        }
+        Ok(ReplaySupplier {
+            receivers,
+            next: 0,
+            threads,
+            stop,
+            read_nanos,
+            bytes_read,
+        })
+    }
+
+    /// The next batch in round-robin shard order; None when every shard is done.
+    pub fn poll(&mut self) -> Option<Result<RecordBatch>> {
+        let n = self.receivers.len();
+        for _ in 0..n {
+            let i = self.next;
+            self.next = (self.next + 1) % n;
+            let Some(rx) = &self.receivers[i] else { continue };
+            match rx.recv() {
+                Ok(Ok(batch)) => {
+                    if batch.end != BatchEnd::More {
+                        self.receivers[i] = None;
+                    }
+                    return Some(Ok(batch));
+                }
+                Ok(Err(e)) => {
+                    self.receivers[i] = None;
+                    return Some(Err(e));
+                }
+                Err(_) => self.receivers[i] = None,
+            }
+        }
+        None
+    }
+
+    /// Stop the fetch threads (a shard reached its end, or the task failed).
+    pub fn close_shard(&mut self, shard: usize) {
+        self.receivers[shard] = None;
+    }
+}
+
+impl Drop for ReplaySupplier {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.receivers.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Read up to `batch` records of one shard, seeking past those before the start
+/// and stopping after the first record at or beyond the end.
+fn read_batch(
+    shard: usize,
+    a: &ShardAssignment,
+    reader: &mut ShardReader,
+    closed: bool,
+    batch: usize,
+) -> Result<RecordBatch> {
+    let mut records: Vec<Record> = Vec::with_capacity(batch);
+    while records.len() < batch {
+        let Some(record) = reader.next_record()? else {
+            let end = if closed {
+                BatchEnd::EndOfShard
+            } else {
+                BatchEnd::Exhausted
+            };
+            return Ok(RecordBatch { shard, records, end });
+        };
+        if record.sequence < a.start {
+            continue;
+        }
+        let past_end = record.sequence >= a.end && a.end != SequenceNumber::NoEnd;
+        records.push(record);
+        if past_end {
+            return Ok(RecordBatch {
+                shard,
+                records,
+                end: BatchEnd::Exhausted,
+            });
+        }
+    }
+    Ok(RecordBatch {
+        shard,
+        records,
+        end: BatchEnd::More,
+    })
+}
+
+/// How long the poll loop may block; replay never times out.
+pub const POLL_TIMEOUT: Duration = Duration::from_millis(100);

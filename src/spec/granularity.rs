@@ -1,0 +1,255 @@
+//! Druid granularities: parsing every JSON form, bucketing instants, and
+//! serialising back the way Druid writes them (metadata.drd).
+
+use super::period::{Period, PeriodField};
+use super::time::{self, MS_PER_DAY};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Granularity {
+    None,
+    All,
+    /// A UTC period; `name` is set for Druid's standard named granularities.
+    Period {
+        period: Period,
+        origin: Option<i64>,
+        name: Option<&'static str>,
+    },
+    Duration {
+        millis: i64,
+        origin: i64,
+    },
+}
+
+const NAMED: [(&str, &str); 14] = [
+    ("SECOND", "PT1S"),
+    ("MINUTE", "PT1M"),
+    ("FIVE_MINUTE", "PT5M"),
+    ("TEN_MINUTE", "PT10M"),
+    ("FIFTEEN_MINUTE", "PT15M"),
+    ("THIRTY_MINUTE", "PT30M"),
+    ("HOUR", "PT1H"),
+    ("SIX_HOUR", "PT6H"),
+    ("EIGHT_HOUR", "PT8H"),
+    ("DAY", "P1D"),
+    ("WEEK", "P1W"),
+    ("MONTH", "P1M"),
+    ("QUARTER", "P3M"),
+    ("YEAR", "P1Y"),
+];
+
+/// 1970-01-01 was a Thursday; Joda weeks start on Monday (1969-12-29).
+const FIRST_MONDAY_MS: i64 = -3 * MS_PER_DAY;
+
+impl Granularity {
+    pub fn named(name: &str) -> Option<Granularity> {
+        let upper = name.to_ascii_uppercase();
+        match upper.as_str() {
+            "NONE" => return Some(Granularity::None),
+            "ALL" => return Some(Granularity::All),
+            _ => {}
+        }
+        NAMED.iter().find(|(n, _)| *n == upper).map(|(n, p)| {
+            Granularity::Period {
+                period: Period::parse(p).expect("built-in period"),
+                origin: None,
+                name: Some(n),
+            }
+        })
+    }
+
+    /// Parse any of Druid's JSON forms: `"HOUR"`, `{"type":"hour"}`,
+    /// `{"type":"none"}`, `{"type":"period","period":"PT2H",...}`,
+    /// `{"type":"duration","duration":ms,"origin":...}`.
+    pub fn from_json(value: &Value) -> Result<Granularity, String> {
+        match value {
+            Value::String(s) => {
+                Granularity::named(s).ok_or_else(|| format!("unknown granularity {s:?}"))
+            }
+            Value::Object(map) => {
+                let kind = map
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .ok_or("granularity object needs a \"type\"")?;
+                let origin = match map.get("origin") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(
+                        time::parse_iso(s).ok_or_else(|| format!("bad origin {s:?}"))?,
+                    ),
+                    Some(Value::Number(n)) => Some(n.as_i64().ok_or("bad origin")?),
+                    Some(other) => return Err(format!("bad origin {other}")),
+                };
+                match kind {
+                    "period" => {
+                        let text = map
+                            .get("period")
+                            .and_then(Value::as_str)
+                            .ok_or("period granularity needs \"period\"")?;
+                        let period = Period::parse(text)?;
+                        if let Some(tz) = map.get("timeZone").and_then(Value::as_str)
+                            && !matches!(tz, "UTC" | "Etc/UTC" | "Z" | "+00:00")
+                        {
+                            return Err(format!(
+                                "timeZone {tz:?} is not supported yet (UTC only)"
+                            ));
+                        }
+                        if period.fixed_millis() == Some(0) {
+                            return Err("period must not be zero".into());
+                        }
+                        if origin.is_some() && !period.is_fixed() {
+                            return Err("an origin with a calendar period is not supported".into());
+                        }
+                        let name = NAMED
+                            .iter()
+                            .find(|(_, p)| origin.is_none() && Period::parse(p).ok() == Some(period))
+                            .map(|(n, _)| *n);
+                        Ok(Granularity::Period {
+                            period,
+                            origin,
+                            name,
+                        })
+                    }
+                    "duration" => {
+                        let millis = map
+                            .get("duration")
+                            .and_then(Value::as_i64)
+                            .filter(|d| *d > 0)
+                            .ok_or("duration granularity needs a positive \"duration\"")?;
+                        Ok(Granularity::Duration {
+                            millis,
+                            origin: origin.unwrap_or(0),
+                        })
+                    }
+                    other => Granularity::named(other)
+                        .ok_or_else(|| format!("unknown granularity type {other:?}")),
+                }
+            }
+            _ => Err(format!("a granularity must be a string or an object, got {value}")),
+        }
+    }
+
+    /// Start of the bucket holding `t`.
+    pub fn bucket_start(&self, t: i64) -> i64 {
+        match self {
+            Granularity::None => t,
+            Granularity::All => i64::MIN,
+            Granularity::Duration { millis, origin } => floor_to(t, *millis, *origin),
+            Granularity::Period { period, origin, .. } => {
+                if let Some(origin) = origin {
+                    let step = period.fixed_millis().unwrap_or(1).max(1);
+                    return floor_to(t, step, *origin);
+                }
+                match period.single_field() {
+                    Some((PeriodField::Years, n)) => {
+                        time::month_start(floor_int(time::months_since_epoch(t), 12 * n))
+                    }
+                    Some((PeriodField::Months, n)) => {
+                        time::month_start(floor_int(time::months_since_epoch(t), n))
+                    }
+                    Some((PeriodField::Weeks, n)) => floor_to(t, n * 7 * MS_PER_DAY, FIRST_MONDAY_MS),
+                    _ => floor_to(t, period.fixed_millis().unwrap_or(1).max(1), 0),
+                }
+            }
+        }
+    }
+
+    /// End (exclusive) of the bucket starting at `start`.
+    pub fn bucket_end(&self, start: i64) -> i64 {
+        match self {
+            Granularity::None => start.saturating_add(1),
+            Granularity::All => i64::MAX,
+            Granularity::Duration { millis, .. } => start.saturating_add(*millis),
+            Granularity::Period { period, .. } => match period.fixed_millis() {
+                Some(ms) => start.saturating_add(ms),
+                None => time::add_months(start, period.years * 12 + period.months),
+            },
+        }
+    }
+
+    /// The JSON Druid writes for this granularity (named ones as bare strings).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Granularity::None => json!({"type": "none"}),
+            Granularity::All => json!({"type": "all"}),
+            Granularity::Period {
+                name: Some(name), ..
+            } => Value::String((*name).to_string()),
+            Granularity::Period { period, origin, .. } => json!({
+                "type": "period",
+                "period": period.to_string(),
+                "timeZone": "UTC",
+                "origin": origin.map(time::format_iso),
+            }),
+            Granularity::Duration { millis, origin } => json!({
+                "type": "duration",
+                "duration": millis,
+                "origin": time::format_iso(*origin),
+            }),
+        }
+    }
+}
+
+fn floor_int(v: i64, step: i64) -> i64 {
+    v.div_euclid(step) * step
+}
+
+fn floor_to(t: i64, step: i64, origin: i64) -> i64 {
+    origin.wrapping_add(floor_int(t.wrapping_sub(origin), step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::time::parse_iso;
+
+    fn at(s: &str) -> i64 {
+        parse_iso(s).unwrap()
+    }
+
+    #[test]
+    fn buckets_named_granularities() {
+        let t = at("2013-05-15T10:47:13.123Z");
+        let cases = [
+            ("MINUTE", "2013-05-15T10:47:00Z", "2013-05-15T10:48:00Z"),
+            ("FIFTEEN_MINUTE", "2013-05-15T10:45:00Z", "2013-05-15T11:00:00Z"),
+            ("HOUR", "2013-05-15T10:00:00Z", "2013-05-15T11:00:00Z"),
+            ("SIX_HOUR", "2013-05-15T06:00:00Z", "2013-05-15T12:00:00Z"),
+            ("DAY", "2013-05-15T00:00:00Z", "2013-05-16T00:00:00Z"),
+            ("WEEK", "2013-05-13T00:00:00Z", "2013-05-20T00:00:00Z"),
+            ("MONTH", "2013-05-01T00:00:00Z", "2013-06-01T00:00:00Z"),
+            ("QUARTER", "2013-04-01T00:00:00Z", "2013-07-01T00:00:00Z"),
+            ("YEAR", "2013-01-01T00:00:00Z", "2014-01-01T00:00:00Z"),
+        ];
+        for (name, start, end) in cases {
+            let g = Granularity::named(name).unwrap();
+            let s = g.bucket_start(t);
+            assert_eq!(s, at(start), "{name}");
+            assert_eq!(g.bucket_end(s), at(end), "{name}");
+        }
+    }
+
+    #[test]
+    fn parses_all_json_forms() {
+        let hour = Granularity::named("HOUR").unwrap();
+        assert_eq!(Granularity::from_json(&json!("hour")).unwrap(), hour);
+        assert_eq!(Granularity::from_json(&json!({"type": "hour"})).unwrap(), hour);
+        assert_eq!(
+            Granularity::from_json(&json!({"type":"period","period":"PT1H","timeZone":"UTC","origin":null}))
+                .unwrap(),
+            hour
+        );
+        assert_eq!(Granularity::from_json(&json!({"type": "none"})).unwrap(), Granularity::None);
+        assert_eq!(hour.to_json(), json!("HOUR"));
+        assert_eq!(Granularity::None.to_json(), json!({"type": "none"}));
+        let two_hours = Granularity::from_json(&json!({"type":"period","period":"PT2H"})).unwrap();
+        assert_eq!(two_hours.bucket_start(at("2013-01-01T03:30:00Z")), at("2013-01-01T02:00:00Z"));
+        assert!(Granularity::from_json(&json!("FORTNIGHT")).is_err());
+        assert!(Granularity::from_json(&json!({"type":"period","period":"P1D","timeZone":"America/New_York"})).is_err());
+    }
+
+    #[test]
+    fn negative_times_floor_down() {
+        let g = Granularity::named("DAY").unwrap();
+        assert_eq!(g.bucket_start(-1), -MS_PER_DAY);
+    }
+}

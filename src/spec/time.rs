@@ -1,0 +1,280 @@
+//! UTC instants as epoch milliseconds: ISO-8601 parsing in the lenient form
+//! Druid's `auto`/`iso` timestamp formats accept, and Joda's `toString` form.
+
+use std::fmt::Write;
+
+pub const MS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    (year, month, day)
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Joda `DateTime.toString()` in UTC: `2013-01-01T10:15:00.000Z`.
+pub fn format_iso(millis: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_iso(&mut out, millis);
+    out
+}
+
+pub fn write_iso(out: &mut String, millis: i64) {
+    let days = millis.div_euclid(MS_PER_DAY);
+    let ms_of_day = millis.rem_euclid(MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, ms) = (rest / 1000, rest % 1000);
+    if (0..=9999).contains(&year) {
+        let _ = write!(out, "{year:04}");
+    } else {
+        let _ = write!(out, "{year:+05}");
+    }
+    let _ = write!(out, "-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z");
+}
+
+/// Druid's interval form `start/end`.
+pub fn format_interval(start: i64, end: i64) -> String {
+    format!("{}/{}", format_iso(start), format_iso(end))
+}
+
+/// Add whole calendar months to an instant (day clamped to the month's end, as Joda does).
+pub fn add_months(millis: i64, months: i64) -> i64 {
+    let days = millis.div_euclid(MS_PER_DAY);
+    let ms_of_day = millis.rem_euclid(MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let total = year * 12 + (month as i64 - 1) + months;
+    let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
+    let nd = day.min(days_in_month(ny, nm));
+    days_from_civil(ny, nm, nd) * MS_PER_DAY + ms_of_day
+}
+
+/// Whole months between 1970-01 and the month holding `millis`.
+pub fn months_since_epoch(millis: i64) -> i64 {
+    let (year, month, _) = civil_from_days(millis.div_euclid(MS_PER_DAY));
+    (year - 1970) * 12 + month as i64 - 1
+}
+
+/// Start (epoch ms) of a month counted from 1970-01.
+pub fn month_start(months: i64) -> i64 {
+    let (year, month) = (1970 + months.div_euclid(12), (months.rem_euclid(12) + 1) as u32);
+    days_from_civil(year, month, 1) * MS_PER_DAY
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Exactly `n` digits.
+    fn digits(&mut self, n: usize) -> Option<i64> {
+        let end = self.pos.checked_add(n)?;
+        let slice = self.bytes.get(self.pos..end)?;
+        let mut v = 0i64;
+        for &b in slice {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + (b - b'0') as i64;
+        }
+        self.pos = end;
+        Some(v)
+    }
+
+    fn done(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+}
+
+/// Parse an ISO-8601 date-time the way Joda's `dateTimeParser` does for the
+/// forms seen in practice: `yyyy[-MM[-dd]]` optionally followed by `T` (or a
+/// space, as `auto` allows) and `HH[:mm[:ss[.SSS…]]]`, then an optional
+/// offset `Z`, `±HH`, `±HH:mm` or `±HHmm`. Fractions beyond milliseconds are
+/// truncated. No offset means UTC.
+pub fn parse_iso(text: &str) -> Option<i64> {
+    let text = text.trim_matches('"');
+    let mut sc = Scanner {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let negative = sc.eat(b'-');
+    if !negative {
+        sc.eat(b'+');
+    }
+    let digits_start = sc.pos;
+    while sc.peek().is_some_and(|b| b.is_ascii_digit()) {
+        sc.pos += 1;
+    }
+    let year_len = sc.pos - digits_start;
+    if !(4..=9).contains(&year_len) {
+        return None;
+    }
+    sc.pos = digits_start;
+    let mut year = sc.digits(year_len)?;
+    if negative {
+        year = -year;
+    }
+    let (mut month, mut day) = (1u32, 1u32);
+    if sc.eat(b'-') {
+        month = sc.digits(2)? as u32;
+        if sc.eat(b'-') {
+            day = sc.digits(2)? as u32;
+        }
+    }
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    let mut ms_of_day = 0i64;
+    if sc.eat(b'T') || sc.eat(b' ') {
+        let hour = sc.digits(2)?;
+        let (mut minute, mut second, mut millis) = (0, 0, 0);
+        if sc.eat(b':') {
+            minute = sc.digits(2)?;
+            if sc.eat(b':') {
+                second = sc.digits(2)?;
+                if sc.eat(b'.') || sc.eat(b',') {
+                    let mut scale = 100;
+                    let mut any = false;
+                    while let Some(b) = sc.peek().filter(u8::is_ascii_digit) {
+                        millis += (b - b'0') as i64 * scale;
+                        scale /= 10;
+                        sc.pos += 1;
+                        any = true;
+                    }
+                    if !any {
+                        return None;
+                    }
+                }
+            }
+        }
+        if hour > 24 || minute > 59 || second > 59 || (hour == 24 && (minute | second | millis) != 0)
+        {
+            return None;
+        }
+        ms_of_day = ((hour * 60 + minute) * 60 + second) * 1000 + millis;
+    }
+    let mut offset_ms = 0i64;
+    if sc.eat(b'Z') {
+    } else if let Some(sign) = sc.peek().filter(|b| *b == b'+' || *b == b'-') {
+        sc.pos += 1;
+        let oh = sc.digits(2)?;
+        let mut om = 0;
+        if sc.eat(b':') {
+            om = sc.digits(2)?;
+        } else if !sc.done() {
+            om = sc.digits(2)?;
+        }
+        if oh > 23 || om > 59 {
+            return None;
+        }
+        offset_ms = (oh * 60 + om) * 60_000 * if sign == b'-' { -1 } else { 1 };
+    }
+    if !sc.done() {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    days.checked_mul(MS_PER_DAY)?
+        .checked_add(ms_of_day)?
+        .checked_sub(offset_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for days in [-800_000, -1, 0, 1, 15_706, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(civil_from_days(15_706), (2013, 1, 1));
+    }
+
+    #[test]
+    fn formats_like_joda() {
+        assert_eq!(format_iso(1_357_035_300_000), "2013-01-01T10:15:00.000Z");
+        assert_eq!(format_iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_iso(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parses_iso_forms() {
+        let t = 1_357_035_300_000;
+        assert_eq!(parse_iso("2013-01-01T10:15:00Z"), Some(t));
+        assert_eq!(parse_iso("2013-01-01T10:15:00.000Z"), Some(t));
+        assert_eq!(parse_iso("2013-01-01 10:15:00"), Some(t));
+        assert_eq!(parse_iso("2013-01-01T10:15"), Some(t));
+        assert_eq!(parse_iso("2013-01-01T12:15:00+02:00"), Some(t));
+        assert_eq!(parse_iso("2013-01-01T05:15:00-0500"), Some(t));
+        assert_eq!(parse_iso("2013-01-01T10:15:00.000123Z"), Some(t));
+        assert_eq!(parse_iso("2013-01-01"), Some(1_356_998_400_000));
+        assert_eq!(parse_iso("2013"), Some(1_356_998_400_000));
+        assert_eq!(parse_iso("\"2013-01-01T10:15:00Z\""), Some(t));
+    }
+
+    #[test]
+    fn refuses_bad_dates() {
+        for text in [
+            "",
+            "2013-13-01",
+            "2013-02-29",
+            "2013-01-01T25:00",
+            "2013-01-01T10:15:00Q",
+            "13-01-01",
+            "2013-01-01T",
+            "x2013",
+        ] {
+            assert_eq!(parse_iso(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn adds_months_clamping_day() {
+        let jan31 = days_from_civil(2013, 1, 31) * MS_PER_DAY;
+        assert_eq!(add_months(jan31, 1), days_from_civil(2013, 2, 28) * MS_PER_DAY);
+        assert_eq!(month_start(months_since_epoch(jan31)), days_from_civil(2013, 1, 1) * MS_PER_DAY);
+    }
+}

@@ -1,0 +1,615 @@
+//! The runner: read every shard of each sequence, parse and index the rows,
+//! build and push the segments, publish them with the end offsets, then
+//! write the status and report files.
+
+pub mod report;
+pub mod stats;
+
+use crate::index::IncrementalIndex;
+use crate::input::timestamp::TimestampParser;
+use crate::input::{RowParser, Value};
+use crate::persist::sink_to_segment;
+use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
+use crate::segment::writer::{write_segment_dir, zip_segment_dir};
+use crate::source::dump::Dump;
+use crate::source::replay::{ReplayOptions, ReplaySupplier};
+use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
+use crate::spec::time::{format_interval, format_iso};
+use crate::spec::{AggregatorKind, DimensionType, LoadedTask, SequenceSpan, Task, load_task};
+use crate::storage::{LocalDeepStorage, storage_dir};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use stats::{ErrorKind, ParseErrors, RowStats};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where a local run keeps its files, laid out like Druid's quickstart `var/`.
+pub struct Layout {
+    pub base: PathBuf,
+}
+
+impl Layout {
+    pub fn deep_storage(&self) -> PathBuf {
+        self.base.join("druid/segments")
+    }
+    pub fn metadata_db(&self) -> PathBuf {
+        self.base.join("druid/metadata.sqlite")
+    }
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.base.join("druid/task").join(task_id)
+    }
+}
+
+pub struct RunOptions {
+    pub task_file: PathBuf,
+    pub dump: PathBuf,
+    pub base_dir: PathBuf,
+    pub progress: bool,
+    /// Time parse and index per row (bench only: it costs a little).
+    pub stage_timing: bool,
+}
+
+/// Time spent per pipeline stage.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageTimes {
+    pub read: Duration,
+    pub parse: Duration,
+    pub index: Duration,
+    pub persist: Duration,
+    pub push: Duration,
+    pub publish: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishedSegment {
+    pub segment: DataSegment,
+    pub path: PathBuf,
+    pub rows: usize,
+}
+
+pub struct RunSummary {
+    pub task_id: String,
+    pub records: u64,
+    pub input_bytes: u64,
+    pub stats: RowStats,
+    pub rows_out: u64,
+    pub segments: Vec<PublishedSegment>,
+    pub already_published: bool,
+    pub wall: Duration,
+    pub stages: StageTimes,
+    pub status_file: PathBuf,
+    pub report_file: PathBuf,
+    pub saved_errors: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Run a task against a dump; always writes the status and report files.
+/// Errors before the task file is understood are returned as Err.
+pub fn run(opts: &RunOptions) -> Result<RunSummary> {
+    let bytes = std::fs::read(&opts.task_file).with_context(|| format!("reading task {}", opts.task_file.display()))?;
+    let LoadedTask { task, warnings } =
+        load_task(&bytes).map_err(|e| anyhow!("{}: invalid task:\n{e}", opts.task_file.display()))?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let layout = Layout {
+        base: opts.base_dir.clone(),
+    };
+    let task_dir = layout.task_dir(&task.id);
+    let mut runner = Runner {
+        task: &task,
+        opts,
+        layout: &layout,
+        stats: RowStats::default(),
+        errors: ParseErrors::new(
+            task.resolved.max_parse_exceptions,
+            task.resolved.max_saved_parse_exceptions,
+            task.tuning_config.log_parse_exceptions,
+        ),
+        stages: StageTimes::default(),
+        records: 0,
+        input_bytes: 0,
+        rows_out: 0,
+        segments: Vec::new(),
+        already_published: false,
+        started: Instant::now(),
+    };
+    let result = runner.run_all();
+    let error = result.err().map(|e| format!("{e:#}"));
+    if let Some(e) = &error {
+        log::error!("task {} failed: {e}", task.id);
+    }
+    let saved: Vec<String> = runner.errors.saved.iter().cloned().collect();
+    let status_file = task_dir.join("status.json");
+    let report_file = task_dir.join("report.json");
+    report::write_files(
+        &status_file,
+        &report_file,
+        &report::status_json(&task.id, error.as_deref()),
+        &report::report_json(
+            &task.id,
+            &runner.stats,
+            runner.errors.keeps_reports().then(|| saved.clone()),
+            error.as_deref(),
+        ),
+    )?;
+    Ok(RunSummary {
+        task_id: task.id.clone(),
+        records: runner.records,
+        input_bytes: runner.input_bytes,
+        stats: runner.stats,
+        rows_out: runner.rows_out,
+        segments: runner.segments,
+        already_published: runner.already_published,
+        wall: runner.started.elapsed(),
+        stages: runner.stages,
+        status_file,
+        report_file,
+        saved_errors: saved,
+        error,
+    })
+}
+
+struct Runner<'a> {
+    task: &'a Task,
+    opts: &'a RunOptions,
+    layout: &'a Layout,
+    stats: RowStats,
+    errors: ParseErrors,
+    stages: StageTimes,
+    records: u64,
+    input_bytes: u64,
+    rows_out: u64,
+    segments: Vec<PublishedSegment>,
+    already_published: bool,
+    started: Instant,
+}
+
+/// Per-shard reading state of one sequence.
+struct ShardState {
+    assignment: ShardAssignment,
+    last_read: Option<SequenceNumber>,
+    reached_end_of_shard: bool,
+    finished: bool,
+}
+
+impl Runner<'_> {
+    fn run_all(&mut self) -> Result<()> {
+        check_supported(self.task)?;
+        let dump = Dump::open(&self.opts.dump)?;
+        let r = &self.task.resolved;
+        if !dump.shards.stream_name.is_empty() && dump.shards.stream_name != r.stream {
+            log::warn!(
+                "the dump records stream {:?}; the task reads {:?}",
+                dump.shards.stream_name,
+                r.stream
+            );
+        }
+        let mut store = MetadataStore::open(&self.layout.metadata_db())?;
+        let storage = LocalDeepStorage::new(&self.layout.deep_storage())?;
+        // The task lock's version: segments of chunks without used segments get it.
+        let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
+        for span in &r.sequences {
+            let (index, end) = self.ingest(&dump, span)?;
+            self.publish(&index, span, end, &mut store, &storage, &lock_version)?;
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, dump: &Dump, span: &SequenceSpan) -> Result<(IncrementalIndex, StreamOffsets)> {
+        let task = self.task;
+        let r = &task.resolved;
+        let tuning = &task.tuning_config;
+        let mut shards: Vec<ShardState> = span
+            .start
+            .iter()
+            .map(|(shard, start)| ShardState {
+                assignment: ShardAssignment {
+                    shard_id: shard.clone(),
+                    start: start.clone(),
+                    exclusive: span.exclusive.contains(shard),
+                    end: span.end.get(shard).cloned().unwrap_or(SequenceNumber::NoEnd),
+                },
+                last_read: None,
+                reached_end_of_shard: false,
+                finished: false,
+            })
+            .collect();
+        if !tuning.skip_sequence_number_availability_check {
+            for s in &shards {
+                if let (Some(info), SequenceNumber::Number(_)) = (dump.shard(&s.assignment.shard_id), &s.assignment.start) {
+                    let first = SequenceNumber::parse(&info.sequence_number_range.starting_sequence_number)
+                        .map_err(|e| anyhow!("dump shard {}: {e}", info.shard_id))?;
+                    if s.assignment.start < first {
+                        bail!(
+                            "shard {}: start sequence number {} is before the earliest available {first} (trimmed?); set skipSequenceNumberAvailabilityCheck to read from the earliest",
+                            s.assignment.shard_id,
+                            s.assignment.start
+                        );
+                    }
+                }
+            }
+        }
+        let assignments: Vec<ShardAssignment> = shards.iter().map(|s| s.assignment.clone()).collect();
+        let fetch_threads = tuning
+            .fetch_threads
+            .map(|n| n as usize)
+            .unwrap_or(assignments.len())
+            .max(1);
+        let mut supplier = ReplaySupplier::start(
+            dump,
+            &assignments,
+            &ReplayOptions {
+                batch_records: tuning.max_records_per_poll as usize,
+                buffer_records: tuning.record_buffer_size as usize,
+                fetch_threads,
+            },
+        )?;
+
+        let mut parser = RowParser::new(task);
+        let mut index = IncrementalIndex::new(
+            task.segment_granularity().clone(),
+            task.query_granularity().clone(),
+            task.data_schema.granularity_spec.rollup,
+            tuning.max_rows_per_segment as usize,
+        );
+        for d in &r.dimensions {
+            let slot = parser.fields.slot(&d.name);
+            index.add_dimension(&d.name, slot);
+        }
+        for a in &r.aggregators {
+            let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
+            index.add_metric(a, slot);
+        }
+        let ts_slot = parser.fields.slot(&r.timestamp.column);
+        let mut ts = TimestampParser::new(r.timestamp_format.clone().expect("validated"), r.missing_timestamp);
+        let mut known_discovered = 0;
+        let progress = Progress::new(self.opts.progress);
+        let timing = self.opts.stage_timing;
+
+        while let Some(batch) = supplier.poll() {
+            let batch = batch?;
+            let state = &mut shards[batch.shard];
+            if state.finished {
+                continue;
+            }
+            let mut rows: Vec<Vec<Value>> = Vec::new();
+            for record in &batch.records {
+                match state.assignment.admit(&record.sequence) {
+                    Admit::Skip => continue,
+                    Admit::Finish => {
+                        state.finished = true;
+                        break;
+                    }
+                    Admit::Process | Admit::ProcessAndFinish => {}
+                }
+                if let Some(last) = &state.last_read
+                    && &record.sequence <= last
+                {
+                    bail!(
+                        "shard {}: record {} is not after the current offset {last}",
+                        state.assignment.shard_id,
+                        record.sequence
+                    );
+                }
+                self.records += 1;
+                self.input_bytes += record.data.len() as u64;
+                self.stats.processed_bytes += record.data.len() as u64;
+                let shard_id = &state.assignment.shard_id;
+                let at = || format!("shard {shard_id}, sequence number {}", record.sequence);
+                if record.data.is_empty() {
+                    self.stats.thrown_away += 1;
+                } else {
+                    let t0 = timing.then(Instant::now);
+                    let parsed = parser.parse(&record.data, &mut rows);
+                    if let Some(t0) = t0 {
+                        self.stages.parse += t0.elapsed();
+                    }
+                    if parser.fields.discovered_count() > known_discovered {
+                        for (name, slot) in parser.fields.discovered_since(known_discovered) {
+                            index.add_dimension(name, *slot);
+                        }
+                        known_discovered = parser.fields.discovered_count();
+                    }
+                    match parsed {
+                        Err(e) => {
+                            let msg = format!("{}: {e}", at());
+                            self.errors
+                                .record(&mut self.stats, ErrorKind::Unparseable, msg)
+                                .map_err(anyhow::Error::msg)?;
+                        }
+                        Ok(()) => {
+                            for row in &rows {
+                                let t0 = timing.then(Instant::now);
+                                let time = match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null)) {
+                                    Ok(t) => t,
+                                    Err(e) => {
+                                        let msg = format!("{}: column {}: {e}", at(), r.timestamp.column);
+                                        self.errors
+                                            .record(&mut self.stats, ErrorKind::Unparseable, msg)
+                                            .map_err(anyhow::Error::msg)?;
+                                        continue;
+                                    }
+                                };
+                                if r.minimum_message_time.is_some_and(|m| time < m)
+                                    || r.maximum_message_time.is_some_and(|m| time > m)
+                                {
+                                    self.stats.thrown_away += 1;
+                                    continue;
+                                }
+                                let outcome = index.add(time, row);
+                                if let Some(t0) = t0 {
+                                    self.stages.index += t0.elapsed();
+                                }
+                                if outcome.conversion_errors > 0 {
+                                    let why = index.first_error.take().unwrap_or_default();
+                                    let msg = format!("{}: {why}", at());
+                                    self.errors
+                                        .record(&mut self.stats, ErrorKind::ProcessedWithError, msg)
+                                        .map_err(anyhow::Error::msg)?;
+                                } else {
+                                    self.stats.processed += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                state.last_read = Some(record.sequence.clone());
+                if state.assignment.admit(&record.sequence) == Admit::ProcessAndFinish {
+                    state.finished = true;
+                    break;
+                }
+            }
+            if !state.finished {
+                match batch.end {
+                    BatchEnd::More => {}
+                    BatchEnd::EndOfShard => {
+                        state.finished = true;
+                        state.reached_end_of_shard = true;
+                    }
+                    BatchEnd::Exhausted if state.assignment.end == SequenceNumber::NoEnd => state.finished = true,
+                    BatchEnd::Exhausted => bail!(
+                        "shard {}: the dump ends at {} before the task's end sequence number {}",
+                        state.assignment.shard_id,
+                        state.last_read.as_ref().map_or("the start".to_string(), |s| s.to_string()),
+                        state.assignment.end
+                    ),
+                }
+            }
+            if state.finished {
+                supplier.close_shard(batch.shard);
+            }
+            progress.tick(self.records, self.input_bytes);
+        }
+        progress.finish();
+        if let Some(s) = shards.iter().find(|s| !s.finished) {
+            bail!("shard {}: reading stopped before its end", s.assignment.shard_id);
+        }
+        self.stages.read += Duration::from_nanos(supplier.read_nanos.load(std::sync::atomic::Ordering::Relaxed));
+
+        let end = StreamOffsets {
+            stream: r.stream.clone(),
+            offsets: shards
+                .iter()
+                .map(|s| {
+                    let seq = if s.reached_end_of_shard {
+                        SequenceNumber::EndOfShard
+                    } else {
+                        s.last_read.clone().unwrap_or_else(|| s.assignment.start.clone())
+                    };
+                    (s.assignment.shard_id.clone(), seq)
+                })
+                .collect(),
+            exclusive: Vec::new(),
+        };
+        Ok((index, end))
+    }
+
+    fn publish(
+        &mut self,
+        index: &IncrementalIndex,
+        span: &SequenceSpan,
+        end: StreamOffsets,
+        store: &mut MetadataStore,
+        storage: &LocalDeepStorage,
+        lock_version: &str,
+    ) -> Result<()> {
+        let task = self.task;
+        let r = &task.resolved;
+        let ds = &task.data_source;
+        let work = self.layout.task_dir(&task.id).join("work");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let metadata = json!({
+            "container": {},
+            "aggregators": r.aggregators.iter().map(|a| a.combining_json()).collect::<Vec<_>>(),
+            "timestampSpec": {"column": r.timestamp.column, "format": r.timestamp.format, "missingValue": r.timestamp.missing_value},
+            "queryGranularity": task.query_granularity().to_json(),
+            "rollup": task.data_schema.granularity_spec.rollup,
+        });
+
+        let mut sinks: Vec<&crate::index::Sink> = index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
+        sinks.sort_by_key(|s| (s.interval_start, s.partition));
+        let mut pushed: Vec<PublishedSegment> = Vec::new();
+        let mut previous: Option<(i64, String)> = None;
+        let result = (|| -> Result<()> {
+            for sink in sinks {
+                let interval = (sink.interval_start, sink.interval_end);
+                let prev_id = match &previous {
+                    Some((start, id)) if *start == sink.interval_start => id.clone(),
+                    _ => String::new(),
+                };
+                let identity = store.allocate(ds, &span.name, &prev_id, interval, lock_version)?;
+                previous = Some((sink.interval_start, identity.id()));
+
+                let t0 = Instant::now();
+                let data = sink_to_segment(index, sink, metadata.clone());
+                let dir = work.join(identity.id().replace(':', "_"));
+                let files = write_segment_dir(&dir, &data, &r.index_spec)
+                    .with_context(|| format!("writing segment {}", identity.id()))?;
+                let zip = dir.with_extension("zip");
+                let size = zip_segment_dir(&dir, &files, &zip)?;
+                self.stages.persist += t0.elapsed();
+
+                let t0 = Instant::now();
+                let target = storage.push(
+                    &zip,
+                    &storage_dir(ds, interval, &identity.version, identity.partition_num),
+                )?;
+                self.stages.push += t0.elapsed();
+                let _ = std::fs::remove_dir_all(&dir);
+
+                let segment = DataSegment {
+                    data_source: ds.clone(),
+                    interval: format_interval(interval.0, interval.1),
+                    version: identity.version.clone(),
+                    load_spec: target.load_spec,
+                    dimensions: data.dimensions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(","),
+                    metrics: r.aggregators.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(","),
+                    shard_spec: ShardSpec {
+                        kind: "numbered".into(),
+                        partition_num: identity.partition_num,
+                        partitions: identity.partitions,
+                    },
+                    binary_version: 9,
+                    size,
+                    identifier: identity.id(),
+                };
+                pushed.push(PublishedSegment {
+                    segment,
+                    path: target.path,
+                    rows: data.num_rows(),
+                });
+            }
+            Ok(())
+        })();
+        let cleanup = |pushed: &[PublishedSegment]| {
+            for p in pushed {
+                let _ = storage.delete(&p.path);
+            }
+        };
+        if let Err(e) = result {
+            cleanup(&pushed);
+            return Err(e);
+        }
+
+        let t0 = Instant::now();
+        let start = StreamOffsets {
+            stream: r.stream.clone(),
+            offsets: span.start.clone(),
+            exclusive: span.exclusive.clone(),
+        };
+        let segments: Vec<DataSegment> = pushed.iter().map(|p| p.segment.clone()).collect();
+        let offsets = task.io_config.use_transaction.then_some((&start, &end));
+        let outcome = store.publish(ds, &segments, offsets);
+        self.stages.publish += t0.elapsed();
+        let _ = std::fs::remove_dir_all(&work);
+        match outcome {
+            Ok(PublishOutcome::Published) => {
+                log::info!(
+                    "published {} segments of sequence {} with end offsets {}",
+                    pushed.len(),
+                    span.name,
+                    end.end_metadata_json()["partitions"]["partitionSequenceNumberMap"]
+                );
+                self.rows_out += pushed.iter().map(|p| p.rows as u64).sum::<u64>();
+                self.segments.extend(pushed);
+                Ok(())
+            }
+            Ok(PublishOutcome::AlreadyPublished) => {
+                log::info!(
+                    "segments of sequence {} were already published; removing this run's pushed copies",
+                    span.name
+                );
+                cleanup(&pushed);
+                self.already_published = true;
+                Ok(())
+            }
+            Err(e) => {
+                cleanup(&pushed);
+                Err(e.context(format!("Failed to publish segments for sequence {}", span.name)))
+            }
+        }
+    }
+}
+
+/// Refuse, up front and by name, what this build cannot compute yet.
+fn check_supported(task: &Task) -> Result<()> {
+    let r = &task.resolved;
+    for (i, a) in r.aggregators.iter().enumerate() {
+        if let AggregatorKind::Unsupported(t) = &a.kind {
+            bail!("dataSchema.metricsSpec[{i}]: aggregator type {t:?} is not supported by this build yet");
+        }
+        if a.spec.expression.is_some() {
+            bail!("dataSchema.metricsSpec[{i}].expression: aggregator expressions are not supported by this build yet");
+        }
+    }
+    for (i, d) in r.dimensions.iter().enumerate() {
+        if d.kind != DimensionType::String {
+            bail!(
+                "dataSchema.dimensionsSpec.dimensions[{i}]: {:?} dimensions are not supported by this build yet",
+                d.kind
+            );
+        }
+    }
+    if task.io_config.deaggregate {
+        bail!("ioConfig.deaggregate: KPL deaggregation is not supported by this build yet");
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    last_log: std::cell::Cell<Instant>,
+}
+
+impl Progress {
+    fn new(terminal: bool) -> Progress {
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            last_log: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn tick(&self, records: u64, bytes: u64) {
+        let now = Instant::now();
+        if now.duration_since(self.last_log.get()) < Duration::from_millis(if self.bar.is_some() { 100 } else { 5000 }) {
+            return;
+        }
+        self.last_log.set(now);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let msg = format!(
+            "{records} records, {:.1} MB/s, {:.0} records/s",
+            bytes as f64 / 1e6 / secs,
+            records as f64 / secs
+        );
+        match &self.bar {
+            Some(bar) => bar.set_message(msg),
+            None => log::info!("read {msg}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Resolve `path` against the base directory layout (for tests and tools).
+pub fn layout_for(base: &Path) -> Layout {
+    Layout {
+        base: base.to_path_buf(),
+    }
+}
