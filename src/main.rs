@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kinesis-peon", version, about = "A native Apache Druid Kinesis indexing task")]
+#[command(
+    name = "kinesis-peon",
+    version,
+    about = "A native Apache Druid Kinesis indexing task"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,7 +122,8 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Validate { task } => {
-            let bytes = std::fs::read(&task).with_context(|| format!("reading {}", task.display()))?;
+            let bytes =
+                std::fs::read(&task).with_context(|| format!("reading {}", task.display()))?;
             match load_task(&bytes) {
                 Ok(loaded) => {
                     for w in &loaded.warnings {
@@ -136,7 +141,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Run { task, dump, base_dir } => {
+        Command::Run {
+            task,
+            dump,
+            base_dir,
+        } => {
             let summary = run(&RunOptions {
                 task_file: task,
                 dump,
@@ -145,9 +154,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 stage_timing: false,
             })?;
             print_summary(&summary);
-            Ok(if summary.error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if summary.error.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Bench { task, dump, base_dir } => bench(task, dump, base_dir),
+        Command::Bench {
+            task,
+            dump,
+            base_dir,
+        } => bench(task, dump, base_dir),
         Command::MakeDump {
             input,
             shards,
@@ -181,7 +198,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 summary.records,
                 summary.per_shard.len(),
                 out.display(),
-                summary.per_shard.iter().map(u64::to_string).collect::<Vec<_>>().join(" / ")
+                summary
+                    .per_shard
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -199,11 +221,24 @@ fn print_summary(s: &RunSummary) {
     let bytes: u64 = s.segments.iter().map(|p| p.segment.size).sum();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "task        {}", s.task_id);
-    let _ = writeln!(out, "status      {}", if s.error.is_some() { "FAILED" } else { "SUCCESS" });
+    let _ = writeln!(
+        out,
+        "status      {}",
+        if s.error.is_some() {
+            "FAILED"
+        } else {
+            "SUCCESS"
+        }
+    );
     if let Some(e) = &s.error {
         let _ = writeln!(out, "error       {e}");
     }
-    let _ = writeln!(out, "records     {} ({:.1} MB)", s.records, s.input_bytes as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "records     {} ({:.1} MB)",
+        s.records,
+        s.input_bytes as f64 / 1e6
+    );
     let _ = writeln!(
         out,
         "rows in     {} processed, {} with errors, {} unparseable, {} thrown away",
@@ -211,9 +246,17 @@ fn print_summary(s: &RunSummary) {
     );
     let _ = writeln!(out, "rows out    {} (after rollup)", s.rows_out);
     if s.already_published {
-        let _ = writeln!(out, "segments    already published by an earlier run; nothing added");
+        let _ = writeln!(
+            out,
+            "segments    already published by an earlier run; nothing added"
+        );
     } else {
-        let _ = writeln!(out, "segments    {} ({:.1} MB uncompressed)", s.segments.len(), bytes as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "segments    {} ({:.1} MB uncompressed)",
+            s.segments.len(),
+            bytes as f64 / 1e6
+        );
     }
     let _ = writeln!(
         out,
@@ -257,9 +300,15 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
     println!("--- bench");
     println!("rows/s              {:.0}", rows / wall);
     println!("rows per CPU-second {:.0}", rows / cpu_secs);
-    println!("input MB/s          {:.1}", summary.input_bytes as f64 / 1e6 / wall);
+    println!(
+        "input MB/s          {:.1}",
+        summary.input_bytes as f64 / 1e6 / wall
+    );
     println!("CPU seconds         {cpu_secs:.2} (wall {wall:.2})");
-    println!("peak RSS            {:.1} MiB", after.max_rss() as f64 / 1024.0);
+    println!(
+        "peak RSS            {:.1} MiB",
+        after.max_rss() as f64 / 1024.0
+    );
     println!(
         "stages (s)          read {:.2} (fetch threads) | parse {:.2} | index {:.2} | persist {:.2} | push {:.2} | publish {:.2}",
         st.read.as_secs_f64(),
@@ -269,13 +318,20 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         st.push.as_secs_f64(),
         st.publish.as_secs_f64()
     );
-    if summary.error.is_none() && !base.as_os_str().is_empty() && std::env::var_os("KINESIS_PEON_KEEP").is_none() {
+    if summary.error.is_none()
+        && !base.as_os_str().is_empty()
+        && std::env::var_os("KINESIS_PEON_KEEP").is_none()
+    {
         // Only a temporary base directory is removed.
         if base.starts_with(std::env::temp_dir()) {
             let _ = std::fs::remove_dir_all(&base);
         }
     }
-    Ok(if summary.error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if summary.error.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
@@ -284,13 +340,22 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn dump_segment(path: PathBuf, metadata: bool, bitmaps: bool, columns: Vec<String>) -> Result<ExitCode> {
+fn dump_segment(
+    path: PathBuf,
+    metadata: bool,
+    bitmaps: bool,
+    columns: Vec<String>,
+) -> Result<ExitCode> {
     let wanted = |name: &str| columns.is_empty() || columns.iter().any(|c| c == name);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if metadata {
         let files = SegmentFiles::open(&path)?;
         let entries = files.entries()?;
-        let drd = read_index_drd(entries.get("index.drd").context("the segment has no index.drd")?)?;
+        let drd = read_index_drd(
+            entries
+                .get("index.drd")
+                .context("the segment has no index.drd")?,
+        )?;
         let meta: Option<serde_json::Value> = match entries.get("metadata.drd") {
             Some(b) => Some(serde_json::from_slice(b).context("metadata.drd is not JSON")?),
             None => None,
@@ -311,17 +376,30 @@ fn dump_segment(path: PathBuf, metadata: bool, bitmaps: bool, columns: Vec<Strin
     if bitmaps {
         let files = SegmentFiles::open(&path)?;
         let entries = files.entries()?;
-        let drd = read_index_drd(entries.get("index.drd").context("the segment has no index.drd")?)?;
+        let drd = read_index_drd(
+            entries
+                .get("index.drd")
+                .context("the segment has no index.drd")?,
+        )?;
         let mut doc = serde_json::Map::new();
         for dim in drd.dimensions.iter().filter(|d| wanted(d)) {
-            let bytes = entries.get(dim.as_str()).with_context(|| format!("column {dim} missing"))?;
+            let bytes = entries
+                .get(dim.as_str())
+                .with_context(|| format!("column {dim} missing"))?;
             let mut values = serde_json::Map::new();
             for (value, rows) in read_bitmaps(dim, bytes)? {
-                values.insert(value.unwrap_or_else(|| "null".into()), rows.iter().collect::<Vec<u32>>().into());
+                values.insert(
+                    value.unwrap_or_else(|| "null".into()),
+                    rows.iter().collect::<Vec<u32>>().into(),
+                );
             }
             doc.insert(dim.clone(), values.into());
         }
-        writeln!(out, "{}", serde_json::to_string(&serde_json::json!({"bitmaps": doc}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&serde_json::json!({"bitmaps": doc}))?
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let (_, data) = read_segment(&path)?;
@@ -332,10 +410,17 @@ fn dump_segment(path: PathBuf, metadata: bool, bitmaps: bool, columns: Vec<Strin
         }
         for d in data.dimensions.iter().filter(|d| wanted(&d.name)) {
             let v = d.dictionary[d.ids[row] as usize].clone();
-            obj.insert(d.name.clone(), v.map_or(serde_json::Value::Null, Into::into));
+            obj.insert(
+                d.name.clone(),
+                v.map_or(serde_json::Value::Null, Into::into),
+            );
         }
         for m in data.metrics.iter().filter(|m| wanted(&m.name)) {
-            let v = if m.nulls.contains(row as u32) { serde_json::Value::Null } else { m.values.json(row) };
+            let v = if m.nulls.contains(row as u32) {
+                serde_json::Value::Null
+            } else {
+                m.values.json(row)
+            };
             obj.insert(m.name.clone(), v);
         }
         serde_json::to_writer(&mut out, &obj)?;

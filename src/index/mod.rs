@@ -25,9 +25,21 @@ pub struct DimensionColumn {
 /// One aggregator's values, one per index row.
 pub enum MetricValues {
     Count(Vec<i64>),
-    Long { op: AggOp, values: Vec<i64>, set: Vec<bool> },
-    Double { op: AggOp, values: Vec<f64>, set: Vec<bool> },
-    Float { op: AggOp, values: Vec<f32>, set: Vec<bool> },
+    Long {
+        op: AggOp,
+        values: Vec<i64>,
+        set: Vec<bool>,
+    },
+    Double {
+        op: AggOp,
+        values: Vec<f64>,
+        set: Vec<bool>,
+    },
+    Float {
+        op: AggOp,
+        values: Vec<f32>,
+        set: Vec<bool>,
+    },
 }
 
 pub struct MetricColumn {
@@ -111,17 +123,26 @@ impl IncrementalIndex {
     pub fn add_metric(&mut self, aggregator: &Aggregator, slot: Option<usize>) {
         let values = match &aggregator.kind {
             AggregatorKind::Count => MetricValues::Count(Vec::new()),
-            AggregatorKind::Numeric { op, ty: NumType::Long } => MetricValues::Long {
+            AggregatorKind::Numeric {
+                op,
+                ty: NumType::Long,
+            } => MetricValues::Long {
                 op: *op,
                 values: Vec::new(),
                 set: Vec::new(),
             },
-            AggregatorKind::Numeric { op, ty: NumType::Double } => MetricValues::Double {
+            AggregatorKind::Numeric {
+                op,
+                ty: NumType::Double,
+            } => MetricValues::Double {
                 op: *op,
                 values: Vec::new(),
                 set: Vec::new(),
             },
-            AggregatorKind::Numeric { op, ty: NumType::Float } => MetricValues::Float {
+            AggregatorKind::Numeric {
+                op,
+                ty: NumType::Float,
+            } => MetricValues::Float {
                 op: *op,
                 values: Vec::new(),
                 set: Vec::new(),
@@ -177,7 +198,8 @@ impl IncrementalIndex {
             h.finish()
         };
         let existing = if self.rollup {
-            let (times, starts, lens, arena) = (&self.times, &self.key_start, &self.key_len, &self.arena);
+            let (times, starts, lens, arena) =
+                (&self.times, &self.key_start, &self.key_len, &self.arena);
             self.sinks[sink]
                 .table
                 .find(hash, |&r| {
@@ -205,7 +227,8 @@ impl IncrementalIndex {
                 let s = &mut self.sinks[sink];
                 s.rows.push(r as u32);
                 if self.rollup {
-                    let (times, starts, lens, arena) = (&self.times, &self.key_start, &self.key_len, &self.arena);
+                    let (times, starts, lens, arena) =
+                        (&self.times, &self.key_start, &self.key_len, &self.arena);
                     let hasher = &self.hasher;
                     s.table.insert_unique(hash, r as u32, |&o| {
                         let o = o as usize;
@@ -225,7 +248,9 @@ impl IncrementalIndex {
             let input = m.slot.and_then(|s| values.get(s)).unwrap_or(&Value::Null);
             if let Err(e) = m.values.aggregate(row, input) {
                 outcome.conversion_errors += 1;
-                note(&mut self.first_error, || format!("metric {}: {e}", m.aggregator.name));
+                note(&mut self.first_error, || {
+                    format!("metric {}: {e}", m.aggregator.name)
+                });
             }
         }
 
@@ -340,16 +365,22 @@ impl MetricValues {
             }
             MetricValues::Long { op, values, set } => {
                 let Some(x) = long(input)? else { return Ok(()) };
-                fold(&mut values[row], &mut set[row], x, *op, |a, b| a.wrapping_add(b));
+                fold(&mut values[row], &mut set[row], x, *op, |a, b| {
+                    a.wrapping_add(b)
+                });
                 Ok(())
             }
             MetricValues::Double { op, values, set } => {
-                let Some(x) = number(input)? else { return Ok(()) };
+                let Some(x) = number(input)? else {
+                    return Ok(());
+                };
                 fold(&mut values[row], &mut set[row], x, *op, |a, b| a + b);
                 Ok(())
             }
             MetricValues::Float { op, values, set } => {
-                let Some(x) = number(input)? else { return Ok(()) };
+                let Some(x) = number(input)? else {
+                    return Ok(());
+                };
                 fold(&mut values[row], &mut set[row], x as f32, *op, |a, b| a + b);
                 Ok(())
             }
@@ -357,7 +388,13 @@ impl MetricValues {
     }
 }
 
-fn fold<T: PartialOrd + Copy>(acc: &mut T, set: &mut bool, x: T, op: AggOp, add: impl Fn(T, T) -> T) {
+fn fold<T: PartialOrd + Copy>(
+    acc: &mut T,
+    set: &mut bool,
+    x: T,
+    op: AggOp,
+    add: impl Fn(T, T) -> T,
+) {
     if !*set {
         *acc = x;
         *set = true;
@@ -409,11 +446,23 @@ mod tests {
         idx.add_dimension("d", 0);
         idx.add_metric(&agg(AggregatorKind::Count, "count"), None);
         idx.add_metric(
-            &agg(AggregatorKind::Numeric { op: AggOp::Sum, ty: NumType::Long }, "v"),
+            &agg(
+                AggregatorKind::Numeric {
+                    op: AggOp::Sum,
+                    ty: NumType::Long,
+                },
+                "v",
+            ),
             Some(1),
         );
         idx.add_metric(
-            &agg(AggregatorKind::Numeric { op: AggOp::Min, ty: NumType::Double }, "m"),
+            &agg(
+                AggregatorKind::Numeric {
+                    op: AggOp::Min,
+                    ty: NumType::Double,
+                },
+                "m",
+            ),
             Some(1),
         );
         idx
@@ -431,12 +480,18 @@ mod tests {
         idx.add(3000, &[s("b"), Value::Null]);
         idx.add(3_600_000, &[s("a"), Value::Long(1)]);
         assert_eq!(idx.row_count(), 3);
-        let MetricValues::Count(c) = &idx.metrics[0].values else { panic!() };
+        let MetricValues::Count(c) = &idx.metrics[0].values else {
+            panic!()
+        };
         assert_eq!(c, &[2, 1, 1]);
-        let MetricValues::Long { values, set, .. } = &idx.metrics[1].values else { panic!() };
+        let MetricValues::Long { values, set, .. } = &idx.metrics[1].values else {
+            panic!()
+        };
         assert_eq!(values, &[12, 0, 1]);
         assert_eq!(set, &[true, false, true]);
-        let MetricValues::Double { values, .. } = &idx.metrics[2].values else { panic!() };
+        let MetricValues::Double { values, .. } = &idx.metrics[2].values else {
+            panic!()
+        };
         assert_eq!(values[0], 5.0);
         assert_eq!(idx.sinks.len(), 1);
     }

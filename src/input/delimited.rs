@@ -38,7 +38,8 @@ impl Layout {
         width: usize,
         rows: &mut Vec<Vec<Value<'a>>>,
     ) -> Result<(), ParseError> {
-        let text = std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+        let text = std::str::from_utf8(data)
+            .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
         for (i, line) in text.split('\n').enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
             if i < self.skip_header_rows || line.is_empty() {
@@ -48,7 +49,9 @@ impl Layout {
             let cells = if self.csv {
                 split_csv(line)?
             } else {
-                line.split(self.delimiter.as_str()).map(Cow::Borrowed).collect()
+                line.split(self.delimiter.as_str())
+                    .map(Cow::Borrowed)
+                    .collect()
             };
             if cells.len() > self.slots.len() {
                 return Err(ParseError(format!(
@@ -123,12 +126,18 @@ mod tests {
         let cols = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         let layout = Layout::new("\t", None, &cols, 0, false, &mut fields);
         let mut rows = Vec::new();
-        layout.parse_entity(b"x\t\tz\nq\tr", fields.len(), &mut rows).unwrap();
+        layout
+            .parse_entity(b"x\t\tz\nq\tr", fields.len(), &mut rows)
+            .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][0], Value::Str(Cow::Borrowed("x")));
         assert_eq!(rows[0][1], Value::Null);
         assert_eq!(rows[1][2], Value::Null);
-        assert!(layout.parse_entity(b"1\t2\t3\t4", fields.len(), &mut rows).is_err());
+        assert!(
+            layout
+                .parse_entity(b"1\t2\t3\t4", fields.len(), &mut rows)
+                .is_err()
+        );
     }
 
     #[test]

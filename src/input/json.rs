@@ -13,7 +13,8 @@ pub fn parse_entity<'a>(
     rows: &mut Vec<Vec<Value<'a>>>,
 ) -> Result<(), ParseError> {
     rows.clear();
-    let text = std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+    let text = std::str::from_utf8(data)
+        .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
     let mut de = serde_json::Deserializer::from_str(text);
     loop {
         // Skip whitespace between values; stop at the end of the entity.
@@ -152,7 +153,10 @@ impl<'de> Visitor<'de> for ValueSeed {
         while let Some(v) = seq.next_element_seed(ValueSeed)? {
             items.push(v);
         }
-        if items.iter().any(|v| matches!(v, Value::List(_) | Value::Nested)) {
+        if items
+            .iter()
+            .any(|v| matches!(v, Value::List(_) | Value::Nested))
+        {
             return Ok(Value::Nested);
         }
         Ok(Value::List(items))
@@ -172,7 +176,8 @@ mod tests {
         let mut fields = FieldTable::new(false, false, &[]);
         let carrier = fields.slot("carrier");
         let delay = fields.slot("dep_delay");
-        let data = br#"{"carrier":"UA","flight":"1545","dep_delay":-4,"nested":{"a":[1,2]},"x":null}"#;
+        let data =
+            br#"{"carrier":"UA","flight":"1545","dep_delay":-4,"nested":{"a":[1,2]},"x":null}"#;
         let mut rows = Vec::new();
         parse_entity(data, &mut fields, &mut rows).unwrap();
         assert_eq!(rows.len(), 1);
@@ -187,7 +192,11 @@ mod tests {
         let data = br#"{"timestamp":"2013-01-01T00:00:00Z","b":"x","a":1,"n":null,"o":{"k":1},"l":["p","q"]}"#;
         let mut rows = Vec::new();
         parse_entity(data, &mut fields, &mut rows).unwrap();
-        let names: Vec<&str> = fields.discovered_since(0).iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = fields
+            .discovered_since(0)
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         assert_eq!(names, ["b", "a", "l"]);
     }
 
@@ -196,8 +205,12 @@ mod tests {
         let mut fields = FieldTable::new(false, false, &[]);
         let s = fields.slot("v");
         let mut rows = Vec::new();
-        parse_entity(br#"{"v":1} {"v":2}
-{"v":"three"}"#, &mut fields, &mut rows)
+        parse_entity(
+            br#"{"v":1} {"v":2}
+{"v":"three"}"#,
+            &mut fields,
+            &mut rows,
+        )
         .unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[2][s], Value::Str(Cow::Borrowed("three")));

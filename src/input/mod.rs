@@ -136,8 +136,17 @@ impl RowParser {
         let r = &task.resolved;
         let format = r.input_format.clone().expect("validated task");
         let discover = r.dimensions.is_empty();
-        let keep_nulls = matches!(format, InputFormat::Json { keep_null_columns: true });
-        let mut fields = FieldTable::new(discover, keep_nulls, if discover { &r.exclusions } else { &[] });
+        let keep_nulls = matches!(
+            format,
+            InputFormat::Json {
+                keep_null_columns: true
+            }
+        );
+        let mut fields = FieldTable::new(
+            discover,
+            keep_nulls,
+            if discover { &r.exclusions } else { &[] },
+        );
         let delimited = match &format {
             InputFormat::Delimited {
                 delimiter,
@@ -165,7 +174,11 @@ impl RowParser {
     /// Parse one entity (a record's data) into rows of slot values. Rows are
     /// handed over only if the whole entity parses, as Druid's stream JSON
     /// reader does.
-    pub fn parse<'a>(&mut self, data: &'a [u8], rows: &mut Vec<Vec<Value<'a>>>) -> Result<(), ParseError> {
+    pub fn parse<'a>(
+        &mut self,
+        data: &'a [u8],
+        rows: &mut Vec<Vec<Value<'a>>>,
+    ) -> Result<(), ParseError> {
         rows.clear();
         match &self.format {
             InputFormat::Json { .. } => json::parse_entity(data, &mut self.fields, rows),

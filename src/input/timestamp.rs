@@ -40,8 +40,8 @@ impl TimestampParser {
                 self.last_millis = t;
                 t
             }
-            Value::Long(n) => self.from_number(*n as f64, Some(*n))?,
-            Value::Double(d) => self.from_number(*d, None)?,
+            Value::Long(n) => self.parse_number(*n as f64, Some(*n))?,
+            Value::Double(d) => self.parse_number(*d, None)?,
             other => return Err(format!("cannot read a timestamp from {other:?}")),
         };
         if millis.unsigned_abs() > MAX_ABS_MILLIS as u64 {
@@ -74,18 +74,22 @@ impl TimestampParser {
         }
     }
 
-    fn from_number(&self, v: f64, exact: Option<i64>) -> Result<i64, String> {
+    fn parse_number(&self, v: f64, exact: Option<i64>) -> Result<i64, String> {
         let bad = || format!("timestamp {v} is out of range");
         match self.format {
-            TimestampFormat::Auto | TimestampFormat::Iso | TimestampFormat::Millis => {
-                exact.map(Ok).unwrap_or_else(|| scaled(v, 1.0).ok_or_else(bad))
-            }
+            TimestampFormat::Auto | TimestampFormat::Iso | TimestampFormat::Millis => exact
+                .map(Ok)
+                .unwrap_or_else(|| scaled(v, 1.0).ok_or_else(bad)),
             TimestampFormat::Posix | TimestampFormat::Ruby => match exact {
                 Some(n) => n.checked_mul(1000).ok_or_else(bad),
                 None => scaled(v, 1000.0).ok_or_else(bad),
             },
-            TimestampFormat::Micro => Ok(exact.map(|n| n.div_euclid(1000)).unwrap_or((v / 1000.0).floor() as i64)),
-            TimestampFormat::Nano => Ok(exact.map(|n| n.div_euclid(1_000_000)).unwrap_or((v / 1e6).floor() as i64)),
+            TimestampFormat::Micro => Ok(exact
+                .map(|n| n.div_euclid(1000))
+                .unwrap_or((v / 1000.0).floor() as i64)),
+            TimestampFormat::Nano => Ok(exact
+                .map(|n| n.div_euclid(1_000_000))
+                .unwrap_or((v / 1e6).floor() as i64)),
         }
     }
 }
@@ -107,14 +111,23 @@ mod tests {
     #[test]
     fn formats() {
         let mut auto = TimestampParser::new(TimestampFormat::Auto, None);
-        assert_eq!(auto.parse(&s("2013-01-01T10:15:00Z")), Ok(1_357_035_300_000));
-        assert_eq!(auto.parse(&s("2013-01-01T10:15:00Z")), Ok(1_357_035_300_000));
+        assert_eq!(
+            auto.parse(&s("2013-01-01T10:15:00Z")),
+            Ok(1_357_035_300_000)
+        );
+        assert_eq!(
+            auto.parse(&s("2013-01-01T10:15:00Z")),
+            Ok(1_357_035_300_000)
+        );
         assert_eq!(auto.parse(&s("1357035300000")), Ok(1_357_035_300_000));
         assert_eq!(auto.parse(&Value::Long(5)), Ok(5));
         assert!(auto.parse(&Value::Null).is_err());
         assert!(auto.parse(&s("yesterday")).is_err());
         let mut posix = TimestampParser::new(TimestampFormat::Posix, None);
-        assert_eq!(posix.parse(&Value::Long(1_357_035_300)), Ok(1_357_035_300_000));
+        assert_eq!(
+            posix.parse(&Value::Long(1_357_035_300)),
+            Ok(1_357_035_300_000)
+        );
         assert_eq!(posix.parse(&s("1357035300")), Ok(1_357_035_300_000));
         let mut millis = TimestampParser::new(TimestampFormat::Millis, Some(42));
         assert_eq!(millis.parse(&Value::Null), Ok(42));

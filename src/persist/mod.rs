@@ -8,7 +8,11 @@ use crate::segment::{MetricColumn, NumericValues, SegmentData, StringColumn};
 use roaring::RoaringBitmap;
 
 /// Build the segment for one sink.
-pub fn sink_to_segment(index: &IncrementalIndex, sink: &Sink, metadata: serde_json::Value) -> SegmentData {
+pub fn sink_to_segment(
+    index: &IncrementalIndex,
+    sink: &Sink,
+    metadata: serde_json::Value,
+) -> SegmentData {
     let rows: &[u32] = &sink.rows;
     let dims = &index.dimensions;
 
@@ -21,13 +25,17 @@ pub fn sink_to_segment(index: &IncrementalIndex, sink: &Sink, metadata: serde_js
         for &r in rows {
             used[key_id(index, r as usize, d) as usize] = true;
         }
-        let mut ids: Vec<u32> = (0..used.len() as u32).filter(|&i| used[i as usize]).collect();
-        ids.sort_by(|&a, &b| match (dim.dictionary.value(a), dim.dictionary.value(b)) {
-            (None, None) => std::cmp::Ordering::Equal,
-            (None, _) => std::cmp::Ordering::Less,
-            (_, None) => std::cmp::Ordering::Greater,
-            (Some(x), Some(y)) => java_cmp(x, y),
-        });
+        let mut ids: Vec<u32> = (0..used.len() as u32)
+            .filter(|&i| used[i as usize])
+            .collect();
+        ids.sort_by(
+            |&a, &b| match (dim.dictionary.value(a), dim.dictionary.value(b)) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, _) => std::cmp::Ordering::Less,
+                (_, None) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => java_cmp(x, y),
+            },
+        );
         let mut rank = vec![u32::MAX; used.len()];
         for (pos, &id) in ids.iter().enumerate() {
             rank[id as usize] = pos as u32;
@@ -60,8 +68,14 @@ pub fn sink_to_segment(index: &IncrementalIndex, sink: &Sink, metadata: serde_js
         }
         dimensions.push(StringColumn {
             name: dim.name.clone(),
-            dictionary: ids.iter().map(|&id| dim.dictionary.value(id).map(str::to_string)).collect(),
-            ids: order.iter().map(|&r| ranks[d][key_id(index, r as usize, d) as usize]).collect(),
+            dictionary: ids
+                .iter()
+                .map(|&id| dim.dictionary.value(id).map(str::to_string))
+                .collect(),
+            ids: order
+                .iter()
+                .map(|&r| ranks[d][key_id(index, r as usize, d) as usize])
+                .collect(),
         });
     }
 
@@ -78,7 +92,9 @@ pub fn sink_to_segment(index: &IncrementalIndex, sink: &Sink, metadata: serde_js
                 }
             };
             let values = match &m.values {
-                MetricValues::Count(v) => NumericValues::Long(order.iter().map(|&r| v[r as usize]).collect()),
+                MetricValues::Count(v) => {
+                    NumericValues::Long(order.iter().map(|&r| v[r as usize]).collect())
+                }
                 MetricValues::Long { values, set, .. } => {
                     note_nulls(set);
                     NumericValues::Long(order.iter().map(|&r| values[r as usize]).collect())

@@ -51,17 +51,31 @@ pub struct SegmentIdentity {
 
 impl SegmentIdentity {
     pub fn id(&self) -> String {
-        segment_id(&self.data_source, self.interval, &self.version, self.partition_num)
+        segment_id(
+            &self.data_source,
+            self.interval,
+            &self.version,
+            self.partition_num,
+        )
     }
 }
 
-pub fn segment_id(data_source: &str, interval: (i64, i64), version: &str, partition: u32) -> String {
+pub fn segment_id(
+    data_source: &str,
+    interval: (i64, i64),
+    version: &str,
+    partition: u32,
+) -> String {
     let base = format!(
         "{data_source}_{}_{}_{version}",
         format_iso(interval.0),
         format_iso(interval.1)
     );
-    if partition == 0 { base } else { format!("{base}_{partition}") }
+    if partition == 0 {
+        base
+    } else {
+        format!("{base}_{partition}")
+    }
 }
 
 /// A start or end position of a stream, as committed with segments.
@@ -75,7 +89,11 @@ pub struct StreamOffsets {
 impl StreamOffsets {
     /// `druid_dataSource.commit_metadata_payload` for an end position.
     pub fn end_metadata_json(&self) -> Value {
-        let map: BTreeMap<&String, String> = self.offsets.iter().map(|(k, v)| (k, v.to_string())).collect();
+        let map: BTreeMap<&String, String> = self
+            .offsets
+            .iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
         json!({
             "type": "kinesis",
             "partitions": {
@@ -89,7 +107,9 @@ impl StreamOffsets {
     }
 
     fn from_metadata_json(v: &Value) -> Result<StreamOffsets> {
-        let p = v.get("partitions").context("stored metadata has no partitions")?;
+        let p = v
+            .get("partitions")
+            .context("stored metadata has no partitions")?;
         let stream = p
             .get("stream")
             .or_else(|| p.get("topic"))
@@ -103,8 +123,13 @@ impl StreamOffsets {
             .context("stored metadata has no partitionSequenceNumberMap")?;
         let mut offsets = BTreeMap::new();
         for (k, v) in map {
-            let s = v.as_str().context("stored sequence number is not a string")?;
-            offsets.insert(k.clone(), SequenceNumber::parse(s).map_err(anyhow::Error::msg)?);
+            let s = v
+                .as_str()
+                .context("stored sequence number is not a string")?;
+            offsets.insert(
+                k.clone(),
+                SequenceNumber::parse(s).map_err(anyhow::Error::msg)?,
+            );
         }
         Ok(StreamOffsets {
             stream,
@@ -118,7 +143,11 @@ impl StreamOffsets {
             .offsets
             .iter()
             .map(|(k, v)| {
-                let ex = if self.exclusive.contains(k) { " (exclusive)" } else { "" };
+                let ex = if self.exclusive.contains(k) {
+                    " (exclusive)"
+                } else {
+                    ""
+                };
                 format!("{k}={v}{ex}")
             })
             .collect();
@@ -191,7 +220,8 @@ impl MetadataStore {
         let conn = rusqlite::Connection::open(path)
             .with_context(|| format!("opening the metadata store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.execute_batch(SCHEMA).context("creating Druid's metadata tables")?;
+        conn.execute_batch(SCHEMA)
+            .context("creating Druid's metadata tables")?;
         Ok(MetadataStore { conn })
     }
 
@@ -215,7 +245,9 @@ impl MetadataStore {
         key.extend_from_slice(&interval.0.to_be_bytes());
         key.extend_from_slice(&interval.1.to_be_bytes());
         let key_sha1 = sha1_upper(&key);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<Vec<u8>> = tx
             .query_row(
                 "SELECT payload FROM druid_pendingSegments WHERE sequence_name_prev_id_sha1 = ?1",
@@ -238,8 +270,10 @@ impl MetadataStore {
             let mut stmt = tx.prepare(
                 r#"SELECT version, payload FROM druid_segments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3 AND used"#,
             )?;
-            stmt.query_map(params![data_source, start, end], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?
+            stmt.query_map(params![data_source, start, end], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?
         };
         let pending: Vec<Vec<u8>> = {
             let mut stmt = tx.prepare(
@@ -258,7 +292,12 @@ impl MetadataStore {
             .iter()
             .map(|(v, _)| v.clone())
             .max()
-            .or_else(|| pending.iter().filter_map(|p| p["version"].as_str().map(str::to_string)).max())
+            .or_else(|| {
+                pending
+                    .iter()
+                    .filter_map(|p| p["version"].as_str().map(str::to_string))
+                    .max()
+            })
             .unwrap_or_else(|| lock_version.to_string());
         let mut max_partition: Option<u32> = None;
         let mut core = 0u32;
@@ -270,7 +309,9 @@ impl MetadataStore {
             if max_partition.is_none_or(|m| seg.shard_spec.partition_num >= m) {
                 core = seg.shard_spec.partitions;
             }
-            max_partition = Some(max_partition.map_or(seg.shard_spec.partition_num, |m| m.max(seg.shard_spec.partition_num)));
+            max_partition = Some(max_partition.map_or(seg.shard_spec.partition_num, |m| {
+                m.max(seg.shard_spec.partition_num)
+            }));
         }
         for v in &pending {
             if v["version"].as_str() == Some(version.as_str()) {
@@ -318,7 +359,9 @@ impl MetadataStore {
         segments: &[DataSegment],
         offsets: Option<(&StreamOffsets, &StreamOffsets)>,
     ) -> Result<PublishOutcome> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some((start, end)) = offsets {
             let stored: Option<(Vec<u8>, String)> = tx
                 .query_row(
@@ -336,7 +379,8 @@ impl MetadataStore {
                     )?;
                 }
                 Some((bytes, _)) => {
-                    let stored_json: Value = serde_json::from_slice(&bytes).context("stored commit metadata is not JSON")?;
+                    let stored_json: Value = serde_json::from_slice(&bytes)
+                        .context("stored commit metadata is not JSON")?;
                     let stored_offsets = StreamOffsets::from_metadata_json(&stored_json)?;
                     if let Err(why) = start_matches(start, &stored_offsets) {
                         drop(tx);
@@ -385,7 +429,11 @@ impl MetadataStore {
         for seg in segments {
             let used: Option<bool> = self
                 .conn
-                .query_row("SELECT used FROM druid_segments WHERE id = ?1", params![seg.identifier], |r| r.get(0))
+                .query_row(
+                    "SELECT used FROM druid_segments WHERE id = ?1",
+                    params![seg.identifier],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if used != Some(true) {
                 return Ok(false);
@@ -411,9 +459,9 @@ impl MetadataStore {
 
     /// Every used segment of a data source.
     pub fn used_segments(&self, data_source: &str) -> Result<Vec<DataSegment>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT payload FROM druid_segments WHERE dataSource = ?1 AND used ORDER BY id")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT payload FROM druid_segments WHERE dataSource = ?1 AND used ORDER BY id",
+        )?;
         let rows: Vec<Vec<u8>> = stmt
             .query_map(params![data_source], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -428,7 +476,10 @@ impl MetadataStore {
 /// same number and be exclusive in the task's start.
 fn start_matches(start: &StreamOffsets, stored: &StreamOffsets) -> Result<(), String> {
     if !stored.stream.is_empty() && stored.stream != start.stream {
-        return Err(format!("stream {:?} is not the stored {:?}", start.stream, stored.stream));
+        return Err(format!(
+            "stream {:?} is not the stored {:?}",
+            start.stream, stored.stream
+        ));
     }
     for (shard, seq) in &start.offsets {
         if let Some(stored_seq) = stored.offsets.get(shard) {
@@ -436,7 +487,9 @@ fn start_matches(start: &StreamOffsets, stored: &StreamOffsets) -> Result<(), St
                 return Err(format!("{shard} starts at {seq}, stored {stored_seq}"));
             }
             if !start.exclusive.contains(shard) {
-                return Err(format!("{shard} starts inclusively at the stored offset {seq}"));
+                return Err(format!(
+                    "{shard} starts inclusively at the stored offset {seq}"
+                ));
             }
         }
     }
@@ -484,21 +537,32 @@ mod tests {
         let start = offsets(&[("a", "1")], &[]);
         let end = offsets(&[("a", "5")], &[]);
         assert_eq!(
-            store.publish("ds", &[segment("s1")], Some((&start, &end))).unwrap(),
+            store
+                .publish("ds", &[segment("s1")], Some((&start, &end)))
+                .unwrap(),
             PublishOutcome::Published
         );
         // The same start again: a mismatch, but the segments exist, so success.
         assert_eq!(
-            store.publish("ds", &[segment("s1")], Some((&start, &end))).unwrap(),
+            store
+                .publish("ds", &[segment("s1")], Some((&start, &end)))
+                .unwrap(),
             PublishOutcome::AlreadyPublished
         );
         // Same start, new segments: refused with a clear message.
-        let err = store.publish("ds", &[segment("s2")], Some((&start, &end))).unwrap_err();
-        assert!(err.to_string().contains("do not match the task's start"), "{err}");
+        let err = store
+            .publish("ds", &[segment("s2")], Some((&start, &end)))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("do not match the task's start"),
+            "{err}"
+        );
         // Continuing exclusively from the stored end: accepted.
         let next_start = offsets(&[("a", "5")], &["a"]);
         let next_end = offsets(&[("a", "9")], &[]);
-        store.publish("ds", &[segment("s3")], Some((&next_start, &next_end))).unwrap();
+        store
+            .publish("ds", &[segment("s3")], Some((&next_start, &next_end)))
+            .unwrap();
         let stored = store.committed_offsets("ds").unwrap().unwrap();
         assert_eq!(stored.offsets["a"], SequenceNumber::parse("9").unwrap());
         assert_eq!(store.used_segments("ds").unwrap().len(), 2);
@@ -514,7 +578,10 @@ mod tests {
         let b = store.allocate("ds", "seq_1", "", (0, 10), "v2").unwrap();
         assert_eq!(b.version, "v1");
         assert_eq!(b.partition_num, 1);
-        assert_eq!(a.id(), "ds_1970-01-01T00:00:00.000Z_1970-01-01T00:00:00.010Z_v1");
+        assert_eq!(
+            a.id(),
+            "ds_1970-01-01T00:00:00.000Z_1970-01-01T00:00:00.010Z_v1"
+        );
         assert!(b.id().ends_with("_1"));
     }
 }

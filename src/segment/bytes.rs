@@ -134,7 +134,9 @@ impl<'a> ByteReader<'a> {
     }
 
     pub fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     /// A non-negative i32 used as a length or count.
@@ -148,7 +150,9 @@ impl<'a> ByteReader<'a> {
     }
 
     pub fn i64(&mut self) -> Result<i64> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     pub fn rest(&mut self) -> &'a [u8] {
@@ -162,7 +166,9 @@ impl<'a> ByteReader<'a> {
         let version = self.u8()?;
         if version != 1 {
             self.pos -= 1;
-            return self.fail(format!("GenericIndexed version {version} is not supported (1)"));
+            return self.fail(format!(
+                "GenericIndexed version {version} is not supported (1)"
+            ));
         }
         let flags = self.u8()?;
         let size = self.len32()?;
@@ -170,7 +176,9 @@ impl<'a> ByteReader<'a> {
         let mut r = ByteReader::new(body, self.what);
         let n = r.len32()?;
         if n.checked_mul(4).is_none_or(|b| b > r.remaining()) {
-            return self.fail(format!("GenericIndexed claims {n} elements in {size} bytes"));
+            return self.fail(format!(
+                "GenericIndexed claims {n} elements in {size} bytes"
+            ));
         }
         let ends: Vec<usize> = (0..n).map(|_| r.len32()).collect::<Result<_>>()?;
         let values = r.rest();
@@ -178,14 +186,20 @@ impl<'a> ByteReader<'a> {
         let mut start = 0usize;
         for (i, &end) in ends.iter().enumerate() {
             if end < start + 4 || end > values.len() {
-                return self.fail(format!("GenericIndexed element {i} has bad end offset {end}"));
+                return self.fail(format!(
+                    "GenericIndexed element {i} has bad end offset {end}"
+                ));
             }
             let marker = i32::from_be_bytes(values[start..start + 4].try_into().expect("4 bytes"));
             let payload = &values[start + 4..end];
             items.push(match marker {
                 0 => Some(payload),
                 -1 if payload.is_empty() => None,
-                _ => return self.fail(format!("GenericIndexed element {i} has bad marker {marker}")),
+                _ => {
+                    return self.fail(format!(
+                        "GenericIndexed element {i} has bad marker {marker}"
+                    ));
+                }
             });
             start = end;
         }
@@ -206,7 +220,9 @@ pub fn read_blocks(
 ) -> Result<Vec<u8>> {
     let (_, blocks) = r.generic_indexed()?;
     if block_bytes == 0 || block_bytes > MAX_BLOCK_BYTES {
-        return r.fail(format!("block size {block_bytes} is outside 1..=65536 bytes"));
+        return r.fail(format!(
+            "block size {block_bytes} is outside 1..=65536 bytes"
+        ));
     }
     let expected_blocks = total.div_ceil(block_bytes);
     if blocks.len() != expected_blocks {
@@ -226,7 +242,10 @@ pub fn read_blocks(
         match compression_id {
             0xFF => {
                 if block.len() != want {
-                    return r.fail(format!("raw block {i} has {} bytes, expected {want}", block.len()));
+                    return r.fail(format!(
+                        "raw block {i} has {} bytes, expected {want}",
+                        block.len()
+                    ));
                 }
                 dest.copy_from_slice(block);
             }

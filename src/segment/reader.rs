@@ -23,7 +23,9 @@ impl SegmentFiles {
     pub fn open(path: &Path) -> Result<SegmentFiles> {
         let mut files = BTreeMap::new();
         if path.is_dir() {
-            for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+            for entry in
+                std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
+            {
                 let entry = entry?;
                 if entry.file_type()?.is_file() {
                     let name = entry.file_name().to_string_lossy().into_owned();
@@ -31,8 +33,10 @@ impl SegmentFiles {
                 }
             }
         } else {
-            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{}: not a zip archive", path.display()))?;
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let mut zip = zip::ZipArchive::new(file)
+                .with_context(|| format!("{}: not a zip archive", path.display()))?;
             for i in 0..zip.len() {
                 let mut f = zip.by_index(i)?;
                 if f.is_dir() {
@@ -67,7 +71,8 @@ impl SegmentFiles {
         if version != VERSION_BIN {
             bail!("version.bin holds {version:02x?}, expected segment version 9");
         }
-        let meta = std::str::from_utf8(self.file("meta.smoosh")?).context("meta.smoosh is not UTF-8")?;
+        let meta =
+            std::str::from_utf8(self.file("meta.smoosh")?).context("meta.smoosh is not UTF-8")?;
         let mut lines = meta.lines();
         let header = lines.next().unwrap_or("");
         let parts: Vec<&str> = header.split(',').collect();
@@ -79,19 +84,35 @@ impl SegmentFiles {
         for (i, line) in lines.enumerate() {
             let f: Vec<&str> = line.split(',').collect();
             if f.len() != 4 {
-                bail!("meta.smoosh line {}: {line:?} is not name,chunk,start,end", i + 2);
+                bail!(
+                    "meta.smoosh line {}: {line:?} is not name,chunk,start,end",
+                    i + 2
+                );
             }
-            let chunk: usize = f[1].parse().with_context(|| format!("meta.smoosh line {}", i + 2))?;
-            let start: usize = f[2].parse().with_context(|| format!("meta.smoosh line {}", i + 2))?;
-            let end: usize = f[3].parse().with_context(|| format!("meta.smoosh line {}", i + 2))?;
+            let chunk: usize = f[1]
+                .parse()
+                .with_context(|| format!("meta.smoosh line {}", i + 2))?;
+            let start: usize = f[2]
+                .parse()
+                .with_context(|| format!("meta.smoosh line {}", i + 2))?;
+            let end: usize = f[3]
+                .parse()
+                .with_context(|| format!("meta.smoosh line {}", i + 2))?;
             if chunk >= chunks {
                 bail!("meta.smoosh: {} names chunk {chunk} of {chunks}", f[0]);
             }
             let data = self.file(&format!("{chunk:05}.smoosh"))?;
             if start > end || end > data.len() {
-                bail!("meta.smoosh: {} spans {start}..{end} outside its chunk of {} bytes", f[0], data.len());
+                bail!(
+                    "meta.smoosh: {} spans {start}..{end} outside its chunk of {} bytes",
+                    f[0],
+                    data.len()
+                );
             }
-            if entries.insert(f[0].to_string(), &data[start..end]).is_some() {
+            if entries
+                .insert(f[0].to_string(), &data[start..end])
+                .is_some()
+            {
                 bail!("meta.smoosh: {} is listed twice", f[0]);
             }
         }
@@ -115,7 +136,8 @@ pub fn read_index_drd(bytes: &[u8]) -> Result<IndexDrd> {
         items
             .into_iter()
             .map(|i| match i {
-                Some(b) => String::from_utf8(b.to_vec()).with_context(|| format!("index.drd: a {what} name is not UTF-8")),
+                Some(b) => String::from_utf8(b.to_vec())
+                    .with_context(|| format!("index.drd: a {what} name is not UTF-8")),
                 None => bail!("index.drd: a {what} name is null"),
             })
             .collect()
@@ -125,7 +147,8 @@ pub fn read_index_drd(bytes: &[u8]) -> Result<IndexDrd> {
     let start = r.i64()?;
     let end = r.i64()?;
     let len = r.len32()?;
-    let serde = String::from_utf8(r.take(len)?.to_vec()).context("index.drd: bitmap serde is not UTF-8")?;
+    let serde =
+        String::from_utf8(r.take(len)?.to_vec()).context("index.drd: bitmap serde is not UTF-8")?;
     if r.remaining() > 0 {
         // Null-column trailers: read to check their framing.
         r.generic_indexed()?;
@@ -161,12 +184,18 @@ pub fn read_column(name: &str, bytes: &[u8]) -> Result<Column> {
     let what = format!("column {name}");
     let mut r = ByteReader::new(bytes, &what);
     let len = r.len32()?;
-    let descriptor: Descriptor = serde_json::from_slice(r.take(len)?)
-        .with_context(|| format!("{what}: bad descriptor"))?;
-    let part = descriptor.parts.first().with_context(|| format!("{what}: descriptor has no parts"))?;
+    let descriptor: Descriptor =
+        serde_json::from_slice(r.take(len)?).with_context(|| format!("{what}: bad descriptor"))?;
+    let part = descriptor
+        .parts
+        .first()
+        .with_context(|| format!("{what}: descriptor has no parts"))?;
     let part_type = part.get("type").and_then(|t| t.as_str()).unwrap_or("");
     match (descriptor.value_type.as_str(), part_type) {
-        ("LONG" | "FLOAT" | "DOUBLE", t @ ("longV2" | "floatV2" | "doubleV2" | "long" | "float" | "double")) => {
+        (
+            "LONG" | "FLOAT" | "DOUBLE",
+            t @ ("longV2" | "floatV2" | "doubleV2" | "long" | "float" | "double"),
+        ) => {
             let v2 = t.ends_with("V2");
             let (supplier, nulls) = if v2 {
                 let size = r.len32()?;
@@ -203,7 +232,9 @@ fn read_numeric(what: &str, value_type: &str, supplier: &[u8]) -> Result<Numeric
     let mut r = ByteReader::new(supplier, what);
     let version = r.u8()?;
     if version != 2 {
-        return r.fail(format!("numeric supplier version {version} is not supported (2)"));
+        return r.fail(format!(
+            "numeric supplier version {version} is not supported (2)"
+        ));
     }
     let n = r.len32()?;
     let per_block = r.len32()?;
@@ -230,9 +261,21 @@ fn read_numeric(what: &str, value_type: &str, supplier: &[u8]) -> Result<Numeric
         raw
     };
     Ok(match value_type {
-        "LONG" => NumericValues::Long(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()),
-        "DOUBLE" => NumericValues::Double(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect()),
-        _ => NumericValues::Float(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
+        "LONG" => NumericValues::Long(
+            raw.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+                .collect(),
+        ),
+        "DOUBLE" => NumericValues::Double(
+            raw.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+                .collect(),
+        ),
+        _ => NumericValues::Float(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                .collect(),
+        ),
     })
 }
 
@@ -267,8 +310,10 @@ fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColum
         }
         let size = r.len32()?;
         let body = r.take(size)?;
-        if size < 4 - width || (size - (4 - width)) % width != 0 {
-            return r.fail(format!("id block of {size} bytes does not fit {width}-byte ids"));
+        if size < 4 - width || !(size - (4 - width)).is_multiple_of(width) {
+            return r.fail(format!(
+                "id block of {size} bytes does not fit {width}-byte ids"
+            ));
         }
         body[..size - (4 - width)]
             .chunks_exact(width)
@@ -286,7 +331,9 @@ fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColum
         let n = r.len32()?;
         let per_block = r.len32()?;
         let compression = r.u8()?;
-        let total = n.checked_mul(width).with_context(|| format!("{what}: too many ids"))?;
+        let total = n
+            .checked_mul(width)
+            .with_context(|| format!("{what}: too many ids"))?;
         let raw = read_blocks(r, compression, total, per_block.saturating_mul(width))?;
         raw.chunks_exact(width)
             .map(|c| {
@@ -297,12 +344,19 @@ fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColum
             .collect()
     };
     if let Some(bad) = ids.iter().find(|id| **id as usize >= dictionary.len()) {
-        bail!("{what}: id {bad} outside a dictionary of {}", dictionary.len());
+        bail!(
+            "{what}: id {bad} outside a dictionary of {}",
+            dictionary.len()
+        );
     }
     if flags & 4 == 0 {
         let (_, bitmaps) = r.generic_indexed()?;
         if bitmaps.len() != dictionary.len() {
-            return r.fail(format!("{} bitmaps for {} dictionary entries", bitmaps.len(), dictionary.len()));
+            return r.fail(format!(
+                "{} bitmaps for {} dictionary entries",
+                bitmaps.len(),
+                dictionary.len()
+            ));
         }
         for (i, b) in bitmaps.iter().enumerate() {
             let bytes = b.unwrap_or(&[]);
@@ -325,8 +379,11 @@ pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, Roa
     let Column::String(col) = read_column(name, bytes)? else {
         bail!("column {name} is not a string column");
     };
-    let mut out: Vec<(Option<String>, RoaringBitmap)> =
-        col.dictionary.into_iter().map(|v| (v, RoaringBitmap::new())).collect();
+    let mut out: Vec<(Option<String>, RoaringBitmap)> = col
+        .dictionary
+        .into_iter()
+        .map(|v| (v, RoaringBitmap::new()))
+        .collect();
     for (row, id) in col.ids.iter().enumerate() {
         out[*id as usize].1.insert(row as u32);
     }
@@ -337,8 +394,14 @@ pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, Roa
 pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
     let files = SegmentFiles::open(path)?;
     let entries = files.entries()?;
-    let drd = read_index_drd(entries.get("index.drd").context("the segment has no index.drd")?)?;
-    let time_bytes = entries.get("__time").context("the segment has no __time column")?;
+    let drd = read_index_drd(
+        entries
+            .get("index.drd")
+            .context("the segment has no index.drd")?,
+    )?;
+    let time_bytes = entries
+        .get("__time")
+        .context("the segment has no __time column")?;
     let Column::Numeric(NumericValues::Long(times), _) = read_column("__time", time_bytes)? else {
         bail!("__time is not a long column");
     };
@@ -354,7 +417,9 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
     };
     let n = data.times.len();
     for name in &drd.columns {
-        let bytes = entries.get(name.as_str()).with_context(|| format!("column {name} has no smoosh entry"))?;
+        let bytes = entries
+            .get(name.as_str())
+            .with_context(|| format!("column {name} has no smoosh entry"))?;
         let column = read_column(name, bytes)?;
         let rows = match &column {
             Column::Numeric(v, _) => v.len(),
@@ -365,11 +430,13 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
         }
         match column {
             Column::String(s) if drd.dimensions.contains(name) => data.dimensions.push(s),
-            Column::Numeric(values, nulls) if !drd.dimensions.contains(name) => data.metrics.push(MetricColumn {
-                name: name.clone(),
-                values,
-                nulls,
-            }),
+            Column::Numeric(values, nulls) if !drd.dimensions.contains(name) => {
+                data.metrics.push(MetricColumn {
+                    name: name.clone(),
+                    values,
+                    nulls,
+                })
+            }
             _ => bail!("column {name}: numeric dimensions are not read by this build yet"),
         }
     }

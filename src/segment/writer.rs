@@ -1,7 +1,9 @@
 //! Writing a segment directory (version.bin, factory.json, meta.smoosh,
 //! 00000.smoosh) and its index.zip, as Druid's IndexMergerV9 lays them out.
 
-use super::bytes::{compression_id, write_blocks, write_generic_indexed, write_prefixed_string, write_string_list};
+use super::bytes::{
+    compression_id, write_blocks, write_generic_indexed, write_prefixed_string, write_string_list,
+};
 use super::*;
 use crate::spec::{Compression, ResolvedIndexSpec};
 use anyhow::{Context, Result, bail};
@@ -142,7 +144,11 @@ fn index_drd(data: &SegmentData) -> Vec<u8> {
     let metrics = data.sorted_metrics();
     let mut columns: Vec<Option<&str>> = metrics.iter().map(|m| Some(m.name.as_str())).collect();
     columns.extend(data.dimensions.iter().map(|d| Some(d.name.as_str())));
-    let dims: Vec<Option<&str>> = data.dimensions.iter().map(|d| Some(d.name.as_str())).collect();
+    let dims: Vec<Option<&str>> = data
+        .dimensions
+        .iter()
+        .map(|d| Some(d.name.as_str()))
+        .collect();
     let mut out = Vec::new();
     write_string_list(&mut out, &columns);
     write_string_list(&mut out, &dims);
@@ -170,16 +176,27 @@ fn check(data: &SegmentData) -> Result<()> {
     }
     for d in &data.dimensions {
         if d.ids.len() != n {
-            bail!("dimension {} has {} rows, expected {n}", d.name, d.ids.len());
+            bail!(
+                "dimension {} has {} rows, expected {n}",
+                d.name,
+                d.ids.len()
+            );
         }
         let names: Vec<Option<&str>> = d.dictionary.iter().map(|v| v.as_deref()).collect();
         if super::bytes::sorted_flag(&names) != 1 {
-            bail!("dimension {}: dictionary is not strictly increasing", d.name);
+            bail!(
+                "dimension {}: dictionary is not strictly increasing",
+                d.name
+            );
         }
     }
     for m in &data.metrics {
         if m.values.len() != n {
-            bail!("metric {} has {} rows, expected {n}", m.name, m.values.len());
+            bail!(
+                "metric {} has {} rows, expected {n}",
+                m.name,
+                m.values.len()
+            );
         }
     }
     Ok(())
@@ -187,7 +204,11 @@ fn check(data: &SegmentData) -> Result<()> {
 
 /// Write a segment directory; returns the files written with their sizes,
 /// sorted by name (the order index.zip holds them in).
-pub fn write_segment_dir(dir: &Path, data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Vec<(String, u64)>> {
+pub fn write_segment_dir(
+    dir: &Path,
+    data: &SegmentData,
+    spec: &ResolvedIndexSpec,
+) -> Result<Vec<(String, u64)>> {
     check(data)?;
     let mut entries = Vec::new();
     entries.push(Entry {
@@ -214,7 +235,8 @@ pub fn write_segment_dir(dir: &Path, data: &SegmentData, spec: &ResolvedIndexSpe
     for d in &data.dimensions {
         entries.push(Entry {
             name: d.name.clone(),
-            bytes: string_column(d, spec.dimension_compression).with_context(|| format!("dimension {}", d.name))?,
+            bytes: string_column(d, spec.dimension_compression)
+                .with_context(|| format!("dimension {}", d.name))?,
         });
     }
     entries.push(Entry {
@@ -246,7 +268,10 @@ pub fn write_segment_dir(dir: &Path, data: &SegmentData, spec: &ResolvedIndexSpe
         offsets.insert(e.name.as_str(), (start, chunk.len() as i64));
     }
     if chunk.len() as i64 > MAX_CHUNK_SIZE {
-        bail!("segment of {} bytes exceeds one smoosh chunk; lower maxRowsPerSegment", chunk.len());
+        bail!(
+            "segment of {} bytes exceeds one smoosh chunk; lower maxRowsPerSegment",
+            chunk.len()
+        );
     }
     let mut meta = format!("v1,{MAX_CHUNK_SIZE},1\n");
     for name in &names {

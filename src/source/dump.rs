@@ -110,7 +110,10 @@ pub fn open_maybe_compressed(path: &Path) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let name = path.to_string_lossy();
     Ok(if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            file,
+        )))
     } else if name.ends_with(".zst") {
         Box::new(zstd::Decoder::new(file)?)
     } else {
@@ -131,7 +134,10 @@ impl ShardReader {
     pub fn open(path: &Path) -> Result<ShardReader> {
         Ok(ShardReader {
             path: path.to_path_buf(),
-            reader: Box::new(BufReader::with_capacity(1 << 20, open_maybe_compressed(path)?)),
+            reader: Box::new(BufReader::with_capacity(
+                1 << 20,
+                open_maybe_compressed(path)?,
+            )),
             line: Vec::with_capacity(4096),
             line_no: 0,
             last: None,
@@ -145,7 +151,13 @@ impl ShardReader {
             let n = self
                 .reader
                 .read_until(b'\n', &mut self.line)
-                .with_context(|| format!("{}: reading after line {}", self.path.display(), self.line_no))?;
+                .with_context(|| {
+                    format!(
+                        "{}: reading after line {}",
+                        self.path.display(),
+                        self.line_no
+                    )
+                })?;
             if n == 0 {
                 return Ok(None);
             }
@@ -159,35 +171,39 @@ impl ShardReader {
             return Ok(Some(record));
         }
     }
-
 }
 
 fn decode(text: &[u8], path: &Path, line_no: u64, last: Option<&SequenceNumber>) -> Result<Record> {
-        let at = || format!("{}:{}", path.display(), line_no);
-        let line: DumpLine = serde_json::from_slice(text)
-            .map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
-        let sequence = SequenceNumber::parse(&line.sequence_number)
-            .map_err(|e| anyhow!("{}: SequenceNumber: {e}", at()))?;
-        if let Some(last) = last
-            && &sequence <= last
-        {
-            bail!(
-                "{}: sequence number {sequence} does not follow {last}; a shard's records must be in order",
+    let at = || format!("{}:{}", path.display(), line_no);
+    let line: DumpLine =
+        serde_json::from_slice(text).map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
+    let sequence = SequenceNumber::parse(&line.sequence_number)
+        .map_err(|e| anyhow!("{}: SequenceNumber: {e}", at()))?;
+    if let Some(last) = last
+        && &sequence <= last
+    {
+        bail!(
+            "{}: sequence number {sequence} does not follow {last}; a shard's records must be in order",
+            at()
+        );
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(line.data.as_bytes())
+        .map_err(|e| {
+            anyhow!(
+                "{}: Data is not base64 (sequence number {sequence}): {e}",
                 at()
-            );
-        }
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(line.data.as_bytes())
-            .map_err(|e| anyhow!("{}: Data is not base64 (sequence number {sequence}): {e}", at()))?;
-        let arrival_millis = line
-            .approximate_arrival_timestamp
-            .map(|s| (s * 1000.0).round() as i64)
-            .unwrap_or(0);
-        Ok(Record {
-            sequence,
-            arrival_millis,
-            data,
-        })
+            )
+        })?;
+    let arrival_millis = line
+        .approximate_arrival_timestamp
+        .map(|s| (s * 1000.0).round() as i64)
+        .unwrap_or(0);
+    Ok(Record {
+        sequence,
+        arrival_millis,
+        data,
+    })
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {

@@ -2,7 +2,9 @@
 //! Kinesis would shard it (MD5 of the partition key against evenly split
 //! hash-key ranges, 56-digit sequence numbers increasing per shard).
 
-use super::dump::{DumpLineOut, HashKeyRange, SequenceNumberRange, ShardInfo, ShardList, open_maybe_compressed};
+use super::dump::{
+    DumpLineOut, HashKeyRange, SequenceNumberRange, ShardInfo, ShardList, open_maybe_compressed,
+};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -70,7 +72,11 @@ pub fn hash_ranges(shards: usize) -> Vec<(u128, u128)> {
     (0..n)
         .map(|i| {
             let start = i * step;
-            let end = if i == n - 1 { u128::MAX } else { (i + 1) * step - 1 };
+            let end = if i == n - 1 {
+                u128::MAX
+            } else {
+                (i + 1) * step - 1
+            };
             (start, end)
         })
         .collect()
@@ -104,7 +110,8 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
             opts.input.display()
         ),
     };
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
     let ranges = hash_ranges(opts.shards);
     let ext = match opts.compression {
         DumpCompression::None => "jsonl",
@@ -120,7 +127,10 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
         );
         writers.push(match opts.compression {
             DumpCompression::None => Box::new(file),
-            DumpCompression::Gzip => Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::new(6))),
+            DumpCompression::Gzip => Box::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::new(6),
+            )),
             DumpCompression::Zstd => Box::new(zstd::Encoder::new(file, 3)?.auto_finish()),
         });
     }
@@ -157,7 +167,9 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
                     key_column = Some(
                         line.split(|b| *b == d)
                             .position(|c| c == field.as_bytes())
-                            .with_context(|| format!("--partition-key {field:?} is not a column of the header"))?,
+                            .with_context(|| {
+                                format!("--partition-key {field:?} is not a column of the header")
+                            })?,
                     );
                 }
                 continue;
@@ -169,7 +181,10 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
         let key = partition_key(&line, delimiter, key_column, opts.partition_key.as_deref())
             .unwrap_or_else(|| row.to_string());
         let h = hash_key(&key);
-        let shard = ranges.iter().position(|(s, e)| (*s..=*e).contains(&h)).unwrap_or(0);
+        let shard = ranges
+            .iter()
+            .position(|(s, e)| (*s..=*e).contains(&h))
+            .unwrap_or(0);
         counters[shard] += 1;
         let seq = sequence_number(shard, counters[shard]);
         b64.clear();

@@ -98,6 +98,9 @@ mod tests {
             ..a
         };
         assert_eq!(inclusive.admit(&seq("10")), Admit::Process);
-        assert_eq!(inclusive.admit(&seq("999999999999999999999999")), Admit::Process);
+        assert_eq!(
+            inclusive.admit(&seq("999999999999999999999999")),
+            Admit::Process
+        );
     }
 }

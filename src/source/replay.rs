@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct ReplaySupplier {
     receivers: Vec<Option<Receiver<Result<RecordBatch>>>>,
@@ -24,6 +24,15 @@ pub struct ReplaySupplier {
     pub bytes_read: Arc<AtomicU64>,
 }
 
+/// A fetch thread's job: (shard position, assignment, file, closed?, channel).
+type FetchJob = (
+    usize,
+    ShardAssignment,
+    std::path::PathBuf,
+    bool,
+    Sender<Result<RecordBatch>>,
+);
+
 pub struct ReplayOptions {
     /// Records per batch (Druid's maxRecordsPerPoll).
     pub batch_records: usize,
@@ -33,7 +42,11 @@ pub struct ReplayOptions {
 }
 
 impl ReplaySupplier {
-    pub fn start(dump: &Dump, assignments: &[ShardAssignment], opts: &ReplayOptions) -> Result<ReplaySupplier> {
+    pub fn start(
+        dump: &Dump,
+        assignments: &[ShardAssignment],
+        opts: &ReplayOptions,
+    ) -> Result<ReplaySupplier> {
         let mut files = Vec::new();
         for a in assignments {
             let Some(info) = dump.shard(&a.shard_id) else {
@@ -52,7 +65,7 @@ impl ReplaySupplier {
         let read_nanos = Arc::new(AtomicU64::new(0));
         let bytes_read = Arc::new(AtomicU64::new(0));
         let mut receivers = Vec::new();
-        let mut senders: Vec<Vec<(usize, ShardAssignment, std::path::PathBuf, bool, Sender<Result<RecordBatch>>)>> =
+        let mut senders: Vec<Vec<FetchJob>> =
             vec![Vec::new(); opts.fetch_threads.clamp(1, assignments.len().max(1))];
         for (i, (a, (path, eos))) in assignments.iter().zip(files).enumerate() {
             let (tx, rx) = bounded(per_shard_batches);
@@ -73,7 +86,9 @@ impl ReplaySupplier {
                         // so no shard waits for another to finish.
                         let mut open: Vec<_> = jobs
                             .into_iter()
-                            .map(|(idx, a, path, eos, tx)| (idx, a, ShardReader::open(&path), eos, tx))
+                            .map(|(idx, a, path, eos, tx)| {
+                                (idx, a, ShardReader::open(&path), eos, tx)
+                            })
                             .collect();
                         while !open.is_empty() && !stop.load(Ordering::Relaxed) {
                             open.retain_mut(|(idx, a, reader, eos, tx)| {
@@ -82,7 +97,10 @@ impl ReplaySupplier {
                                     Ok(r) => read_batch(*idx, a, r, *eos, batch),
                                     Err(e) => Err(anyhow::anyhow!("{e:#}")),
                                 };
-                                read_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                                read_nanos.fetch_add(
+                                    started.elapsed().as_nanos() as u64,
+                                    Ordering::Relaxed,
+                                );
                                 let done = !matches!(&step, Ok(b) if b.end == BatchEnd::More);
                                 if let Ok(b) = &step {
                                     let bytes: usize = b.records.iter().map(|r| r.data.len()).sum();
@@ -111,7 +129,9 @@ impl ReplaySupplier {
         for _ in 0..n {
             let i = self.next;
             self.next = (self.next + 1) % n;
-            let Some(rx) = &self.receivers[i] else { continue };
+            let Some(rx) = &self.receivers[i] else {
+                continue;
+            };
             match rx.recv() {
                 Ok(Ok(batch)) => {
                     if batch.end != BatchEnd::More {
@@ -162,7 +182,11 @@ fn read_batch(
             } else {
                 BatchEnd::Exhausted
             };
-            return Ok(RecordBatch { shard, records, end });
+            return Ok(RecordBatch {
+                shard,
+                records,
+                end,
+            });
         };
         if record.sequence < a.start {
             continue;
@@ -183,6 +207,3 @@ fn read_batch(
         end: BatchEnd::More,
     })
 }
-
-/// How long the poll loop may block; replay never times out.
-pub const POLL_TIMEOUT: Duration = Duration::from_millis(100);

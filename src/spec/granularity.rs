@@ -49,13 +49,14 @@ impl Granularity {
             "ALL" => return Some(Granularity::All),
             _ => {}
         }
-        NAMED.iter().find(|(n, _)| *n == upper).map(|(n, p)| {
-            Granularity::Period {
+        NAMED
+            .iter()
+            .find(|(n, _)| *n == upper)
+            .map(|(n, p)| Granularity::Period {
                 period: Period::parse(p).expect("built-in period"),
                 origin: None,
                 name: Some(n),
-            }
-        })
+            })
     }
 
     /// Parse any of Druid's JSON forms: `"HOUR"`, `{"type":"hour"}`,
@@ -73,9 +74,9 @@ impl Granularity {
                     .ok_or("granularity object needs a \"type\"")?;
                 let origin = match map.get("origin") {
                     None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(
-                        time::parse_iso(s).ok_or_else(|| format!("bad origin {s:?}"))?,
-                    ),
+                    Some(Value::String(s)) => {
+                        Some(time::parse_iso(s).ok_or_else(|| format!("bad origin {s:?}"))?)
+                    }
                     Some(Value::Number(n)) => Some(n.as_i64().ok_or("bad origin")?),
                     Some(other) => return Err(format!("bad origin {other}")),
                 };
@@ -89,9 +90,7 @@ impl Granularity {
                         if let Some(tz) = map.get("timeZone").and_then(Value::as_str)
                             && !matches!(tz, "UTC" | "Etc/UTC" | "Z" | "+00:00")
                         {
-                            return Err(format!(
-                                "timeZone {tz:?} is not supported yet (UTC only)"
-                            ));
+                            return Err(format!("timeZone {tz:?} is not supported yet (UTC only)"));
                         }
                         if period.fixed_millis() == Some(0) {
                             return Err("period must not be zero".into());
@@ -101,7 +100,9 @@ impl Granularity {
                         }
                         let name = NAMED
                             .iter()
-                            .find(|(_, p)| origin.is_none() && Period::parse(p).ok() == Some(period))
+                            .find(|(_, p)| {
+                                origin.is_none() && Period::parse(p).ok() == Some(period)
+                            })
                             .map(|(n, _)| *n);
                         Ok(Granularity::Period {
                             period,
@@ -124,7 +125,9 @@ impl Granularity {
                         .ok_or_else(|| format!("unknown granularity type {other:?}")),
                 }
             }
-            _ => Err(format!("a granularity must be a string or an object, got {value}")),
+            _ => Err(format!(
+                "a granularity must be a string or an object, got {value}"
+            )),
         }
     }
 
@@ -146,7 +149,9 @@ impl Granularity {
                     Some((PeriodField::Months, n)) => {
                         time::month_start(floor_int(time::months_since_epoch(t), n))
                     }
-                    Some((PeriodField::Weeks, n)) => floor_to(t, n * 7 * MS_PER_DAY, FIRST_MONDAY_MS),
+                    Some((PeriodField::Weeks, n)) => {
+                        floor_to(t, n * 7 * MS_PER_DAY, FIRST_MONDAY_MS)
+                    }
                     _ => floor_to(t, period.fixed_millis().unwrap_or(1).max(1), 0),
                 }
             }
@@ -211,7 +216,11 @@ mod tests {
         let t = at("2013-05-15T10:47:13.123Z");
         let cases = [
             ("MINUTE", "2013-05-15T10:47:00Z", "2013-05-15T10:48:00Z"),
-            ("FIFTEEN_MINUTE", "2013-05-15T10:45:00Z", "2013-05-15T11:00:00Z"),
+            (
+                "FIFTEEN_MINUTE",
+                "2013-05-15T10:45:00Z",
+                "2013-05-15T11:00:00Z",
+            ),
             ("HOUR", "2013-05-15T10:00:00Z", "2013-05-15T11:00:00Z"),
             ("SIX_HOUR", "2013-05-15T06:00:00Z", "2013-05-15T12:00:00Z"),
             ("DAY", "2013-05-15T00:00:00Z", "2013-05-16T00:00:00Z"),
@@ -232,19 +241,35 @@ mod tests {
     fn parses_all_json_forms() {
         let hour = Granularity::named("HOUR").unwrap();
         assert_eq!(Granularity::from_json(&json!("hour")).unwrap(), hour);
-        assert_eq!(Granularity::from_json(&json!({"type": "hour"})).unwrap(), hour);
         assert_eq!(
-            Granularity::from_json(&json!({"type":"period","period":"PT1H","timeZone":"UTC","origin":null}))
-                .unwrap(),
+            Granularity::from_json(&json!({"type": "hour"})).unwrap(),
             hour
         );
-        assert_eq!(Granularity::from_json(&json!({"type": "none"})).unwrap(), Granularity::None);
+        assert_eq!(
+            Granularity::from_json(
+                &json!({"type":"period","period":"PT1H","timeZone":"UTC","origin":null})
+            )
+            .unwrap(),
+            hour
+        );
+        assert_eq!(
+            Granularity::from_json(&json!({"type": "none"})).unwrap(),
+            Granularity::None
+        );
         assert_eq!(hour.to_json(), json!("HOUR"));
         assert_eq!(Granularity::None.to_json(), json!({"type": "none"}));
         let two_hours = Granularity::from_json(&json!({"type":"period","period":"PT2H"})).unwrap();
-        assert_eq!(two_hours.bucket_start(at("2013-01-01T03:30:00Z")), at("2013-01-01T02:00:00Z"));
+        assert_eq!(
+            two_hours.bucket_start(at("2013-01-01T03:30:00Z")),
+            at("2013-01-01T02:00:00Z")
+        );
         assert!(Granularity::from_json(&json!("FORTNIGHT")).is_err());
-        assert!(Granularity::from_json(&json!({"type":"period","period":"P1D","timeZone":"America/New_York"})).is_err());
+        assert!(
+            Granularity::from_json(
+                &json!({"type":"period","period":"P1D","timeZone":"America/New_York"})
+            )
+            .is_err()
+        );
     }
 
     #[test]

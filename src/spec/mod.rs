@@ -670,7 +670,10 @@ pub enum NumType {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AggregatorKind {
     Count,
-    Numeric { op: AggOp, ty: NumType },
+    Numeric {
+        op: AggOp,
+        ty: NumType,
+    },
     /// Parsed and validated, but not computed by this build yet.
     Unsupported(String),
 }
@@ -856,7 +859,10 @@ fn validate(task: &mut Task) -> Result<(), SpecErrors> {
     }
 
     // dataSource: the envelope and the schema must agree; either may be absent.
-    match (task.data_source.is_empty(), task.data_schema.data_source.is_empty()) {
+    match (
+        task.data_source.is_empty(),
+        task.data_schema.data_source.is_empty(),
+    ) {
         (true, true) => c.fail("dataSchema.dataSource", "is required"),
         (true, false) => task.data_source = task.data_schema.data_source.clone(),
         (false, true) => task.data_schema.data_source = task.data_source.clone(),
@@ -871,7 +877,9 @@ fn validate(task: &mut Task) -> Result<(), SpecErrors> {
     }
     let ds = task.data_source.clone();
     if !ds.is_empty()
-        && (ds.starts_with('.') || ds.contains('/') || ds.chars().any(|ch| ch.is_whitespace() && ch != ' '))
+        && (ds.starts_with('.')
+            || ds.contains('/')
+            || ds.chars().any(|ch| ch.is_whitespace() && ch != ' '))
     {
         c.fail(
             "dataSchema.dataSource",
@@ -948,10 +956,18 @@ fn resolve_legacy_parser(task: &mut Task, c: &mut Checker) {
             .get("format")
             .and_then(Value::as_str)
             .unwrap_or("json");
-        let get_str = |k: &str| parse_spec.get(k).and_then(Value::as_str).map(str::to_string);
+        let get_str = |k: &str| {
+            parse_spec
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let columns = parse_spec.get("columns").and_then(|v| {
-            v.as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
         });
         let kind = match format {
             "json" => "json",
@@ -1033,7 +1049,10 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
             c.fail(&format!("{path}.name"), "must not be empty");
         }
         if !seen.insert(d.name.clone()) {
-            c.fail(&format!("{path}.name"), format!("duplicate dimension {:?}", d.name));
+            c.fail(
+                &format!("{path}.name"),
+                format!("duplicate dimension {:?}", d.name),
+            );
         }
         let kind = match d.kind.to_ascii_lowercase().as_str() {
             "string" => DimensionType::String,
@@ -1075,7 +1094,10 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
             c.fail(&format!("{path}.name"), "must not be empty");
         }
         if !names.insert(spec.name.clone()) {
-            c.fail(&format!("{path}.name"), format!("duplicate metric {:?}", spec.name));
+            c.fail(
+                &format!("{path}.name"),
+                format!("duplicate metric {:?}", spec.name),
+            );
         }
         if seen.contains(&spec.name) {
             c.fail(
@@ -1089,10 +1111,13 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
                 &format!("{path}.type"),
                 format!("unknown aggregator type {:?}", spec.kind),
             ),
-            Some(AggregatorKind::Numeric { .. }) => {
-                if spec.field_name.is_none() && spec.expression.is_none() {
-                    c.fail(&format!("{path}.fieldName"), "is required (or an expression)");
-                }
+            Some(AggregatorKind::Numeric { .. })
+                if spec.field_name.is_none() && spec.expression.is_none() =>
+            {
+                c.fail(
+                    &format!("{path}.fieldName"),
+                    "is required (or an expression)",
+                );
             }
             _ => {}
         }
@@ -1261,7 +1286,10 @@ fn parse_sequence_map(
 fn resolve_io(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
     let io = &task.io_config;
     if io.kind != "kinesis" {
-        c.fail("ioConfig.type", format!("must be \"kinesis\", got {:?}", io.kind));
+        c.fail(
+            "ioConfig.type",
+            format!("must be \"kinesis\", got {:?}", io.kind),
+        );
     }
     let (start_spec, start_path) = match (&io.start_sequence_numbers, &io.start_partitions) {
         (Some(s), _) => (s.clone(), "ioConfig.startSequenceNumbers"),
@@ -1366,7 +1394,10 @@ fn resolve_io(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
 
     r.input_format = match &io.input_format {
         None => {
-            c.fail("ioConfig.inputFormat", "is required (or a legacy dataSchema.parser)");
+            c.fail(
+                "ioConfig.inputFormat",
+                "is required (or a legacy dataSchema.parser)",
+            );
             None
         }
         Some(f) => resolve_input_format(f, c),
@@ -1463,7 +1494,10 @@ fn resolve_sequences(task: &Task, r: &Resolved, c: &mut Checker) -> Vec<Sequence
     let mut checkpoints: Vec<(i64, BTreeMap<String, SequenceNumber>)> = Vec::new();
     for (id, map) in parsed {
         let Ok(n) = id.parse::<i64>() else {
-            c.fail("context.checkpoints", format!("sequence id {id:?} is not a number"));
+            c.fail(
+                "context.checkpoints",
+                format!("sequence id {id:?} is not a number"),
+            );
             continue;
         };
         let mut seqs = BTreeMap::new();
@@ -1509,14 +1543,20 @@ fn resolve_tuning(task: &Task, r: &mut Resolved, c: &mut Checker) {
     if t.kind != "KinesisTuningConfig" && t.kind != "kinesis" {
         c.fail(
             "tuningConfig.type",
-            format!("must be \"KinesisTuningConfig\" or \"kinesis\", got {:?}", t.kind),
+            format!(
+                "must be \"KinesisTuningConfig\" or \"kinesis\", got {:?}",
+                t.kind
+            ),
         );
     }
     c.positive("tuningConfig.maxRowsInMemory", t.max_rows_in_memory);
     if t.max_bytes_in_memory < -1 {
         c.fail(
             "tuningConfig.maxBytesInMemory",
-            format!("must be -1 (unlimited), 0 (default) or positive, got {}", t.max_bytes_in_memory),
+            format!(
+                "must be -1 (unlimited), 0 (default) or positive, got {}",
+                t.max_bytes_in_memory
+            ),
         );
     }
     c.positive("tuningConfig.maxRowsPerSegment", t.max_rows_per_segment);
@@ -1524,16 +1564,31 @@ fn resolve_tuning(task: &Task, r: &mut Resolved, c: &mut Checker) {
         c.positive("tuningConfig.maxTotalRows", n);
     }
     c.non_negative("tuningConfig.maxPendingPersists", t.max_pending_persists);
-    c.non_negative("tuningConfig.handoffConditionTimeout", t.handoff_condition_timeout);
+    c.non_negative(
+        "tuningConfig.handoffConditionTimeout",
+        t.handoff_condition_timeout,
+    );
     c.positive("tuningConfig.recordBufferSize", t.record_buffer_size);
-    c.positive("tuningConfig.recordBufferOfferTimeout", t.record_buffer_offer_timeout);
-    c.non_negative("tuningConfig.recordBufferFullWait", t.record_buffer_full_wait);
-    c.positive("tuningConfig.fetchSequenceNumberTimeout", t.fetch_sequence_number_timeout);
+    c.positive(
+        "tuningConfig.recordBufferOfferTimeout",
+        t.record_buffer_offer_timeout,
+    );
+    c.non_negative(
+        "tuningConfig.recordBufferFullWait",
+        t.record_buffer_full_wait,
+    );
+    c.positive(
+        "tuningConfig.fetchSequenceNumberTimeout",
+        t.fetch_sequence_number_timeout,
+    );
     if let Some(n) = t.fetch_threads {
         c.positive("tuningConfig.fetchThreads", n);
     }
     c.non_negative("tuningConfig.maxParseExceptions", t.max_parse_exceptions);
-    c.non_negative("tuningConfig.maxSavedParseExceptions", t.max_saved_parse_exceptions);
+    c.non_negative(
+        "tuningConfig.maxSavedParseExceptions",
+        t.max_saved_parse_exceptions,
+    );
     c.positive("tuningConfig.maxRecordsPerPoll", t.max_records_per_poll);
     if t.reset_offset_automatically && t.skip_sequence_number_availability_check {
         c.fail(
@@ -1542,11 +1597,19 @@ fn resolve_tuning(task: &Task, r: &mut Resolved, c: &mut Checker) {
         );
     }
     for (path, text) in [
-        ("tuningConfig.intermediatePersistPeriod", &t.intermediate_persist_period),
-        ("tuningConfig.intermediateHandoffPeriod", &t.intermediate_handoff_period),
+        (
+            "tuningConfig.intermediatePersistPeriod",
+            &t.intermediate_persist_period,
+        ),
+        (
+            "tuningConfig.intermediateHandoffPeriod",
+            &t.intermediate_handoff_period,
+        ),
     ] {
         match Period::parse(text) {
-            Ok(p) if !p.is_fixed() => c.fail(path, "must be a fixed-length period (no months or years)"),
+            Ok(p) if !p.is_fixed() => {
+                c.fail(path, "must be a fixed-length period (no months or years)")
+            }
             Ok(p) if path.ends_with("PersistPeriod") => r.intermediate_persist_period = Some(p),
             Ok(_) => {}
             Err(e) => c.fail(path, e),
@@ -1559,10 +1622,18 @@ fn resolve_tuning(task: &Task, r: &mut Resolved, c: &mut Checker) {
     };
     for (path, spec) in [
         ("tuningConfig.indexSpec", &r.index_spec),
-        ("tuningConfig.indexSpecForIntermediatePersists", &r.persist_index_spec),
+        (
+            "tuningConfig.indexSpecForIntermediatePersists",
+            &r.persist_index_spec,
+        ),
     ] {
-        if spec.metric_compression == Compression::Lzf || spec.dimension_compression == Compression::Lzf {
-            c.fail(path, "lzf is a legacy compression this build reads but does not write; use lz4");
+        if spec.metric_compression == Compression::Lzf
+            || spec.dimension_compression == Compression::Lzf
+        {
+            c.fail(
+                path,
+                "lzf is a legacy compression this build reads but does not write; use lz4",
+            );
         }
     }
     // reportParseExceptions=true means the first parse error fails the task.
@@ -1610,7 +1681,10 @@ mod tests {
         assert_eq!(t.tuning_config.max_records_per_poll, 100);
         assert_eq!(t.io_config.records_per_fetch, 4000);
         assert_eq!(t.resolved.dimensions.len(), 2);
-        assert_eq!(t.resolved.end["shardId-000000000000"], SequenceNumber::NoEnd);
+        assert_eq!(
+            t.resolved.end["shardId-000000000000"],
+            SequenceNumber::NoEnd
+        );
         assert_eq!(t.resolved.sequences.len(), 1);
         assert_eq!(t.resolved.sequences[0].name, "index_kinesis_flights_0");
         assert_eq!(t.query_granularity(), &Granularity::named("HOUR").unwrap());
@@ -1628,12 +1702,17 @@ mod tests {
         let err = load_task(sparse(r#", "maxRowsInMemory": "lots""#).as_bytes())
             .err()
             .unwrap();
-        assert!(err.to_string().starts_with("tuningConfig.maxRowsInMemory: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("tuningConfig.maxRowsInMemory: "),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_fields_warn_once_each() {
-        let loaded = load_task(sparse(r#", "fancyKnob": 3, "otherKnob": true"#).as_bytes()).unwrap();
+        let loaded =
+            load_task(sparse(r#", "fancyKnob": 3, "otherKnob": true"#).as_bytes()).unwrap();
         assert_eq!(
             loaded.warnings,
             vec![
@@ -1677,7 +1756,10 @@ mod tests {
         assert!(c.errors.is_empty(), "{:?}", c.errors);
         assert_eq!(r.sequences.len(), 2);
         assert_eq!(r.sequences[0].end, r.sequences[1].start);
-        assert_eq!(r.sequences[1].end["shardId-000000000001"], SequenceNumber::NoEnd);
+        assert_eq!(
+            r.sequences[1].end["shardId-000000000001"],
+            SequenceNumber::NoEnd
+        );
         assert_eq!(r.sequences[1].exclusive.len(), 2);
     }
 }

@@ -89,11 +89,9 @@ impl Period {
             (self.seconds, MS_SECOND),
             (self.millis, 1),
         ];
-        Some(
-            parts
-                .iter()
-                .fold(0i64, |acc, (n, unit)| acc.saturating_add(n.saturating_mul(*unit))),
-        )
+        Some(parts.iter().fold(0i64, |acc, (n, unit)| {
+            acc.saturating_add(n.saturating_mul(*unit))
+        }))
     }
 
     /// The single (field, count) of a period that sets exactly one field.
@@ -169,7 +167,10 @@ mod tests {
 
     #[test]
     fn parses_druid_tuning_periods() {
-        assert_eq!(Period::parse("PT10M").unwrap().fixed_millis(), Some(600_000));
+        assert_eq!(
+            Period::parse("PT10M").unwrap().fixed_millis(),
+            Some(600_000)
+        );
         assert_eq!(
             Period::parse("P2147483647D").unwrap().fixed_millis(),
             Some(2_147_483_647 * MS_DAY)

@@ -85,7 +85,10 @@ pub fn months_since_epoch(millis: i64) -> i64 {
 
 /// Start (epoch ms) of a month counted from 1970-01.
 pub fn month_start(months: i64) -> i64 {
-    let (year, month) = (1970 + months.div_euclid(12), (months.rem_euclid(12) + 1) as u32);
+    let (year, month) = (
+        1970 + months.div_euclid(12),
+        (months.rem_euclid(12) + 1) as u32,
+    );
     days_from_civil(year, month, 1) * MS_PER_DAY
 }
 
@@ -189,7 +192,10 @@ pub fn parse_iso(text: &str) -> Option<i64> {
                 }
             }
         }
-        if hour > 24 || minute > 59 || second > 59 || (hour == 24 && (minute | second | millis) != 0)
+        if hour > 24
+            || minute > 59
+            || second > 59
+            || (hour == 24 && (minute | second | millis) != 0)
         {
             return None;
         }
@@ -201,9 +207,8 @@ pub fn parse_iso(text: &str) -> Option<i64> {
         sc.pos += 1;
         let oh = sc.digits(2)?;
         let mut om = 0;
-        if sc.eat(b':') {
-            om = sc.digits(2)?;
-        } else if !sc.done() {
+        // `+hh:mm` or `+hhmm`.
+        if sc.eat(b':') || !sc.done() {
             om = sc.digits(2)?;
         }
         if oh > 23 || om > 59 {
@@ -274,7 +279,13 @@ mod tests {
     #[test]
     fn adds_months_clamping_day() {
         let jan31 = days_from_civil(2013, 1, 31) * MS_PER_DAY;
-        assert_eq!(add_months(jan31, 1), days_from_civil(2013, 2, 28) * MS_PER_DAY);
-        assert_eq!(month_start(months_since_epoch(jan31)), days_from_civil(2013, 1, 1) * MS_PER_DAY);
+        assert_eq!(
+            add_months(jan31, 1),
+            days_from_civil(2013, 2, 28) * MS_PER_DAY
+        );
+        assert_eq!(
+            month_start(months_since_epoch(jan31)),
+            days_from_civil(2013, 1, 1) * MS_PER_DAY
+        );
     }
 }

@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 use crate::spec::time::format_iso;
 
 /// Druid's default storage directory of a segment (DataSegmentPusher).
-pub fn storage_dir(data_source: &str, interval: (i64, i64), version: &str, partition: u32) -> String {
+pub fn storage_dir(
+    data_source: &str,
+    interval: (i64, i64),
+    version: &str,
+    partition: u32,
+) -> String {
     format!(
         "{data_source}/{}_{}/{version}/{partition}",
         format_iso(interval.0),
@@ -29,7 +34,8 @@ pub struct Pushed {
 
 impl LocalDeepStorage {
     pub fn new(root: &Path) -> Result<LocalDeepStorage> {
-        std::fs::create_dir_all(root).with_context(|| format!("creating deep storage {}", root.display()))?;
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating deep storage {}", root.display()))?;
         let root = root
             .canonicalize()
             .with_context(|| format!("resolving {}", root.display()))?;
@@ -39,7 +45,8 @@ impl LocalDeepStorage {
     /// Move a finished index.zip into place under a fresh unique directory.
     pub fn push(&self, zip: &Path, dir: &str) -> Result<Pushed> {
         let target_dir = self.root.join(dir).join(uuid::Uuid::new_v4().to_string());
-        std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
+        std::fs::create_dir_all(&target_dir)
+            .with_context(|| format!("creating {}", target_dir.display()))?;
         let target = target_dir.join("index.zip");
         if std::fs::rename(zip, &target).is_err() {
             std::fs::copy(zip, &target)
@@ -68,7 +75,12 @@ mod tests {
     #[test]
     fn druid_storage_dir() {
         assert_eq!(
-            storage_dir("wiki", (1_704_067_200_000, 1_704_153_600_000), "2024-01-02T03:04:05.678Z", 0),
+            storage_dir(
+                "wiki",
+                (1_704_067_200_000, 1_704_153_600_000),
+                "2024-01-02T03:04:05.678Z",
+                0
+            ),
             "wiki/2024-01-01T00:00:00.000Z_2024-01-02T00:00:00.000Z/2024-01-02T03:04:05.678Z/0"
         );
     }

@@ -86,9 +86,10 @@ pub struct RunSummary {
 /// Run a task against a dump; always writes the status and report files.
 /// Errors before the task file is understood are returned as Err.
 pub fn run(opts: &RunOptions) -> Result<RunSummary> {
-    let bytes = std::fs::read(&opts.task_file).with_context(|| format!("reading task {}", opts.task_file.display()))?;
-    let LoadedTask { task, warnings } =
-        load_task(&bytes).map_err(|e| anyhow!("{}: invalid task:\n{e}", opts.task_file.display()))?;
+    let bytes = std::fs::read(&opts.task_file)
+        .with_context(|| format!("reading task {}", opts.task_file.display()))?;
+    let LoadedTask { task, warnings } = load_task(&bytes)
+        .map_err(|e| anyhow!("{}: invalid task:\n{e}", opts.task_file.display()))?;
     for w in warnings {
         log::warn!("{w}");
     }
@@ -196,7 +197,11 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn ingest(&mut self, dump: &Dump, span: &SequenceSpan) -> Result<(IncrementalIndex, StreamOffsets)> {
+    fn ingest(
+        &mut self,
+        dump: &Dump,
+        span: &SequenceSpan,
+    ) -> Result<(IncrementalIndex, StreamOffsets)> {
         let task = self.task;
         let r = &task.resolved;
         let tuning = &task.tuning_config;
@@ -208,7 +213,11 @@ impl Runner<'_> {
                     shard_id: shard.clone(),
                     start: start.clone(),
                     exclusive: span.exclusive.contains(shard),
-                    end: span.end.get(shard).cloned().unwrap_or(SequenceNumber::NoEnd),
+                    end: span
+                        .end
+                        .get(shard)
+                        .cloned()
+                        .unwrap_or(SequenceNumber::NoEnd),
                 },
                 last_read: None,
                 reached_end_of_shard: false,
@@ -217,9 +226,12 @@ impl Runner<'_> {
             .collect();
         if !tuning.skip_sequence_number_availability_check {
             for s in &shards {
-                if let (Some(info), SequenceNumber::Number(_)) = (dump.shard(&s.assignment.shard_id), &s.assignment.start) {
-                    let first = SequenceNumber::parse(&info.sequence_number_range.starting_sequence_number)
-                        .map_err(|e| anyhow!("dump shard {}: {e}", info.shard_id))?;
+                if let (Some(info), SequenceNumber::Number(_)) =
+                    (dump.shard(&s.assignment.shard_id), &s.assignment.start)
+                {
+                    let first =
+                        SequenceNumber::parse(&info.sequence_number_range.starting_sequence_number)
+                            .map_err(|e| anyhow!("dump shard {}: {e}", info.shard_id))?;
                     if s.assignment.start < first {
                         bail!(
                             "shard {}: start sequence number {} is before the earliest available {first} (trimmed?); set skipSequenceNumberAvailabilityCheck to read from the earliest",
@@ -230,7 +242,8 @@ impl Runner<'_> {
                 }
             }
         }
-        let assignments: Vec<ShardAssignment> = shards.iter().map(|s| s.assignment.clone()).collect();
+        let assignments: Vec<ShardAssignment> =
+            shards.iter().map(|s| s.assignment.clone()).collect();
         let fetch_threads = tuning
             .fetch_threads
             .map(|n| n as usize)
@@ -262,7 +275,10 @@ impl Runner<'_> {
             index.add_metric(a, slot);
         }
         let ts_slot = parser.fields.slot(&r.timestamp.column);
-        let mut ts = TimestampParser::new(r.timestamp_format.clone().expect("validated"), r.missing_timestamp);
+        let mut ts = TimestampParser::new(
+            r.timestamp_format.clone().expect("validated"),
+            r.missing_timestamp,
+        );
         let mut known_discovered = 0;
         let progress = Progress::new(self.opts.progress);
         let timing = self.opts.stage_timing;
@@ -321,10 +337,12 @@ impl Runner<'_> {
                         Ok(()) => {
                             for row in &rows {
                                 let t0 = timing.then(Instant::now);
-                                let time = match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null)) {
+                                let time = match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null))
+                                {
                                     Ok(t) => t,
                                     Err(e) => {
-                                        let msg = format!("{}: column {}: {e}", at(), r.timestamp.column);
+                                        let msg =
+                                            format!("{}: column {}: {e}", at(), r.timestamp.column);
                                         self.errors
                                             .record(&mut self.stats, ErrorKind::Unparseable, msg)
                                             .map_err(anyhow::Error::msg)?;
@@ -367,11 +385,16 @@ impl Runner<'_> {
                         state.finished = true;
                         state.reached_end_of_shard = true;
                     }
-                    BatchEnd::Exhausted if state.assignment.end == SequenceNumber::NoEnd => state.finished = true,
+                    BatchEnd::Exhausted if state.assignment.end == SequenceNumber::NoEnd => {
+                        state.finished = true
+                    }
                     BatchEnd::Exhausted => bail!(
                         "shard {}: the dump ends at {} before the task's end sequence number {}",
                         state.assignment.shard_id,
-                        state.last_read.as_ref().map_or("the start".to_string(), |s| s.to_string()),
+                        state
+                            .last_read
+                            .as_ref()
+                            .map_or("the start".to_string(), |s| s.to_string()),
                         state.assignment.end
                     ),
                 }
@@ -383,9 +406,16 @@ impl Runner<'_> {
         }
         progress.finish();
         if let Some(s) = shards.iter().find(|s| !s.finished) {
-            bail!("shard {}: reading stopped before its end", s.assignment.shard_id);
+            bail!(
+                "shard {}: reading stopped before its end",
+                s.assignment.shard_id
+            );
         }
-        self.stages.read += Duration::from_nanos(supplier.read_nanos.load(std::sync::atomic::Ordering::Relaxed));
+        self.stages.read += Duration::from_nanos(
+            supplier
+                .read_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
 
         let end = StreamOffsets {
             stream: r.stream.clone(),
@@ -395,7 +425,9 @@ impl Runner<'_> {
                     let seq = if s.reached_end_of_shard {
                         SequenceNumber::EndOfShard
                     } else {
-                        s.last_read.clone().unwrap_or_else(|| s.assignment.start.clone())
+                        s.last_read
+                            .clone()
+                            .unwrap_or_else(|| s.assignment.start.clone())
                     };
                     (s.assignment.shard_id.clone(), seq)
                 })
@@ -428,7 +460,8 @@ impl Runner<'_> {
             "rollup": task.data_schema.granularity_spec.rollup,
         });
 
-        let mut sinks: Vec<&crate::index::Sink> = index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
+        let mut sinks: Vec<&crate::index::Sink> =
+            index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
         sinks.sort_by_key(|s| (s.interval_start, s.partition));
         let mut pushed: Vec<PublishedSegment> = Vec::new();
         let mut previous: Option<(i64, String)> = None;
@@ -464,8 +497,18 @@ impl Runner<'_> {
                     interval: format_interval(interval.0, interval.1),
                     version: identity.version.clone(),
                     load_spec: target.load_spec,
-                    dimensions: data.dimensions.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(","),
-                    metrics: r.aggregators.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(","),
+                    dimensions: data
+                        .dimensions
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    metrics: r
+                        .aggregators
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     shard_spec: ShardSpec {
                         kind: "numbered".into(),
                         partition_num: identity.partition_num,
@@ -527,7 +570,10 @@ impl Runner<'_> {
             }
             Err(e) => {
                 cleanup(&pushed);
-                Err(e.context(format!("Failed to publish segments for sequence {}", span.name)))
+                Err(e.context(format!(
+                    "Failed to publish segments for sequence {}",
+                    span.name
+                )))
             }
         }
     }
@@ -538,10 +584,14 @@ fn check_supported(task: &Task) -> Result<()> {
     let r = &task.resolved;
     for (i, a) in r.aggregators.iter().enumerate() {
         if let AggregatorKind::Unsupported(t) = &a.kind {
-            bail!("dataSchema.metricsSpec[{i}]: aggregator type {t:?} is not supported by this build yet");
+            bail!(
+                "dataSchema.metricsSpec[{i}]: aggregator type {t:?} is not supported by this build yet"
+            );
         }
         if a.spec.expression.is_some() {
-            bail!("dataSchema.metricsSpec[{i}].expression: aggregator expressions are not supported by this build yet");
+            bail!(
+                "dataSchema.metricsSpec[{i}].expression: aggregator expressions are not supported by this build yet"
+            );
         }
     }
     for (i, d) in r.dimensions.iter().enumerate() {
@@ -584,7 +634,9 @@ impl Progress {
 
     fn tick(&self, records: u64, bytes: u64) {
         let now = Instant::now();
-        if now.duration_since(self.last_log.get()) < Duration::from_millis(if self.bar.is_some() { 100 } else { 5000 }) {
+        if now.duration_since(self.last_log.get())
+            < Duration::from_millis(if self.bar.is_some() { 100 } else { 5000 })
+        {
             return;
         }
         self.last_log.set(now);

@@ -25,7 +25,12 @@ pub fn status_json(task_id: &str, error: Option<&str>) -> Value {
     })
 }
 
-pub fn report_json(task_id: &str, stats: &RowStats, saved: Option<Vec<String>>, error: Option<&str>) -> Value {
+pub fn report_json(
+    task_id: &str,
+    stats: &RowStats,
+    saved: Option<Vec<String>>,
+    error: Option<&str>,
+) -> Value {
     let mut payload = json!({
         "ingestionState": if error.is_some() { "BUILD_SEGMENTS" } else { "COMPLETED" },
         "rowStats": {"buildSegments": stats},
@@ -44,12 +49,18 @@ pub fn report_json(task_id: &str, stats: &RowStats, saved: Option<Vec<String>>, 
 }
 
 /// Write the report, then the status (Druid's order), creating directories.
-pub fn write_files(status_path: &Path, report_path: &Path, status: &Value, report: &Value) -> Result<()> {
+pub fn write_files(
+    status_path: &Path,
+    report_path: &Path,
+    status: &Value,
+    report: &Value,
+) -> Result<()> {
     for (path, value) in [(report_path, report), (status_path, status)] {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(value)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

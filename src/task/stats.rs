@@ -44,7 +44,12 @@ impl ParseErrors {
     }
 
     /// Count one parse error; Err when the task must fail.
-    pub fn record(&mut self, stats: &mut RowStats, kind: ErrorKind, message: String) -> Result<(), String> {
+    pub fn record(
+        &mut self,
+        stats: &mut RowStats,
+        kind: ErrorKind,
+        message: String,
+    ) -> Result<(), String> {
         match kind {
             ErrorKind::Unparseable => stats.unparseable += 1,
             ErrorKind::ProcessedWithError => stats.processed_with_error += 1,
@@ -77,9 +82,15 @@ mod tests {
     fn fails_past_the_limit_and_keeps_the_newest() {
         let mut stats = RowStats::default();
         let mut errors = ParseErrors::new(2, 2, false);
-        errors.record(&mut stats, ErrorKind::Unparseable, "a".into()).unwrap();
-        errors.record(&mut stats, ErrorKind::ProcessedWithError, "b".into()).unwrap();
-        let err = errors.record(&mut stats, ErrorKind::Unparseable, "c".into()).unwrap_err();
+        errors
+            .record(&mut stats, ErrorKind::Unparseable, "a".into())
+            .unwrap();
+        errors
+            .record(&mut stats, ErrorKind::ProcessedWithError, "b".into())
+            .unwrap();
+        let err = errors
+            .record(&mut stats, ErrorKind::Unparseable, "c".into())
+            .unwrap_err();
         assert!(err.starts_with("Max parse exceptions[2] exceeded"));
         assert_eq!(errors.saved, ["c", "b"]);
         assert_eq!(stats.unparseable, 2);
@@ -90,7 +101,11 @@ mod tests {
     fn zero_means_first_error_fails() {
         let mut stats = RowStats::default();
         let mut errors = ParseErrors::new(0, 0, false);
-        assert!(errors.record(&mut stats, ErrorKind::Unparseable, "x".into()).is_err());
+        assert!(
+            errors
+                .record(&mut stats, ErrorKind::Unparseable, "x".into())
+                .is_err()
+        );
         assert!(errors.saved.is_empty());
     }
 }

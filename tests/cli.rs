@@ -1,0 +1,154 @@
+//! The command line as a user meets it: the README's run command on the
+//! shipped dump, validate, dump-segment, bench.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn peon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+}
+
+#[test]
+fn readme_run_command_on_the_shipped_dump() {
+    let dir = fresh_dir("readme");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = peon()
+        .current_dir(&dir)
+        .args(["run", "--task"])
+        .arg(format!("{root}/fixtures/flights-task.json"))
+        .arg("--dump")
+        .arg(format!("{root}/fixtures/flights-dump"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("status      SUCCESS"), "{stdout}");
+    assert!(stdout.contains("rows in     20000 processed"), "{stdout}");
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("var/druid/task/index_kinesis_flights_replay/status.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["status"], "SUCCESS");
+    let segments = published_segments(&dir.join("var"), "flights");
+    assert_eq!(segments.len(), 24);
+    let rows: i64 = groups_from_segments(&segments).values().map(|g| g.0).sum();
+    assert_eq!(rows, 20_000);
+    assert_eq!(groups_from_segments(&segments), naive_groups(Some(20_000)));
+}
+
+#[test]
+fn validate_prints_errors_with_paths() {
+    let dir = fresh_dir("validate");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ok = peon()
+        .args(["validate", &format!("{root}/fixtures/flights-task.json")])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let effective: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(effective["tuningConfig"]["maxRecordsPerPoll"], 100);
+    assert_eq!(effective["ioConfig"]["recordsPerFetch"], 4000);
+
+    let mut bad: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!("{root}/fixtures/flights-task.json")).unwrap(),
+    )
+    .unwrap();
+    bad["tuningConfig"]["maxRowsInMemory"] = (-5).into();
+    bad["tuningConfig"]["someKnob"] = 1.into();
+    let path = dir.join("bad.json");
+    std::fs::write(&path, bad.to_string()).unwrap();
+    let out = peon().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tuningConfig.maxRowsInMemory: must be positive, got -5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dump_segment_prints_rows_metadata_and_bitmaps() {
+    let base = fresh_dir("dump-segment");
+    let dump = flights_dump("flights2-small", 2, Some(5_000));
+    let task = flights_task(&base, "dumpseg", 2, "dumpseg", &[]);
+    assert_eq!(run_task(&task, &dump, &base).error, None);
+    let store = kinesis_peon::publish::MetadataStore::open(
+        &kinesis_peon::task::layout_for(&base).metadata_db(),
+    )
+    .unwrap();
+    let seg = store.used_segments("flights").unwrap().remove(0);
+    let zip = seg.load_spec["path"].as_str().unwrap().to_string();
+
+    let rows = peon().args(["dump-segment", &zip]).output().unwrap();
+    assert!(rows.status.success());
+    let text = String::from_utf8(rows.stdout).unwrap();
+    let mut count = 0i64;
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(row["__time"].as_str().unwrap().ends_with(":00:00.000Z"));
+        count += row["count"].as_i64().unwrap();
+    }
+    let (_, data) =
+        kinesis_peon::segment::reader::read_segment(std::path::Path::new(&zip)).unwrap();
+    assert_eq!(text.lines().count(), data.num_rows());
+    let expected: i64 = groups_from_segments(&[(String::new(), data)])
+        .values()
+        .map(|g| g.0)
+        .sum();
+    assert_eq!(count, expected);
+
+    let meta = peon()
+        .args(["dump-segment", &zip, "--metadata"])
+        .output()
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
+    assert_eq!(
+        meta["index.drd"]["dimensions"],
+        serde_json::json!(["carrier", "origin", "dest"])
+    );
+    assert_eq!(meta["metadata.drd"]["queryGranularity"], "HOUR");
+    assert_eq!(meta["metadata.drd"]["aggregators"][0]["type"], "longSum");
+
+    let bitmaps = peon()
+        .args(["dump-segment", &zip, "--bitmaps", "--columns", "origin"])
+        .output()
+        .unwrap();
+    let bitmaps: serde_json::Value = serde_json::from_slice(&bitmaps.stdout).unwrap();
+    let origins = bitmaps["bitmaps"]["origin"].as_object().unwrap();
+    let keys: Vec<&str> = origins.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["EWR", "JFK", "LGA"]);
+    let listed: usize = origins.values().map(|v| v.as_array().unwrap().len()).sum();
+    assert_eq!(
+        listed,
+        text.lines().count(),
+        "each row in exactly one origin bitmap"
+    );
+}
+
+#[test]
+fn bench_reports_rows_per_cpu_second() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = peon()
+        .args(["bench", "--task"])
+        .arg(format!("{root}/fixtures/flights-task.json"))
+        .arg("--dump")
+        .arg(format!("{root}/fixtures/flights-dump"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("rows per CPU-second"))
+        .expect(&stdout);
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n > 0.0);
+    assert!(stdout.contains("peak RSS"));
+}

@@ -1,0 +1,272 @@
+//! Shared helpers for the integration tests: where the shared data lives,
+//! dumps built once per test binary, a task template, and a reader that
+//! turns published segments back into rows.
+
+#![allow(dead_code)]
+
+use kinesis_peon::publish::MetadataStore;
+use kinesis_peon::segment::SegmentData;
+use kinesis_peon::segment::reader::read_segment;
+use kinesis_peon::source::make_dump::{DumpCompression, MakeDumpOptions, make_dump};
+use kinesis_peon::task::{RunOptions, RunSummary, layout_for, run};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub fn shared() -> PathBuf {
+    std::env::var_os("KINESIS_PEON_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+pub fn flights_ndjson() -> PathBuf {
+    shared().join("data/flights.ndjson.gz")
+}
+
+/// A scratch directory kept alive for the whole test binary.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let d = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// make-dump of the flights NDJSON (first `limit` rows) into `shards` shards.
+pub fn flights_dump(name: &str, shards: usize, limit: Option<u64>) -> PathBuf {
+    // Tests run in parallel and share dumps: build each one once, under a lock.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch().join(name);
+    if !out.join("shards.json").exists() {
+        make_dump(&MakeDumpOptions {
+            input: flights_ndjson(),
+            format: None,
+            shards,
+            out: out.clone(),
+            stream: "flights".into(),
+            partition_key: Some("flight".into()),
+            compression: DumpCompression::None,
+            limit,
+        })
+        .expect("make-dump");
+    }
+    out
+}
+
+/// The flights rollup task of the issue: hour rollup on carrier, origin,
+/// dest with count, longSum/longMin/longMax(dep_delay), doubleSum(distance).
+pub fn flights_task(
+    dir: &Path,
+    name: &str,
+    shards: usize,
+    base_sequence: &str,
+    start: &[(&str, bool)],
+) -> PathBuf {
+    let mut start_map = serde_json::Map::new();
+    let mut end_map = serde_json::Map::new();
+    let mut exclusive = Vec::new();
+    for i in 0..shards {
+        let shard = format!("shardId-{i:012}");
+        let (seq, excl) = start
+            .get(i)
+            .copied()
+            .unwrap_or(("UNREAD_TRIM_HORIZON", false));
+        start_map.insert(shard.clone(), seq.into());
+        end_map.insert(shard.clone(), "NO_END_SEQUENCE_NUMBER".into());
+        if excl {
+            exclusive.push(shard);
+        }
+    }
+    let task = serde_json::json!({
+        "type": "index_kinesis",
+        "id": format!("index_kinesis_{name}"),
+        "dataSchema": {
+            "dataSource": "flights",
+            "timestampSpec": {"column": "timestamp", "format": "iso"},
+            "dimensionsSpec": {"dimensions": ["carrier", "origin", "dest"]},
+            "metricsSpec": [
+                {"type": "count", "name": "count"},
+                {"type": "longSum", "name": "dep_delay_sum", "fieldName": "dep_delay"},
+                {"type": "longMin", "name": "dep_delay_min", "fieldName": "dep_delay"},
+                {"type": "longMax", "name": "dep_delay_max", "fieldName": "dep_delay"},
+                {"type": "doubleSum", "name": "distance_sum", "fieldName": "distance"}
+            ],
+            "granularitySpec": {"segmentGranularity": "DAY", "queryGranularity": "HOUR", "rollup": true}
+        },
+        "ioConfig": {
+            "baseSequenceName": base_sequence,
+            "startSequenceNumbers": {"type": "start", "stream": "flights", "partitionSequenceNumberMap": start_map, "exclusivePartitions": exclusive},
+            "endSequenceNumbers": {"type": "end", "stream": "flights", "partitionSequenceNumberMap": end_map},
+            "inputFormat": {"type": "json"}
+        },
+        "tuningConfig": {"type": "KinesisTuningConfig"}
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
+    path
+}
+
+pub fn run_task(task: &Path, dump: &Path, base: &Path) -> RunSummary {
+    run(&RunOptions {
+        task_file: task.to_path_buf(),
+        dump: dump.to_path_buf(),
+        base_dir: base.to_path_buf(),
+        progress: false,
+        stage_timing: false,
+    })
+    .expect("the task file is readable")
+}
+
+/// Every used segment of a data source, read back from deep storage.
+pub fn published_segments(base: &Path, data_source: &str) -> Vec<(String, SegmentData)> {
+    let layout = layout_for(base);
+    let store = MetadataStore::open(&layout.metadata_db()).unwrap();
+    store
+        .used_segments(data_source)
+        .unwrap()
+        .into_iter()
+        .map(|seg| {
+            let path = seg.load_spec["path"].as_str().unwrap().to_string();
+            let (_, data) = read_segment(Path::new(&path)).unwrap();
+            (seg.identifier, data)
+        })
+        .collect()
+}
+
+/// Rolled-up flights rows: (hour, carrier, origin, dest) → (count, sum, min, max, distance).
+pub type Groups = std::collections::BTreeMap<
+    (i64, String, String, String),
+    (i64, Option<i64>, Option<i64>, Option<i64>, f64),
+>;
+
+pub fn groups_from_segments(segments: &[(String, SegmentData)]) -> Groups {
+    let mut out = Groups::new();
+    for (_, data) in segments {
+        let dim = |name: &str, row: usize| -> String {
+            let col = data
+                .dimensions
+                .iter()
+                .find(|d| d.name == name)
+                .expect("dimension");
+            col.dictionary[col.ids[row] as usize]
+                .clone()
+                .unwrap_or_default()
+        };
+        let long = |name: &str, row: usize| -> Option<i64> {
+            let m = data
+                .metrics
+                .iter()
+                .find(|m| m.name == name)
+                .expect("metric");
+            if m.nulls.contains(row as u32) {
+                return None;
+            }
+            match &m.values {
+                kinesis_peon::segment::NumericValues::Long(v) => Some(v[row]),
+                _ => panic!("{name} is not long"),
+            }
+        };
+        let double = |name: &str, row: usize| -> f64 {
+            let m = data
+                .metrics
+                .iter()
+                .find(|m| m.name == name)
+                .expect("metric");
+            match &m.values {
+                kinesis_peon::segment::NumericValues::Double(v) => v[row],
+                _ => panic!("{name} is not double"),
+            }
+        };
+        for row in 0..data.num_rows() {
+            let key = (
+                data.times[row],
+                dim("carrier", row),
+                dim("origin", row),
+                dim("dest", row),
+            );
+            let value = (
+                long("count", row).unwrap(),
+                long("dep_delay_sum", row),
+                long("dep_delay_min", row),
+                long("dep_delay_max", row),
+                double("distance_sum", row),
+            );
+            let merged = match out.remove(&key) {
+                None => value,
+                // The same group split across partitions: combine.
+                Some(old) => (
+                    old.0 + value.0,
+                    add_opt(old.1, value.1, |a, b| a + b),
+                    add_opt(old.2, value.2, i64::min),
+                    add_opt(old.3, value.3, i64::max),
+                    old.4 + value.4,
+                ),
+            };
+            out.insert(key, merged);
+        }
+    }
+    out
+}
+
+fn add_opt(a: Option<i64>, b: Option<i64>, f: impl Fn(i64, i64) -> i64) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The same rollup computed naively: serde_json::Value per row, a BTreeMap.
+pub fn naive_groups(limit: Option<usize>) -> Groups {
+    use std::io::BufRead;
+    let file = std::fs::File::open(flights_ndjson()).unwrap();
+    let reader = std::io::BufReader::new(flights_gz(file));
+    let mut out = Groups::new();
+    for line in reader.lines().take(limit.unwrap_or(usize::MAX)) {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let ts = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).unwrap();
+        let hour = ts.timestamp_millis() / 3_600_000 * 3_600_000;
+        let key = (
+            hour,
+            v["carrier"].as_str().unwrap().to_string(),
+            v["origin"].as_str().unwrap().to_string(),
+            v["dest"].as_str().unwrap().to_string(),
+        );
+        let delay = v["dep_delay"].as_i64();
+        let distance = v["distance"].as_f64().unwrap();
+        let e = out.entry(key).or_insert((0, None, None, None, 0.0));
+        e.0 += 1;
+        e.1 = add_opt(e.1, delay, |a, b| a + b);
+        e.2 = add_opt(e.2, delay, i64::min);
+        e.3 = add_opt(e.3, delay, i64::max);
+        e.4 += distance;
+    }
+    out
+}
+
+fn flights_gz(file: std::fs::File) -> impl std::io::Read {
+    flate2::read::GzDecoder::new(file)
+}
+
+/// index.zip bytes of every published segment, keyed by interval and partition
+/// (the version and the unique directory differ between runs).
+pub fn zips_by_interval(
+    base: &Path,
+    data_source: &str,
+) -> std::collections::BTreeMap<(String, u32), Vec<u8>> {
+    let store = MetadataStore::open(&layout_for(base).metadata_db()).unwrap();
+    store
+        .used_segments(data_source)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let bytes = std::fs::read(s.load_spec["path"].as_str().unwrap()).unwrap();
+            ((s.interval.clone(), s.shard_spec.partition_num), bytes)
+        })
+        .collect()
+}

@@ -1,0 +1,300 @@
+//! Local replay end to end (issue 2): dump → rollup → v9 segments → local
+//! deep storage → embedded metadata store, checked against a naive rollup,
+//! for determinism, exactly-once publishing, and bad dumps.
+
+mod common;
+
+use common::*;
+use kinesis_peon::publish::MetadataStore;
+use kinesis_peon::task::layout_for;
+use std::path::Path;
+
+const FLIGHT_ROWS: i64 = 336_776;
+
+#[test]
+fn flights_rollup_matches_a_naive_computation() {
+    let dump = flights_dump("flights4", 4, None);
+    let base = fresh_dir("rollup");
+    let task = flights_task(&base, "rollup", 4, "rollup", &[]);
+    let summary = run_task(&task, &dump, &base);
+    assert_eq!(summary.error, None);
+    assert_eq!(summary.stats.processed, FLIGHT_ROWS as u64);
+
+    let segments = published_segments(&base, "flights");
+    assert_eq!(segments.len(), 366, "one segment per UTC day");
+    let got = groups_from_segments(&segments);
+    let total: i64 = got.values().map(|g| g.0).sum();
+    assert_eq!(total, FLIGHT_ROWS);
+
+    let want = naive_groups(None);
+    assert_eq!(got.len(), want.len(), "group count");
+    assert_eq!(got.len(), 330_813);
+    let nulls = got.values().filter(|g| g.1.is_none()).count();
+    assert_eq!(nulls, 8_012, "groups with no dep_delay stay null");
+    for (key, g) in &want {
+        assert_eq!(got.get(key), Some(g), "group {key:?}");
+    }
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary.status_file).unwrap()).unwrap();
+    assert_eq!(status["status"], "SUCCESS");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary.report_file).unwrap()).unwrap();
+    let stats = &report["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"];
+    assert_eq!(stats["processed"], FLIGHT_ROWS);
+    assert_eq!(stats["unparseable"], 0);
+}
+
+#[test]
+fn same_dump_and_task_give_identical_zips() {
+    let dump = flights_dump("flights4", 4, None);
+    let a = fresh_dir("determinism-a");
+    let b = fresh_dir("determinism-b");
+    for base in [&a, &b] {
+        let task = flights_task(base, "det", 4, "det", &[]);
+        assert_eq!(run_task(&task, &dump, base).error, None);
+    }
+    let za = zips_by_interval(&a, "flights");
+    let zb = zips_by_interval(&b, "flights");
+    assert_eq!(za.len(), 366);
+    assert_eq!(za.keys().collect::<Vec<_>>(), zb.keys().collect::<Vec<_>>());
+    for (k, bytes) in &za {
+        assert!(bytes == &zb[k], "index.zip of {k:?} differs between runs");
+    }
+}
+
+fn committed(base: &Path) -> Vec<(String, String)> {
+    let store = MetadataStore::open(&layout_for(base).metadata_db()).unwrap();
+    store
+        .committed_offsets("flights")
+        .unwrap()
+        .unwrap()
+        .offsets
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
+}
+
+#[test]
+fn publishing_is_exactly_once() {
+    let prefix = flights_dump("flights2-prefix", 2, Some(50_000));
+    let full = flights_dump("flights2-full", 2, Some(80_000));
+    let base = fresh_dir("exactly-once");
+
+    let first = flights_task(&base, "first", 2, "first", &[]);
+    let s1 = run_task(&first, &prefix, &base);
+    assert_eq!(s1.error, None);
+    let after_first = published_segments(&base, "flights");
+    let count_first: i64 = groups_from_segments(&after_first)
+        .values()
+        .map(|g| g.0)
+        .sum();
+    assert_eq!(count_first, 50_000);
+
+    // The same task again: the same segment ids are already there, so it
+    // succeeds and adds nothing.
+    let again = run_task(&first, &prefix, &base);
+    assert_eq!(again.error, None);
+    assert!(again.already_published);
+    assert_eq!(
+        published_segments(&base, "flights").len(),
+        after_first.len()
+    );
+
+    // Another task starting inclusively where the first did: refused.
+    let clash = flights_task(&base, "clash", 2, "clash", &[]);
+    let s = run_task(&clash, &prefix, &base);
+    let err = s.error.expect("a clashing start must fail");
+    assert!(err.contains("do not match the task's start"), "{err}");
+    assert_eq!(
+        published_segments(&base, "flights").len(),
+        after_first.len()
+    );
+
+    // A follow-on task starting exclusively from the stored end offsets of
+    // the longer dump publishes exactly the new rows.
+    let stored = committed(&base);
+    let starts: Vec<(&str, bool)> = stored.iter().map(|(_, v)| (v.as_str(), true)).collect();
+    let next = flights_task(&base, "next", 2, "next", &starts);
+    let s2 = run_task(&next, &full, &base);
+    assert_eq!(s2.error, None);
+    assert_eq!(s2.stats.processed, 30_000);
+    let all = published_segments(&base, "flights");
+    let got = groups_from_segments(&all);
+    assert_eq!(got.values().map(|g| g.0).sum::<i64>(), 80_000);
+    assert_eq!(got, naive_groups(Some(80_000)));
+}
+
+fn write_dump(dir: &Path, shards: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let list = serde_json::json!({
+        "StreamName": "flights",
+        "Shards": shards.iter().map(|(id, _)| serde_json::json!({
+            "ShardId": id,
+            "SequenceNumberRange": {"StartingSequenceNumber": "1"}
+        })).collect::<Vec<_>>()
+    });
+    std::fs::write(dir.join("shards.json"), list.to_string()).unwrap();
+    for (id, body) in shards {
+        if !body.is_empty() {
+            std::fs::write(dir.join(format!("{id}.jsonl")), body).unwrap();
+        }
+    }
+}
+
+fn record(seq: u64, data: &str) -> String {
+    use base64::Engine;
+    format!(
+        "{{\"SequenceNumber\":\"{seq}\",\"ApproximateArrivalTimestamp\":1.0,\"Data\":\"{}\",\"PartitionKey\":\"k\"}}\n",
+        base64::engine::general_purpose::STANDARD.encode(data)
+    )
+}
+
+const ROW: &str = r#"{"timestamp":"2013-01-01T10:15:00Z","carrier":"UA","origin":"EWR","dest":"IAH","dep_delay":2,"distance":1400}"#;
+
+#[test]
+fn bad_dumps_fail_clearly_and_publish_nothing() {
+    let good = format!("{}{}", record(2, ROW), record(3, ROW));
+    let truncated = format!("{}{}", record(2, ROW), &record(3, ROW)[..40]);
+    let not_base64 = format!(
+        "{}{{\"SequenceNumber\":\"3\",\"Data\":\"!!not base64!!\"}}\n",
+        record(2, ROW)
+    );
+    let cases = [
+        ("truncated", truncated, "shardId-000000000001.jsonl:2"),
+        ("not-base64", not_base64, "shardId-000000000001.jsonl:2"),
+        (
+            "missing",
+            String::new(),
+            "shardId-000000000001: no record file",
+        ),
+    ];
+    for (name, body, expect) in cases {
+        let base = fresh_dir(&format!("bad-{name}"));
+        let dump = base.join("dump");
+        write_dump(
+            &dump,
+            &[
+                ("shardId-000000000000", &good),
+                ("shardId-000000000001", &body),
+            ],
+        );
+        let task = flights_task(&base, name, 2, name, &[]);
+        let s = run_task(&task, &dump, &base);
+        let err = s
+            .error
+            .unwrap_or_else(|| panic!("{name}: the task must fail"));
+        assert!(err.contains(expect), "{name}: {err}");
+        let store = MetadataStore::open(&layout_for(&base).metadata_db()).unwrap();
+        assert!(
+            store.used_segments("flights").unwrap().is_empty(),
+            "{name}: nothing published"
+        );
+        assert!(
+            store.committed_offsets("flights").unwrap().is_none(),
+            "{name}: no offsets"
+        );
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&s.status_file).unwrap()).unwrap();
+        assert_eq!(status["status"], "FAILED");
+        assert!(
+            !layout_for(&base).deep_storage().join("flights").exists()
+                || walk_zips(&layout_for(&base).deep_storage()) == 0
+        );
+    }
+}
+
+fn walk_zips(dir: &Path) -> usize {
+    let mut n = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                n += walk_zips(&p);
+            } else if p.file_name().is_some_and(|f| f == "index.zip") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn inclusive_and_exclusive_starts_and_explicit_ends() {
+    let base = fresh_dir("bounds");
+    let dump = base.join("dump");
+    let body: String = (10..20).map(|s| record(s, ROW)).collect();
+    write_dump(&dump, &[("shardId-000000000000", &body)]);
+    let task_at = |name: &str, start: &str, exclusive: bool, end: &str| {
+        let path = flights_task(&base, name, 1, name, &[(start, exclusive)]);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"]["shardId-000000000000"] =
+            end.into();
+        v["dataSchema"]["dataSource"] = name.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        path
+    };
+    let cases = [
+        ("incl", "12", false, "15", 4u64),
+        ("excl", "12", true, "15", 3),
+        ("to-end", "12", true, "NO_END_SEQUENCE_NUMBER", 7),
+    ];
+    for (name, start, exclusive, end, rows) in cases {
+        let s = run_task(&task_at(name, start, exclusive, end), &dump, &base);
+        assert_eq!(s.error, None, "{name}");
+        assert_eq!(s.stats.processed, rows, "{name}");
+    }
+    // An end beyond the dump cannot be reached: a clear failure.
+    let s = run_task(&task_at("beyond", "12", false, "99"), &dump, &base);
+    assert!(
+        s.error
+            .unwrap()
+            .contains("before the task's end sequence number 99")
+    );
+}
+
+#[test]
+fn bad_rows_are_counted_not_fatal() {
+    let base = fresh_dir("bad-rows");
+    let dump = base.join("dump");
+    let body = [
+        record(2, ROW),
+        record(3, "{not json"),
+        record(4, r#"{"timestamp":"yesterday","carrier":"UA"}"#),
+        record(5, ""),
+        record(
+            6,
+            r#"{"timestamp":"2013-01-01T10:15:00Z","carrier":"UA","dep_delay":"late"}"#,
+        ),
+    ]
+    .concat();
+    write_dump(&dump, &[("shardId-000000000000", &body)]);
+    let path = flights_task(&base, "badrows", 1, "badrows", &[]);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["tuningConfig"]["maxSavedParseExceptions"] = 10.into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    let s = run_task(&path, &dump, &base);
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.processed, 1);
+    assert_eq!(s.stats.unparseable, 2);
+    assert_eq!(s.stats.thrown_away, 1);
+    assert_eq!(s.stats.processed_with_error, 1);
+    assert_eq!(s.saved_errors.len(), 3);
+    assert!(
+        s.saved_errors
+            .iter()
+            .any(|e| e.contains("shardId-000000000000, sequence number 3"))
+    );
+
+    // With maxParseExceptions 1 the same dump fails the task.
+    v["tuningConfig"]["maxParseExceptions"] = 1.into();
+    v["dataSchema"]["dataSource"] = "badrows2".into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    let s = run_task(&path, &dump, &base);
+    assert!(
+        s.error
+            .unwrap()
+            .contains("Max parse exceptions[1] exceeded")
+    );
+}
