@@ -58,8 +58,10 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut position = 0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            match self.fields.lookup(&key) {
+            position += 1;
+            match self.fields.lookup_at(position - 1, &key) {
                 Some(FieldUse::Ignore) => {
                     map.next_value::<IgnoredAny>()?;
                 }

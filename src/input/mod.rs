@@ -40,6 +40,10 @@ pub struct FieldTable {
     keep_nulls: bool,
     /// Discovered field names, in first-seen order (they become dimensions).
     discovered: Vec<(String, usize)>,
+    /// The previous object's keys by position: rows of one stream mostly
+    /// repeat their keys in the same order, and comparing a short key is
+    /// cheaper than hashing it.
+    recent: Vec<(Box<str>, FieldUse)>,
 }
 
 impl FieldTable {
@@ -50,6 +54,7 @@ impl FieldTable {
             discover,
             keep_nulls,
             discovered: Vec::new(),
+            recent: Vec::new(),
         };
         for e in exclusions {
             t.fields.insert(e.as_str().into(), FieldUse::Ignore);
@@ -89,8 +94,24 @@ impl FieldTable {
         self.discovered.len()
     }
 
-    fn lookup(&self, name: &str) -> Option<FieldUse> {
-        self.fields.get(name).copied()
+    /// What the key at `position` of an object means, if known.
+    fn lookup_at(&mut self, position: usize, name: &str) -> Option<FieldUse> {
+        if let Some((key, known)) = self.recent.get(position)
+            && &**key == name
+        {
+            return Some(*known);
+        }
+        let found = self.fields.get(name).copied()?;
+        self.remember(position, name, found);
+        Some(found)
+    }
+
+    fn remember(&mut self, position: usize, name: &str, known: FieldUse) {
+        if position < self.recent.len() {
+            self.recent[position] = (name.into(), known);
+        } else if position == self.recent.len() {
+            self.recent.push((name.into(), known));
+        }
     }
 
     /// A field seen for the first time: a new dimension when discovering
@@ -106,6 +127,7 @@ impl FieldTable {
             return FieldUse::Ignore;
         }
         if !storable {
+            // Not remembered: a later row may hold a storable value here.
             return FieldUse::Ignore;
         }
         let s = self.slot(name);

@@ -220,6 +220,9 @@ impl MetadataStore {
         let conn = rusqlite::Connection::open(path)
             .with_context(|| format!("opening the metadata store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // WAL: one sync per commit, and readers never block the publisher.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)
             .context("creating Druid's metadata tables")?;
         Ok(MetadataStore { conn })
@@ -236,119 +239,51 @@ impl MetadataStore {
         interval: (i64, i64),
         lock_version: &str,
     ) -> Result<SegmentIdentity> {
-        let (start, end) = (format_iso(interval.0), format_iso(interval.1));
-        let mut key = Vec::new();
-        key.extend_from_slice(sequence_name.as_bytes());
-        key.push(0xFF);
-        key.extend_from_slice(previous_id.as_bytes());
-        key.push(0xFF);
-        key.extend_from_slice(&interval.0.to_be_bytes());
-        key.extend_from_slice(&interval.1.to_be_bytes());
-        let key_sha1 = sha1_upper(&key);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT payload FROM druid_pendingSegments WHERE sequence_name_prev_id_sha1 = ?1",
-                params![key_sha1],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(payload) = existing {
-            let v: Value = serde_json::from_slice(&payload)?;
-            return Ok(SegmentIdentity {
-                data_source: data_source.to_string(),
-                interval,
-                version: v["version"].as_str().unwrap_or_default().to_string(),
-                partition_num: v["shardSpec"]["partitionNum"].as_u64().unwrap_or(0) as u32,
-                partitions: v["shardSpec"]["partitions"].as_u64().unwrap_or(0) as u32,
-            });
-        }
-        // A chunk that already has used segments keeps their version.
-        let used: Vec<(String, Vec<u8>)> = {
-            let mut stmt = tx.prepare(
-                r#"SELECT version, payload FROM druid_segments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3 AND used"#,
-            )?;
-            stmt.query_map(params![data_source, start, end], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?
-        };
-        let pending: Vec<Vec<u8>> = {
-            let mut stmt = tx.prepare(
-                r#"SELECT payload FROM druid_pendingSegments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3"#,
-            )?;
-            stmt.query_map(params![data_source, start, end], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let pending: Vec<Value> = pending
-            .iter()
-            .map(|p| serde_json::from_slice(p))
-            .collect::<Result<_, _>>()?;
-        // The chunk keeps the version of its used segments, else of its
-        // pending ones, else takes the task lock's.
-        let version = used
-            .iter()
-            .map(|(v, _)| v.clone())
-            .max()
-            .or_else(|| {
-                pending
-                    .iter()
-                    .filter_map(|p| p["version"].as_str().map(str::to_string))
-                    .max()
-            })
-            .unwrap_or_else(|| lock_version.to_string());
-        let mut max_partition: Option<u32> = None;
-        let mut core = 0u32;
-        for (v, payload) in &used {
-            if *v != version {
-                continue;
-            }
-            let seg: DataSegment = serde_json::from_slice(payload)?;
-            if max_partition.is_none_or(|m| seg.shard_spec.partition_num >= m) {
-                core = seg.shard_spec.partitions;
-            }
-            max_partition = Some(max_partition.map_or(seg.shard_spec.partition_num, |m| {
-                m.max(seg.shard_spec.partition_num)
-            }));
-        }
-        for v in &pending {
-            if v["version"].as_str() == Some(version.as_str()) {
-                let n = v["shardSpec"]["partitionNum"].as_u64().unwrap_or(0) as u32;
-                max_partition = Some(max_partition.map_or(n, |m| m.max(n)));
-            }
-        }
-        let identity = SegmentIdentity {
-            data_source: data_source.to_string(),
+        let id = allocate_in(
+            &tx,
+            data_source,
+            sequence_name,
+            previous_id,
             interval,
-            version,
-            partition_num: max_partition.map_or(0, |m| m + 1),
-            partitions: core,
-        };
-        let payload = json!({
-            "dataSource": data_source,
-            "interval": format_interval(interval.0, interval.1),
-            "version": identity.version,
-            "shardSpec": {"type": "numbered", "partitionNum": identity.partition_num, "partitions": identity.partitions},
-        });
-        tx.execute(
-            r#"INSERT INTO druid_pendingSegments (id, dataSource, created_date, start, "end", sequence_name, sequence_prev_id, sequence_name_prev_id_sha1, payload)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
-            params![
-                identity.id(),
-                data_source,
-                now_iso(),
-                start,
-                end,
-                sequence_name,
-                previous_id,
-                key_sha1,
-                serde_json::to_vec(&payload)?
-            ],
+            lock_version,
         )?;
         tx.commit()?;
-        Ok(identity)
+        Ok(id)
+    }
+
+    /// Allocate the segments of one sequence in a single transaction: each
+    /// interval's partitions in order, each naming the one before it.
+    pub fn allocate_sequence(
+        &mut self,
+        data_source: &str,
+        sequence_name: &str,
+        intervals: &[(i64, i64)],
+        lock_version: &str,
+    ) -> Result<Vec<SegmentIdentity>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out: Vec<SegmentIdentity> = Vec::with_capacity(intervals.len());
+        for &interval in intervals {
+            let previous = out
+                .last()
+                .filter(|p| p.interval == interval)
+                .map(SegmentIdentity::id)
+                .unwrap_or_default();
+            out.push(allocate_in(
+                &tx,
+                data_source,
+                sequence_name,
+                &previous,
+                interval,
+                lock_version,
+            )?);
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Publish segments and move the stream offsets from `start` to `end` in
@@ -469,6 +404,126 @@ impl MetadataStore {
             .map(|b| serde_json::from_slice(b).context("bad segment payload"))
             .collect()
     }
+}
+
+/// One allocation inside an open transaction.
+fn allocate_in(
+    tx: &rusqlite::Transaction,
+    data_source: &str,
+    sequence_name: &str,
+    previous_id: &str,
+    interval: (i64, i64),
+    lock_version: &str,
+) -> Result<SegmentIdentity> {
+    let (start, end) = (format_iso(interval.0), format_iso(interval.1));
+    let mut key = Vec::new();
+    key.extend_from_slice(sequence_name.as_bytes());
+    key.push(0xFF);
+    key.extend_from_slice(previous_id.as_bytes());
+    key.push(0xFF);
+    key.extend_from_slice(&interval.0.to_be_bytes());
+    key.extend_from_slice(&interval.1.to_be_bytes());
+    let key_sha1 = sha1_upper(&key);
+    let existing: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT payload FROM druid_pendingSegments WHERE sequence_name_prev_id_sha1 = ?1",
+            params![key_sha1],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(payload) = existing {
+        let v: Value = serde_json::from_slice(&payload)?;
+        return Ok(SegmentIdentity {
+            data_source: data_source.to_string(),
+            interval,
+            version: v["version"].as_str().unwrap_or_default().to_string(),
+            partition_num: v["shardSpec"]["partitionNum"].as_u64().unwrap_or(0) as u32,
+            partitions: v["shardSpec"]["partitions"].as_u64().unwrap_or(0) as u32,
+        });
+    }
+    // A chunk that already has used segments keeps their version.
+    let used: Vec<(String, Vec<u8>)> = {
+        let mut stmt = tx.prepare(
+            r#"SELECT version, payload FROM druid_segments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3 AND used"#,
+        )?;
+        stmt.query_map(params![data_source, start, end], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    let pending: Vec<Vec<u8>> = {
+        let mut stmt = tx.prepare(
+            r#"SELECT payload FROM druid_pendingSegments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3"#,
+        )?;
+        stmt.query_map(params![data_source, start, end], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let pending: Vec<Value> = pending
+        .iter()
+        .map(|p| serde_json::from_slice(p))
+        .collect::<Result<_, _>>()?;
+    // The chunk keeps the version of its used segments, else of its
+    // pending ones, else takes the task lock's.
+    let version = used
+        .iter()
+        .map(|(v, _)| v.clone())
+        .max()
+        .or_else(|| {
+            pending
+                .iter()
+                .filter_map(|p| p["version"].as_str().map(str::to_string))
+                .max()
+        })
+        .unwrap_or_else(|| lock_version.to_string());
+    let mut max_partition: Option<u32> = None;
+    let mut core = 0u32;
+    for (v, payload) in &used {
+        if *v != version {
+            continue;
+        }
+        let seg: DataSegment = serde_json::from_slice(payload)?;
+        if max_partition.is_none_or(|m| seg.shard_spec.partition_num >= m) {
+            core = seg.shard_spec.partitions;
+        }
+        max_partition = Some(max_partition.map_or(seg.shard_spec.partition_num, |m| {
+            m.max(seg.shard_spec.partition_num)
+        }));
+    }
+    for v in &pending {
+        if v["version"].as_str() == Some(version.as_str()) {
+            let n = v["shardSpec"]["partitionNum"].as_u64().unwrap_or(0) as u32;
+            max_partition = Some(max_partition.map_or(n, |m| m.max(n)));
+        }
+    }
+    let identity = SegmentIdentity {
+        data_source: data_source.to_string(),
+        interval,
+        version,
+        partition_num: max_partition.map_or(0, |m| m + 1),
+        partitions: core,
+    };
+    let payload = json!({
+        "dataSource": data_source,
+        "interval": format_interval(interval.0, interval.1),
+        "version": identity.version,
+        "shardSpec": {"type": "numbered", "partitionNum": identity.partition_num, "partitions": identity.partitions},
+    });
+    tx.execute(
+        r#"INSERT INTO druid_pendingSegments (id, dataSource, created_date, start, "end", sequence_name, sequence_prev_id, sequence_name_prev_id_sha1, payload)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
+        params![
+            identity.id(),
+            data_source,
+            now_iso(),
+            start,
+            end,
+            sequence_name,
+            previous_id,
+            key_sha1,
+            serde_json::to_vec(&payload)?
+        ],
+    )?;
+    Ok(identity)
 }
 
 /// Druid's `matches` between a task's start and the stored end (turned into

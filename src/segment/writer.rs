@@ -202,13 +202,29 @@ fn check(data: &SegmentData) -> Result<()> {
     Ok(())
 }
 
-/// Write a segment directory; returns the files written with their sizes,
-/// sorted by name (the order index.zip holds them in).
+/// A segment's files (name, bytes), sorted by name.
+pub type SegmentFileSet = Vec<(String, Vec<u8>)>;
+
+/// Write a segment directory; returns its files' names and sizes.
 pub fn write_segment_dir(
     dir: &Path,
     data: &SegmentData,
     spec: &ResolvedIndexSpec,
 ) -> Result<Vec<(String, u64)>> {
+    let files = build_segment(data, spec)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (name, bytes) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        written.push((name.clone(), bytes.len() as u64));
+    }
+    Ok(written)
+}
+
+/// Build a segment's files in memory: version.bin, factory.json,
+/// meta.smoosh and the one smoosh chunk.
+pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<SegmentFileSet> {
     check(data)?;
     let mut entries = Vec::new();
     entries.push(Entry {
@@ -259,7 +275,6 @@ pub fn write_segment_dir(
         bail!("column name {bad:?} cannot be stored (',' or newline)");
     }
 
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut chunk = Vec::with_capacity(entries.iter().map(|e| e.bytes.len()).sum());
     let mut offsets = std::collections::HashMap::new();
     for e in &entries {
@@ -278,41 +293,32 @@ pub fn write_segment_dir(
         let (s, e) = offsets[name];
         meta.push_str(&format!("{name},0,{s},{e}\n"));
     }
-    let files: [(&str, &[u8]); 4] = [
-        ("00000.smoosh", &chunk),
-        ("factory.json", FACTORY_JSON.as_bytes()),
-        ("meta.smoosh", meta.as_bytes()),
-        ("version.bin", &VERSION_BIN),
-    ];
-    let mut written = Vec::new();
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        written.push((name.to_string(), bytes.len() as u64));
-    }
-    Ok(written)
+    Ok(vec![
+        ("00000.smoosh".into(), chunk),
+        ("factory.json".into(), FACTORY_JSON.as_bytes().to_vec()),
+        ("meta.smoosh".into(), meta.into_bytes()),
+        ("version.bin".into(), VERSION_BIN.to_vec()),
+    ])
 }
 
-/// Zip a segment directory's files, sorted by name, DEFLATE, with a fixed
-/// timestamp so the same segment always zips to the same bytes. Returns the
-/// uncompressed size (Druid's DataSegment `size`).
-pub fn zip_segment_dir(dir: &Path, files: &[(String, u64)], out: &Path) -> Result<u64> {
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+/// Zip a segment's files, sorted by name, DEFLATE, with a fixed timestamp so
+/// the same segment always zips to the same bytes. Returns the uncompressed
+/// size (Druid's DataSegment `size`). Level 1: the columns are LZ4 already.
+pub fn zip_segment(files: &SegmentFileSet) -> Result<(Vec<u8>, u64)> {
+    let capacity = files.iter().map(|(_, b)| b.len()).sum::<usize>() + 1024;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(capacity)));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(6))
+        .compression_level(Some(1))
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o644);
-    let mut sorted: Vec<&(String, u64)> = files.iter().collect();
-    sorted.sort();
+    let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut total = 0u64;
-    for (name, _) in sorted {
-        let bytes = std::fs::read(dir.join(name))?;
+    for (name, bytes) in sorted {
         zip.start_file(name.as_str(), options)?;
-        zip.write_all(&bytes)?;
+        zip.write_all(bytes)?;
         total += bytes.len() as u64;
     }
-    zip.finish()?.flush()?;
-    Ok(total)
+    Ok((zip.finish()?.into_inner(), total))
 }

@@ -175,8 +175,12 @@ impl ShardReader {
 
 fn decode(text: &[u8], path: &Path, line_no: u64, last: Option<&SequenceNumber>) -> Result<Record> {
     let at = || format!("{}:{}", path.display(), line_no);
-    let line: DumpLine =
-        serde_json::from_slice(text).map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
+    let line = match canonical_line(text) {
+        Some(line) => line,
+        None => {
+            serde_json::from_slice(text).map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?
+        }
+    };
     let sequence = SequenceNumber::parse(&line.sequence_number)
         .map_err(|e| anyhow!("{}: SequenceNumber: {e}", at()))?;
     if let Some(last) = last
@@ -206,10 +210,69 @@ fn decode(text: &[u8], path: &Path, line_no: u64, last: Option<&SequenceNumber>)
     })
 }
 
+/// The line shape `make-dump` and `record` write, read without a general
+/// JSON parse: `{"SequenceNumber":"<digits>","ApproximateArrivalTimestamp":<number>,"Data":"<base64>","PartitionKey":"..."}`.
+/// Anything else (other key order, escapes, a truncated line) returns None
+/// and goes through serde_json, which also gives the precise error.
+fn canonical_line(text: &[u8]) -> Option<DumpLine<'_>> {
+    let rest = text.strip_prefix(br#"{"SequenceNumber":""#)?;
+    let q = memchr::memchr(b'"', rest)?;
+    let seq = std::str::from_utf8(&rest[..q]).ok()?;
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rest = rest[q + 1..].strip_prefix(br#","ApproximateArrivalTimestamp":"#)?;
+    let comma = memchr::memchr(b',', rest)?;
+    let arrival: f64 = std::str::from_utf8(&rest[..comma]).ok()?.parse().ok()?;
+    let rest = rest[comma..].strip_prefix(br#","Data":""#)?;
+    let q = memchr::memchr(b'"', rest)?;
+    let data = &rest[..q];
+    if memchr::memchr(b'\\', data).is_some() {
+        return None;
+    }
+    let tail = &rest[q + 1..];
+    if !(tail.starts_with(br#","PartitionKey":""#) && tail.ends_with(br#""}"#)) {
+        return None;
+    }
+    Some(DumpLine {
+        sequence_number: Cow::Borrowed(seq),
+        approximate_arrival_timestamp: Some(arrival),
+        data: Cow::Borrowed(std::str::from_utf8(data).ok()?),
+    })
+}
+
 fn trim_line(line: &[u8]) -> &[u8] {
     let mut end = line.len();
     while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
         end -= 1;
     }
     &line[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_and_general_lines_agree() {
+        let canonical = br#"{"SequenceNumber":"0012","ApproximateArrivalTimestamp":1700000000.5,"Data":"eyJhIjoxfQ==","PartitionKey":"k"}"#;
+        let fast = canonical_line(canonical).expect("canonical");
+        let slow: DumpLine = serde_json::from_slice(canonical).unwrap();
+        assert_eq!(fast.sequence_number, slow.sequence_number);
+        assert_eq!(fast.data, slow.data);
+        assert_eq!(
+            fast.approximate_arrival_timestamp,
+            slow.approximate_arrival_timestamp
+        );
+        let reordered = br#"{"Data":"eyJhIjoxfQ==","SequenceNumber":"12"}"#;
+        assert!(canonical_line(reordered).is_none());
+        assert!(canonical_line(&canonical[..canonical.len() - 3]).is_none());
+        let record = decode(reordered, Path::new("x"), 1, None).unwrap();
+        assert_eq!(record.data, br#"{"a":1}"#);
+        let err = decode(&canonical[..60], Path::new("x.jsonl"), 7, None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("x.jsonl:7: not a dump record"),
+            "{err}"
+        );
+    }
 }

@@ -42,16 +42,13 @@ impl LocalDeepStorage {
         Ok(LocalDeepStorage { root })
     }
 
-    /// Move a finished index.zip into place under a fresh unique directory.
-    pub fn push(&self, zip: &Path, dir: &str) -> Result<Pushed> {
+    /// Write an index.zip under a fresh unique directory.
+    pub fn push(&self, zip: &[u8], dir: &str) -> Result<Pushed> {
         let target_dir = self.root.join(dir).join(uuid::Uuid::new_v4().to_string());
         std::fs::create_dir_all(&target_dir)
             .with_context(|| format!("creating {}", target_dir.display()))?;
         let target = target_dir.join("index.zip");
-        if std::fs::rename(zip, &target).is_err() {
-            std::fs::copy(zip, &target)
-                .with_context(|| format!("copying {} to {}", zip.display(), target.display()))?;
-        }
+        std::fs::write(&target, zip).with_context(|| format!("writing {}", target.display()))?;
         Ok(Pushed {
             load_spec: json!({"type": "local", "path": target.to_string_lossy()}),
             path: target,

@@ -10,7 +10,7 @@ use crate::input::timestamp::TimestampParser;
 use crate::input::{RowParser, Value};
 use crate::persist::sink_to_segment;
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
-use crate::segment::writer::{write_segment_dir, zip_segment_dir};
+use crate::segment::writer::{build_segment, zip_segment};
 use crate::source::dump::Dump;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
@@ -463,25 +463,20 @@ impl Runner<'_> {
         let mut sinks: Vec<&crate::index::Sink> =
             index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
         sinks.sort_by_key(|s| (s.interval_start, s.partition));
+        let intervals: Vec<(i64, i64)> = sinks
+            .iter()
+            .map(|s| (s.interval_start, s.interval_end))
+            .collect();
+        let identities = store.allocate_sequence(ds, &span.name, &intervals, lock_version)?;
         let mut pushed: Vec<PublishedSegment> = Vec::new();
-        let mut previous: Option<(i64, String)> = None;
         let result = (|| -> Result<()> {
-            for sink in sinks {
+            for (sink, identity) in sinks.iter().zip(&identities) {
                 let interval = (sink.interval_start, sink.interval_end);
-                let prev_id = match &previous {
-                    Some((start, id)) if *start == sink.interval_start => id.clone(),
-                    _ => String::new(),
-                };
-                let identity = store.allocate(ds, &span.name, &prev_id, interval, lock_version)?;
-                previous = Some((sink.interval_start, identity.id()));
-
                 let t0 = Instant::now();
                 let data = sink_to_segment(index, sink, metadata.clone());
-                let dir = work.join(identity.id().replace(':', "_"));
-                let files = write_segment_dir(&dir, &data, &r.index_spec)
+                let files = build_segment(&data, &r.index_spec)
                     .with_context(|| format!("writing segment {}", identity.id()))?;
-                let zip = dir.with_extension("zip");
-                let size = zip_segment_dir(&dir, &files, &zip)?;
+                let (zip, size) = zip_segment(&files)?;
                 self.stages.persist += t0.elapsed();
 
                 let t0 = Instant::now();
@@ -490,7 +485,6 @@ impl Runner<'_> {
                     &storage_dir(ds, interval, &identity.version, identity.partition_num),
                 )?;
                 self.stages.push += t0.elapsed();
-                let _ = std::fs::remove_dir_all(&dir);
 
                 let segment = DataSegment {
                     data_source: ds.clone(),
@@ -599,6 +593,19 @@ fn check_supported(task: &Task) -> Result<()> {
             bail!(
                 "dataSchema.dimensionsSpec.dimensions[{i}]: {:?} dimensions are not supported by this build yet",
                 d.kind
+            );
+        }
+    }
+    for (path, spec) in [
+        ("tuningConfig.indexSpec", &r.index_spec),
+        (
+            "tuningConfig.indexSpecForIntermediatePersists",
+            &r.persist_index_spec,
+        ),
+    ] {
+        if spec.long_encoding != crate::spec::LongEncoding::Longs {
+            bail!(
+                "{path}.longEncoding: \"auto\" is not supported by this build yet; use \"longs\""
             );
         }
     }
