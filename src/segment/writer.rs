@@ -37,7 +37,7 @@ pub fn id_width(cardinality: usize) -> usize {
     }
 }
 
-fn numeric_column(
+pub fn numeric_column(
     descriptor: &str,
     values: &NumericValues,
     nulls: &RoaringBitmap,
@@ -78,7 +78,7 @@ fn numeric_column(
     Ok(out)
 }
 
-fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>> {
+pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>> {
     let cardinality = col.dictionary.len();
     let width = id_width(cardinality);
     let mut out = Vec::new();
@@ -140,7 +140,7 @@ fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>
     Ok(out)
 }
 
-fn index_drd(data: &SegmentData) -> Vec<u8> {
+pub fn index_drd(data: &SegmentData) -> Vec<u8> {
     let metrics = data.sorted_metrics();
     let mut columns: Vec<Option<&str>> = metrics.iter().map(|m| Some(m.name.as_str())).collect();
     columns.extend(data.dimensions.iter().map(|d| Some(d.name.as_str())));
