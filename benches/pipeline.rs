@@ -1,1 +1,95 @@
-fn main() {}
+//! Per-stage throughput on real rows (the shipped flights dump): parsing
+//! JSON records into slots, and indexing parsed rows with rollup.
+//! `cargo bench` prints time per 20,000 rows.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kinesis_peon::index::IncrementalIndex;
+use kinesis_peon::input::timestamp::TimestampParser;
+use kinesis_peon::input::{RowBuffer, RowParser};
+use kinesis_peon::source::dump::{Dump, ShardReader};
+use kinesis_peon::spec::load_task;
+use std::path::Path;
+
+fn records() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dump = Dump::open(&root.join("fixtures/flights-dump")).unwrap();
+    let mut out = Vec::new();
+    for shard in &dump.shards.shards {
+        let mut reader = ShardReader::open(&dump.shard_file(&shard.shard_id).unwrap()).unwrap();
+        while let Some(r) = reader.next_record().unwrap() {
+            out.push(r.data);
+        }
+    }
+    out
+}
+
+fn pipeline(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let task = load_task(&std::fs::read(root.join("fixtures/flights-task.json")).unwrap())
+        .unwrap()
+        .task;
+    let records = records();
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group("flights-20k");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.sample_size(20);
+
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut parser = RowParser::new(&task);
+            for name in [
+                "timestamp",
+                "carrier",
+                "origin",
+                "dest",
+                "dep_delay",
+                "distance",
+            ] {
+                parser.fields.slot(name);
+            }
+            let mut rows = RowBuffer::new();
+            let mut n = 0;
+            for r in &records {
+                parser.parse(r, &mut rows).unwrap();
+                n += rows.len();
+            }
+            n
+        })
+    });
+
+    group.bench_function("parse+index", |b| {
+        b.iter(|| {
+            let r = &task.resolved;
+            let mut parser = RowParser::new(&task);
+            let mut index = IncrementalIndex::new(
+                task.segment_granularity().clone(),
+                task.query_granularity().clone(),
+                true,
+                5_000_000,
+            );
+            for d in &r.dimensions {
+                let slot = parser.fields.slot(&d.name);
+                index.add_dimension(&d.name, slot);
+            }
+            for a in &r.aggregators {
+                let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
+                index.add_metric(a, slot);
+            }
+            let ts_slot = parser.fields.slot(&r.timestamp.column);
+            let mut ts = TimestampParser::new(r.timestamp_format.clone().unwrap(), None);
+            let mut rows = RowBuffer::new();
+            for rec in &records {
+                parser.parse(rec, &mut rows).unwrap();
+                for row in rows.rows() {
+                    let t = ts.parse(&row[ts_slot]).unwrap();
+                    index.add(t, row);
+                }
+            }
+            index.row_count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -2,7 +2,7 @@
 //! map to the task's column list; an empty cell is null (SQL-compatible
 //! null handling).
 
-use super::{FieldTable, ParseError, Value};
+use super::{FieldTable, ParseError, RowBuffer, Value};
 use std::borrow::Cow;
 
 pub struct Layout {
@@ -36,7 +36,7 @@ impl Layout {
         &self,
         data: &'a [u8],
         width: usize,
-        rows: &mut Vec<Vec<Value<'a>>>,
+        rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
         let text = std::str::from_utf8(data)
             .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
@@ -45,7 +45,6 @@ impl Layout {
             if i < self.skip_header_rows || line.is_empty() {
                 continue;
             }
-            let mut row = vec![Value::Null; width];
             let cells = if self.csv {
                 split_csv(line)?
             } else {
@@ -60,10 +59,10 @@ impl Layout {
                     self.slots.len()
                 )));
             }
+            let row = rows.next_row(width);
             for (cell, &slot) in cells.into_iter().zip(&self.slots) {
                 row[slot] = self.cell_value(cell);
             }
-            rows.push(row);
         }
         if rows.is_empty() {
             return Err(ParseError("record holds no row".into()));
@@ -125,11 +124,12 @@ mod tests {
         let mut fields = FieldTable::new(false, false, &[]);
         let cols = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         let layout = Layout::new("\t", None, &cols, 0, false, &mut fields);
-        let mut rows = Vec::new();
+        let mut rows = RowBuffer::new();
         layout
             .parse_entity(b"x\t\tz\nq\tr", fields.len(), &mut rows)
             .unwrap();
         assert_eq!(rows.len(), 2);
+        let rows = rows.rows();
         assert_eq!(rows[0][0], Value::Str(Cow::Borrowed("x")));
         assert_eq!(rows[0][1], Value::Null);
         assert_eq!(rows[1][2], Value::Null);

@@ -1,7 +1,7 @@
 //! JSON entities → slot values, through serde visitors that borrow strings
 //! from the record and skip fields no column reads.
 
-use super::{FieldTable, FieldUse, ParseError, Value};
+use super::{FieldTable, FieldUse, ParseError, RowBuffer, Value};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -10,25 +10,38 @@ use std::fmt;
 pub fn parse_entity<'a>(
     data: &'a [u8],
     fields: &mut FieldTable,
-    rows: &mut Vec<Vec<Value<'a>>>,
+    rows: &mut RowBuffer<'a>,
 ) -> Result<(), ParseError> {
     rows.clear();
     let text = std::str::from_utf8(data)
         .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+    // The common case, one object per record, through sonic-rs's SIMD
+    // scanner; several objects or any error take serde_json's path, whose
+    // messages are the ones reported.
+    let width = fields.len();
+    let mut fast = sonic_rs::Deserializer::from_slice(data);
+    let parsed = RowSeed {
+        fields: &mut *fields,
+        row: rows.next_row(width),
+    }
+    .deserialize(&mut fast);
+    if parsed.is_ok() && fast.end().is_ok() {
+        return Ok(());
+    }
+    rows.clear();
     let mut de = serde_json::Deserializer::from_str(text);
     loop {
         // Skip whitespace between values; stop at the end of the entity.
         match de.end() {
             Ok(()) => break,
             Err(_) => {
-                let mut row = vec![Value::Null; fields.len()];
+                let width = fields.len();
                 RowSeed {
                     fields: &mut *fields,
-                    row: &mut row,
+                    row: rows.next_row(width),
                 }
                 .deserialize(&mut de)
                 .map_err(|e| ParseError(format!("Unable to parse row: {e}")))?;
-                rows.push(row);
             }
         }
     }
@@ -180,9 +193,10 @@ mod tests {
         let delay = fields.slot("dep_delay");
         let data =
             br#"{"carrier":"UA","flight":"1545","dep_delay":-4,"nested":{"a":[1,2]},"x":null}"#;
-        let mut rows = Vec::new();
+        let mut rows = RowBuffer::new();
         parse_entity(data, &mut fields, &mut rows).unwrap();
         assert_eq!(rows.len(), 1);
+        let rows = rows.rows();
         assert!(matches!(&rows[0][carrier], Value::Str(Cow::Borrowed("UA"))));
         assert_eq!(rows[0][delay], Value::Long(-4));
         assert_eq!(fields.discovered_count(), 0);
@@ -192,7 +206,7 @@ mod tests {
     fn discovers_scalar_fields_in_order() {
         let mut fields = FieldTable::new(true, false, &["timestamp".to_string()]);
         let data = br#"{"timestamp":"2013-01-01T00:00:00Z","b":"x","a":1,"n":null,"o":{"k":1},"l":["p","q"]}"#;
-        let mut rows = Vec::new();
+        let mut rows = RowBuffer::new();
         parse_entity(data, &mut fields, &mut rows).unwrap();
         let names: Vec<&str> = fields
             .discovered_since(0)
@@ -206,7 +220,7 @@ mod tests {
     fn several_objects_in_one_record() {
         let mut fields = FieldTable::new(false, false, &[]);
         let s = fields.slot("v");
-        let mut rows = Vec::new();
+        let mut rows = RowBuffer::new();
         parse_entity(
             br#"{"v":1} {"v":2}
 {"v":"three"}"#,
@@ -215,14 +229,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows.len(), 3);
-        assert_eq!(rows[2][s], Value::Str(Cow::Borrowed("three")));
+        assert_eq!(rows.rows()[2][s], Value::Str(Cow::Borrowed("three")));
     }
 
     #[test]
     fn one_bad_value_spoils_the_entity() {
         let mut fields = FieldTable::new(false, false, &[]);
         fields.slot("v");
-        let mut rows = Vec::new();
+        let mut rows = RowBuffer::new();
         assert!(parse_entity(br#"{"v":1} {"v":"#, &mut fields, &mut rows).is_err());
         assert!(parse_entity(b"[1,2]", &mut fields, &mut rows).is_err());
         assert!(parse_entity(b"", &mut fields, &mut rows).is_err());
@@ -233,8 +247,8 @@ mod tests {
     fn escaped_strings_are_owned_and_correct() {
         let mut fields = FieldTable::new(false, false, &[]);
         let s = fields.slot("k\"ey");
-        let mut rows = Vec::new();
+        let mut rows = RowBuffer::new();
         parse_entity(br#"{"k\"ey":"a\u00e9b"}"#, &mut fields, &mut rows).unwrap();
-        assert_eq!(rows[0][s], Value::Str(Cow::Owned("a\u{e9}b".into())));
+        assert_eq!(rows.rows()[0][s], Value::Str(Cow::Owned("a\u{e9}b".into())));
     }
 }

@@ -136,6 +136,51 @@ impl FieldTable {
     }
 }
 
+/// The rows parsed from one record. Slot vectors are reused from record to
+/// record, so parsing allocates nothing per row in the steady state.
+#[derive(Default)]
+pub struct RowBuffer<'a> {
+    rows: Vec<Vec<Value<'a>>>,
+    len: usize,
+}
+
+impl<'a> RowBuffer<'a> {
+    pub fn new() -> Self {
+        RowBuffer {
+            rows: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// A new all-null row of `width` slots.
+    pub fn next_row(&mut self, width: usize) -> &mut Vec<Value<'a>> {
+        if self.len == self.rows.len() {
+            self.rows.push(Vec::with_capacity(width));
+        }
+        let row = &mut self.rows[self.len];
+        self.len += 1;
+        row.clear();
+        row.resize(width, Value::Null);
+        row
+    }
+
+    pub fn rows(&self) -> &[Vec<Value<'a>>] {
+        &self.rows[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Why a record or row could not become a row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseError(pub String);
@@ -199,7 +244,7 @@ impl RowParser {
     pub fn parse<'a>(
         &mut self,
         data: &'a [u8],
-        rows: &mut Vec<Vec<Value<'a>>>,
+        rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
         rows.clear();
         match &self.format {
