@@ -133,9 +133,10 @@ mod tests {
         assert_eq!(rows[0][0], Value::Str(Cow::Borrowed("x")));
         assert_eq!(rows[0][1], Value::Null);
         assert_eq!(rows[1][2], Value::Null);
+        let mut more = RowBuffer::new();
         assert!(
             layout
-                .parse_entity(b"1\t2\t3\t4", fields.len(), &mut rows)
+                .parse_entity(b"1\t2\t3\t4", fields.len(), &mut more)
                 .is_err()
         );
     }
