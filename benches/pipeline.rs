@@ -3,11 +3,10 @@
 //! `cargo bench` prints time per 20,000 rows.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kinesis_peon::index::IncrementalIndex;
-use kinesis_peon::input::timestamp::TimestampParser;
 use kinesis_peon::input::{RowBuffer, RowParser};
 use kinesis_peon::source::dump::{Dump, ShardReader};
 use kinesis_peon::spec::load_task;
+use kinesis_peon::task::Pipeline;
 use std::path::Path;
 
 fn records() -> Vec<Vec<u8>> {
@@ -59,24 +58,12 @@ fn pipeline(c: &mut Criterion) {
 
     group.bench_function("parse+index", |b| {
         b.iter(|| {
-            let r = &task.resolved;
-            let mut parser = RowParser::new(&task);
-            let mut index = IncrementalIndex::new(
-                task.segment_granularity().clone(),
-                task.query_granularity().clone(),
-                true,
-                5_000_000,
-            );
-            for d in &r.dimensions {
-                let slot = parser.fields.slot(&d.name);
-                index.add_dimension(&d.name, slot);
-            }
-            for a in &r.aggregators {
-                let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
-                index.add_metric(a, slot);
-            }
-            let ts_slot = parser.fields.slot(&r.timestamp.column);
-            let mut ts = TimestampParser::new(r.timestamp_format.clone().unwrap(), None);
+            let Pipeline {
+                mut parser,
+                mut index,
+                ts_slot,
+                timestamps: mut ts,
+            } = Pipeline::new(&task);
             let mut rows = RowBuffer::new();
             for rec in &records {
                 parser.parse(rec, &mut rows).unwrap();

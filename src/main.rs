@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use kinesis_peon::segment::reader::{SegmentFiles, read_bitmaps, read_index_drd, read_segment};
+use kinesis_peon::segment::reader::{SegmentFiles, SegmentParts, read_bitmaps, read_segment};
 use kinesis_peon::source::make_dump::{DumpCompression, LineFormat, MakeDumpOptions, make_dump};
 use kinesis_peon::spec::load_task;
 use kinesis_peon::spec::time::format_iso;
@@ -348,18 +348,35 @@ fn dump_segment(
 ) -> Result<ExitCode> {
     let wanted = |name: &str| columns.is_empty() || columns.iter().any(|c| c == name);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if metadata {
+    if metadata || bitmaps {
         let files = SegmentFiles::open(&path)?;
-        let entries = files.entries()?;
-        let drd = read_index_drd(
-            entries
-                .get("index.drd")
-                .context("the segment has no index.drd")?,
-        )?;
-        let meta: Option<serde_json::Value> = match entries.get("metadata.drd") {
-            Some(b) => Some(serde_json::from_slice(b).context("metadata.drd is not JSON")?),
-            None => None,
-        };
+        let SegmentParts {
+            entries,
+            index: drd,
+            metadata: meta,
+        } = files.parts()?;
+        if bitmaps {
+            let mut doc = serde_json::Map::new();
+            for dim in drd.dimensions.iter().filter(|d| wanted(d)) {
+                let bytes = entries
+                    .get(dim.as_str())
+                    .with_context(|| format!("column {dim} missing"))?;
+                let mut values = serde_json::Map::new();
+                for (value, rows) in read_bitmaps(dim, bytes)? {
+                    values.insert(
+                        value.unwrap_or_else(|| "null".into()),
+                        rows.iter().collect::<Vec<u32>>().into(),
+                    );
+                }
+                doc.insert(dim.clone(), values.into());
+            }
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&serde_json::json!({"bitmaps": doc}))?
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let doc = serde_json::json!({
             "index.drd": {
                 "columns": drd.columns,
@@ -371,35 +388,6 @@ fn dump_segment(
             "smoosh": entries.iter().map(|(k, v)| (k.clone(), v.len())).collect::<std::collections::BTreeMap<_, _>>(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if bitmaps {
-        let files = SegmentFiles::open(&path)?;
-        let entries = files.entries()?;
-        let drd = read_index_drd(
-            entries
-                .get("index.drd")
-                .context("the segment has no index.drd")?,
-        )?;
-        let mut doc = serde_json::Map::new();
-        for dim in drd.dimensions.iter().filter(|d| wanted(d)) {
-            let bytes = entries
-                .get(dim.as_str())
-                .with_context(|| format!("column {dim} missing"))?;
-            let mut values = serde_json::Map::new();
-            for (value, rows) in read_bitmaps(dim, bytes)? {
-                values.insert(
-                    value.unwrap_or_else(|| "null".into()),
-                    rows.iter().collect::<Vec<u32>>().into(),
-                );
-            }
-            doc.insert(dim.clone(), values.into());
-        }
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&serde_json::json!({"bitmaps": doc}))?
-        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let (_, data) = read_segment(&path)?;

@@ -120,6 +120,33 @@ impl SegmentFiles {
     }
 }
 
+/// A segment's smoosh entries with its index.drd and metadata.drd decoded.
+pub struct SegmentParts<'a> {
+    pub entries: BTreeMap<String, &'a [u8]>,
+    pub index: IndexDrd,
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl SegmentFiles {
+    pub fn parts(&self) -> Result<SegmentParts<'_>> {
+        let entries = self.entries()?;
+        let index = read_index_drd(
+            entries
+                .get("index.drd")
+                .context("the segment has no index.drd")?,
+        )?;
+        let metadata = match entries.get("metadata.drd") {
+            Some(b) => Some(serde_json::from_slice(b).context("metadata.drd is not JSON")?),
+            None => None,
+        };
+        Ok(SegmentParts {
+            entries,
+            index,
+            metadata,
+        })
+    }
+}
+
 /// index.drd decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexDrd {
@@ -393,12 +420,11 @@ pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, Roa
 /// Read a whole segment into memory.
 pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
     let files = SegmentFiles::open(path)?;
-    let entries = files.entries()?;
-    let drd = read_index_drd(
-        entries
-            .get("index.drd")
-            .context("the segment has no index.drd")?,
-    )?;
+    let SegmentParts {
+        entries,
+        index: drd,
+        metadata,
+    } = files.parts()?;
     let time_bytes = entries
         .get("__time")
         .context("the segment has no __time column")?;
@@ -410,10 +436,7 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
         times,
         dimensions: Vec::new(),
         metrics: Vec::new(),
-        metadata: match entries.get("metadata.drd") {
-            Some(b) => Some(serde_json::from_slice(b).context("metadata.drd is not JSON")?),
-            None => None,
-        },
+        metadata,
     };
     let n = data.times.len();
     for name in &drd.columns {

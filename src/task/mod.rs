@@ -259,26 +259,12 @@ impl Runner<'_> {
             },
         )?;
 
-        let mut parser = RowParser::new(task);
-        let mut index = IncrementalIndex::new(
-            task.segment_granularity().clone(),
-            task.query_granularity().clone(),
-            task.data_schema.granularity_spec.rollup,
-            tuning.max_rows_per_segment as usize,
-        );
-        for d in &r.dimensions {
-            let slot = parser.fields.slot(&d.name);
-            index.add_dimension(&d.name, slot);
-        }
-        for a in &r.aggregators {
-            let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
-            index.add_metric(a, slot);
-        }
-        let ts_slot = parser.fields.slot(&r.timestamp.column);
-        let mut ts = TimestampParser::new(
-            r.timestamp_format.clone().expect("validated"),
-            r.missing_timestamp,
-        );
+        let Pipeline {
+            mut parser,
+            mut index,
+            ts_slot,
+            timestamps: mut ts,
+        } = Pipeline::new(task);
         let mut known_discovered = 0;
         let progress = Progress::new(self.opts.progress);
         let timing = self.opts.stage_timing;
@@ -573,6 +559,47 @@ impl Runner<'_> {
                     span.name
                 )))
             }
+        }
+    }
+}
+
+/// The row path of a task: parser, index and timestamp parser, with every
+/// declared dimension and metric input given its slot.
+pub struct Pipeline {
+    pub parser: RowParser,
+    pub index: IncrementalIndex,
+    pub ts_slot: usize,
+    pub timestamps: TimestampParser,
+}
+
+impl Pipeline {
+    pub fn new(task: &Task) -> Pipeline {
+        let r = &task.resolved;
+        let mut parser = RowParser::new(task);
+        let mut index = IncrementalIndex::new(
+            task.segment_granularity().clone(),
+            task.query_granularity().clone(),
+            task.data_schema.granularity_spec.rollup,
+            task.tuning_config.max_rows_per_segment as usize,
+        );
+        for d in &r.dimensions {
+            let slot = parser.fields.slot(&d.name);
+            index.add_dimension(&d.name, slot);
+        }
+        for a in &r.aggregators {
+            let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
+            index.add_metric(a, slot);
+        }
+        let ts_slot = parser.fields.slot(&r.timestamp.column);
+        let timestamps = TimestampParser::new(
+            r.timestamp_format.clone().expect("validated task"),
+            r.missing_timestamp,
+        );
+        Pipeline {
+            parser,
+            index,
+            ts_slot,
+            timestamps,
         }
     }
 }
