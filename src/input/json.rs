@@ -18,6 +18,15 @@ pub fn parse_entity<'a>(
     // The common case, one object per record, through sonic-rs's SIMD
     // scanner; several objects or any error take serde_json's path, whose
     // messages are the ones reported.
+    // sonic-rs recurses once per nesting level while skipping, so records
+    // that could nest deeply go to serde_json, whose recursion limit turns
+    // hostile nesting into an error.
+    if memchr::memchr2_iter(b'[', b'{', data)
+        .nth(MAX_FAST_BRACKETS)
+        .is_some()
+    {
+        return parse_general(text, fields, rows);
+    }
     let width = fields.len();
     let mut fast = sonic_rs::Deserializer::from_slice(data);
     let parsed = RowSeed {
@@ -29,6 +38,18 @@ pub fn parse_entity<'a>(
         return Ok(());
     }
     rows.clear();
+    parse_general(text, fields, rows)
+}
+
+/// Records with more brackets than this skip the sonic-rs path.
+const MAX_FAST_BRACKETS: usize = 64;
+
+/// Any number of concatenated JSON values, through serde_json.
+fn parse_general<'a>(
+    text: &'a str,
+    fields: &mut FieldTable,
+    rows: &mut RowBuffer<'a>,
+) -> Result<(), ParseError> {
     let mut de = serde_json::Deserializer::from_str(text);
     loop {
         // Skip whitespace between values; stop at the end of the entity.
@@ -79,14 +100,14 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_, 'de> {
                     map.next_value::<IgnoredAny>()?;
                 }
                 Some(FieldUse::Slot(s)) => {
-                    let v = map.next_value_seed(ValueSeed)?;
+                    let v = map.next_value_seed(ValueSeed::default())?;
                     if s >= self.row.len() {
                         self.row.resize(s + 1, Value::Null);
                     }
                     self.row[s] = v;
                 }
                 None => {
-                    let v = map.next_value_seed(ValueSeed)?;
+                    let v = map.next_value_seed(ValueSeed::default())?;
                     if let FieldUse::Slot(s) = self.fields.meet(&key, &v) {
                         if s >= self.row.len() {
                             self.row.resize(s + 1, Value::Null);
@@ -122,7 +143,13 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-struct ValueSeed;
+/// A field's value. `nested` is set for the elements of a list: a list of
+/// scalars is a multi-value, anything deeper is skipped whole (so hostile
+/// nesting never recurses through this visitor).
+#[derive(Clone, Copy, Default)]
+struct ValueSeed {
+    nested: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for ValueSeed {
     type Value = Value<'de>;
@@ -164,17 +191,21 @@ impl<'de> Visitor<'de> for ValueSeed {
         Ok(Value::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed)? {
-            items.push(v);
-        }
-        if items
-            .iter()
-            .any(|v| matches!(v, Value::List(_) | Value::Nested))
-        {
+        if self.nested {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(Value::Nested);
         }
-        Ok(Value::List(items))
+        let mut items = Vec::new();
+        let mut nested = false;
+        while let Some(v) = seq.next_element_seed(ValueSeed { nested: true })? {
+            nested |= matches!(v, Value::Nested);
+            items.push(v);
+        }
+        Ok(if nested {
+            Value::Nested
+        } else {
+            Value::List(items)
+        })
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
@@ -250,5 +281,27 @@ mod tests {
         let mut rows = RowBuffer::new();
         parse_entity(br#"{"k\"ey":"a\u00e9b"}"#, &mut fields, &mut rows).unwrap();
         assert_eq!(rows.rows()[0][s], Value::Str(Cow::Owned("a\u{e9}b".into())));
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let mut fields = FieldTable::new(true, false, &[]);
+        for depth in [200usize, 100_000] {
+            let mut rows = RowBuffer::new();
+            let value = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let record = format!(r#"{{"a":{value}}}"#);
+            let _ = parse_entity(record.as_bytes(), &mut fields, &mut rows);
+            let mut rows = RowBuffer::new();
+            let open = format!(r#"{{"a":{}"#, "[".repeat(depth));
+            assert!(parse_entity(open.as_bytes(), &mut fields, &mut rows).is_err());
+            let mut rows = RowBuffer::new();
+            let objects = format!("{}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            let _ = parse_entity(objects.as_bytes(), &mut fields, &mut rows);
+        }
     }
 }
