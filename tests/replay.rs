@@ -298,3 +298,65 @@ fn bad_rows_are_counted_not_fatal() {
             .contains("Max parse exceptions[1] exceeded")
     );
 }
+
+#[test]
+fn csv_and_tsv_give_the_json_results() {
+    let want = naive_groups(Some(30_000));
+    for flavour in ["csv", "tsv"] {
+        let dump = flights_dump_of(flavour, &format!("flights2-{flavour}"), 2, Some(30_000));
+        let base = fresh_dir(&format!("flavour-{flavour}"));
+        let path = flights_task(&base, flavour, 2, flavour, &[]);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["ioConfig"]["inputFormat"] =
+            serde_json::json!({"type": flavour, "columns": FLIGHT_COLUMNS});
+        std::fs::write(&path, v.to_string()).unwrap();
+        let s = run_task(&path, &dump, &base);
+        assert_eq!(s.error, None, "{flavour}");
+        assert_eq!(s.stats.processed, 30_000, "{flavour}");
+        let got = groups_from_segments(&published_segments(&base, "flights"));
+        assert!(
+            got == want,
+            "{flavour}: groups differ from the naive json rollup"
+        );
+    }
+}
+
+#[test]
+fn schemaless_tsv_discovers_every_column_but_the_excluded() {
+    let dump = flights_dump_of("tsv", "flights1-tsv", 1, Some(2_000));
+    let base = fresh_dir("schemaless-tsv");
+    let path = flights_task(&base, "schemaless", 1, "schemaless", &[]);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["ioConfig"]["inputFormat"] = serde_json::json!({"type": "tsv", "columns": FLIGHT_COLUMNS});
+    v["dataSchema"]["dimensionsSpec"] =
+        serde_json::json!({"dimensions": [], "dimensionExclusions": ["time_hour"]});
+    std::fs::write(&path, v.to_string()).unwrap();
+    let s = run_task(&path, &dump, &base);
+    assert_eq!(s.error, None);
+    let segments = published_segments(&base, "flights");
+    let (_, first) = &segments[0];
+    let dims: Vec<&str> = first.dimensions.iter().map(|d| d.name.as_str()).collect();
+    // Column order, minus the timestamp, metric inputs and the exclusion.
+    assert_eq!(
+        dims,
+        [
+            "year",
+            "month",
+            "day",
+            "dep_time",
+            "sched_dep_time",
+            "arr_time",
+            "sched_arr_time",
+            "arr_delay",
+            "carrier",
+            "flight",
+            "tailnum",
+            "origin",
+            "dest",
+            "air_time",
+            "hour",
+            "minute"
+        ]
+    );
+}

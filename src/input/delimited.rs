@@ -8,8 +8,10 @@ use std::borrow::Cow;
 pub struct Layout {
     delimiter: String,
     list_delimiter: Option<String>,
-    /// Slot of each column, in column order.
-    slots: Vec<usize>,
+    columns: Vec<String>,
+    /// Slot of each column (None: no column of the task reads it), resolved
+    /// on the first record, once the runner has registered its fields.
+    slots: Option<Vec<Option<usize>>>,
     skip_header_rows: usize,
     csv: bool,
 }
@@ -21,47 +23,58 @@ impl Layout {
         columns: &[String],
         skip_header_rows: usize,
         csv: bool,
-        fields: &mut FieldTable,
     ) -> Layout {
         Layout {
             delimiter: delimiter.to_string(),
             list_delimiter: list_delimiter.filter(|d| !d.is_empty()).map(str::to_string),
-            slots: columns.iter().map(|c| fields.slot(c)).collect(),
+            columns: columns.to_vec(),
+            slots: None,
             skip_header_rows,
             csv,
         }
     }
 
     pub fn parse_entity<'a>(
-        &self,
+        &mut self,
         data: &'a [u8],
-        width: usize,
+        fields: &mut FieldTable,
         rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
         let text = std::str::from_utf8(data)
             .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+        let columns = &self.columns;
+        let slots = self
+            .slots
+            .get_or_insert_with(|| columns.iter().map(|c| fields.column_slot(c)).collect());
+        let width = fields.len();
         for (i, line) in text.split('\n').enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
             if i < self.skip_header_rows || line.is_empty() {
                 continue;
             }
-            let cells = if self.csv {
-                split_csv(line)?
-            } else {
-                line.split(self.delimiter.as_str())
-                    .map(Cow::Borrowed)
-                    .collect()
-            };
-            if cells.len() > self.slots.len() {
-                return Err(ParseError(format!(
-                    "row has {} cells but the task lists {} columns",
-                    cells.len(),
-                    self.slots.len()
-                )));
-            }
             let row = rows.next_row(width);
-            for (cell, &slot) in cells.into_iter().zip(&self.slots) {
-                row[slot] = self.cell_value(cell);
+            let mut cells = 0;
+            if self.csv && line.contains('"') {
+                for cell in split_csv(line)? {
+                    cells += 1;
+                    if let Some(Some(slot)) = slots.get(cells - 1) {
+                        row[*slot] = cell_value(self.list_delimiter.as_deref(), cell);
+                    }
+                }
+            } else {
+                for cell in line.split(self.delimiter.as_str()) {
+                    cells += 1;
+                    if let Some(Some(slot)) = slots.get(cells - 1) {
+                        row[*slot] =
+                            cell_value(self.list_delimiter.as_deref(), Cow::Borrowed(cell));
+                    }
+                }
+            }
+            if cells > slots.len() {
+                return Err(ParseError(format!(
+                    "row has {cells} cells but the task lists {} columns",
+                    slots.len()
+                )));
             }
         }
         if rows.is_empty() {
@@ -69,22 +82,22 @@ impl Layout {
         }
         Ok(())
     }
+}
 
-    fn cell_value<'a>(&self, cell: Cow<'a, str>) -> Value<'a> {
-        if cell.is_empty() {
-            return Value::Null;
-        }
-        if let Some(d) = &self.list_delimiter
-            && cell.contains(d.as_str())
-        {
-            return Value::List(
-                cell.split(d.as_str())
-                    .map(|s| Value::Str(Cow::Owned(s.to_string())))
-                    .collect(),
-            );
-        }
-        Value::Str(cell)
+fn cell_value<'a>(list_delimiter: Option<&str>, cell: Cow<'a, str>) -> Value<'a> {
+    if cell.is_empty() {
+        return Value::Null;
     }
+    if let Some(d) = list_delimiter
+        && cell.contains(d)
+    {
+        return Value::List(
+            cell.split(d)
+                .map(|s| Value::Str(Cow::Owned(s.to_string())))
+                .collect(),
+        );
+    }
+    Value::Str(cell)
 }
 
 /// Split one csv line (RFC 4180 quoting; `""` inside quotes is a quote).
@@ -123,10 +136,13 @@ mod tests {
     fn tsv_cells_map_to_columns() {
         let mut fields = FieldTable::new(false, false, &[]);
         let cols = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let layout = Layout::new("\t", None, &cols, 0, false, &mut fields);
+        for c in &cols {
+            fields.slot(c);
+        }
+        let mut layout = Layout::new("\t", None, &cols, 0, false);
         let mut rows = RowBuffer::new();
         layout
-            .parse_entity(b"x\t\tz\nq\tr", fields.len(), &mut rows)
+            .parse_entity(b"x\t\tz\nq\tr", &mut fields, &mut rows)
             .unwrap();
         assert_eq!(rows.len(), 2);
         let rows = rows.rows();
@@ -136,7 +152,7 @@ mod tests {
         let mut more = RowBuffer::new();
         assert!(
             layout
-                .parse_entity(b"1\t2\t3\t4", fields.len(), &mut more)
+                .parse_entity(b"1\t2\t3\t4", &mut fields, &mut more)
                 .is_err()
         );
     }

@@ -85,6 +85,21 @@ impl FieldTable {
         &self.names[slot]
     }
 
+    /// The slot a delimited column fills: a field the task reads, a newly
+    /// discovered dimension when discovering, or None.
+    pub fn column_slot(&mut self, name: &str) -> Option<usize> {
+        match self.fields.get(name) {
+            Some(FieldUse::Slot(s)) => Some(*s),
+            Some(FieldUse::Ignore) => None,
+            None if self.discover => {
+                let s = self.slot(name);
+                self.discovered.push((name.to_string(), s));
+                Some(s)
+            }
+            None => None,
+        }
+    }
+
     /// Discovered fields from position `from` on.
     pub fn discovered_since(&self, from: usize) -> &[(String, usize)] {
         &self.discovered[from.min(self.discovered.len())..]
@@ -209,7 +224,7 @@ impl RowParser {
                 keep_null_columns: true
             }
         );
-        let mut fields = FieldTable::new(
+        let fields = FieldTable::new(
             discover,
             keep_nulls,
             if discover { &r.exclusions } else { &[] },
@@ -227,7 +242,6 @@ impl RowParser {
                 columns,
                 *skip_header_rows,
                 *csv,
-                &mut fields,
             )),
             InputFormat::Json { .. } => None,
         };
@@ -250,8 +264,8 @@ impl RowParser {
         match &self.format {
             InputFormat::Json { .. } => json::parse_entity(data, &mut self.fields, rows),
             InputFormat::Delimited { .. } => {
-                let layout = self.delimited.as_ref().expect("delimited layout");
-                layout.parse_entity(data, self.fields.len(), rows)
+                let layout = self.delimited.as_mut().expect("delimited layout");
+                layout.parse_entity(data, &mut self.fields, rows)
             }
         }
     }

@@ -64,6 +64,9 @@ pub struct MakeDumpSummary {
 /// Evenly split the 128-bit hash key space as CreateStream does.
 pub fn hash_ranges(shards: usize) -> Vec<(u128, u128)> {
     let n = shards as u128;
+    if n <= 1 {
+        return vec![(0, u128::MAX)];
+    }
     let step = if u128::MAX % n == n - 1 {
         u128::MAX / n + 1
     } else {
@@ -270,6 +273,7 @@ mod tests {
         assert_eq!(two[1].0, 1u128 << 127);
         assert_eq!(two[0].1, (1u128 << 127) - 1);
         assert_eq!(two[1].1, u128::MAX);
+        assert_eq!(hash_ranges(1), vec![(0, u128::MAX)]);
         let three = hash_ranges(3);
         assert_eq!(three[0].0, 0);
         assert_eq!(three[2].1, u128::MAX);

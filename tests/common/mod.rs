@@ -38,13 +38,42 @@ pub fn fresh_dir(name: &str) -> PathBuf {
 
 /// make-dump of the flights NDJSON (first `limit` rows) into `shards` shards.
 pub fn flights_dump(name: &str, shards: usize, limit: Option<u64>) -> PathBuf {
+    flights_dump_of("ndjson", name, shards, limit)
+}
+
+/// The flights columns, in the csv/tsv files' order.
+pub const FLIGHT_COLUMNS: [&str; 20] = [
+    "timestamp",
+    "year",
+    "month",
+    "day",
+    "dep_time",
+    "sched_dep_time",
+    "dep_delay",
+    "arr_time",
+    "sched_arr_time",
+    "arr_delay",
+    "carrier",
+    "flight",
+    "tailnum",
+    "origin",
+    "dest",
+    "air_time",
+    "distance",
+    "hour",
+    "minute",
+    "time_hour",
+];
+
+/// make-dump of flights.{ndjson,csv,tsv}.gz.
+pub fn flights_dump_of(flavour: &str, name: &str, shards: usize, limit: Option<u64>) -> PathBuf {
     // Tests run in parallel and share dumps: build each one once, under a lock.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch().join(name);
     if !out.join("shards.json").exists() {
         make_dump(&MakeDumpOptions {
-            input: flights_ndjson(),
+            input: shared().join(format!("data/flights.{flavour}.gz")),
             format: None,
             shards,
             out: out.clone(),
