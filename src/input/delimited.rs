@@ -62,12 +62,17 @@ impl Layout {
                     }
                 }
             } else {
-                for cell in line.split(self.delimiter.as_str()) {
+                let list_delimiter = self.list_delimiter.as_deref();
+                let mut put = |cell: &'a str| {
                     cells += 1;
                     if let Some(Some(slot)) = slots.get(cells - 1) {
-                        row[*slot] =
-                            cell_value(self.list_delimiter.as_deref(), Cow::Borrowed(cell));
+                        row[*slot] = cell_value(list_delimiter, Cow::Borrowed(cell));
                     }
+                };
+                // A one-character delimiter splits by memchr, not substring search.
+                match single_char(&self.delimiter) {
+                    Some(c) => line.split(c).for_each(&mut put),
+                    None => line.split(self.delimiter.as_str()).for_each(&mut put),
                 }
             }
             if cells > slots.len() {
@@ -98,6 +103,12 @@ fn cell_value<'a>(list_delimiter: Option<&str>, cell: Cow<'a, str>) -> Value<'a>
         );
     }
     Value::Str(cell)
+}
+
+fn single_char(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    let c = chars.next()?;
+    chars.next().is_none().then_some(c)
 }
 
 /// Split one csv line (RFC 4180 quoting; `""` inside quotes is a quote).

@@ -44,19 +44,24 @@ pub fn sink_to_segment(
         used_sorted.push(ids);
     }
 
-    let mut order: Vec<u32> = rows.to_vec();
-    order.sort_unstable_by(|&a, &b| {
+    // Each row's dimension ranks side by side, so sorting compares slices.
+    let width = dims.len();
+    let mut ranked = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        for (d, rank) in ranks.iter().enumerate() {
+            ranked.push(rank[key_id(index, r as usize, d) as usize]);
+        }
+    }
+    let mut positions: Vec<u32> = (0..rows.len() as u32).collect();
+    positions.sort_unstable_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
-        index.times[a].cmp(&index.times[b]).then_with(|| {
-            for (d, rank) in ranks.iter().enumerate() {
-                let c = rank[key_id(index, a, d) as usize].cmp(&rank[key_id(index, b, d) as usize]);
-                if c.is_ne() {
-                    return c;
-                }
-            }
-            std::cmp::Ordering::Equal
-        })
+        index.times[rows[a] as usize]
+            .cmp(&index.times[rows[b] as usize])
+            .then_with(|| {
+                ranked[a * width..(a + 1) * width].cmp(&ranked[b * width..(b + 1) * width])
+            })
     });
+    let order: Vec<u32> = positions.into_iter().map(|p| rows[p as usize]).collect();
 
     let times = order.iter().map(|&r| index.times[r as usize]).collect();
     let mut dimensions = Vec::new();

@@ -120,8 +120,11 @@ pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec
     let mut bitmaps = vec![RoaringBitmap::new(); cardinality];
     for (row, &id) in col.ids.iter().enumerate() {
         match bitmaps.get_mut(id as usize) {
+            // Rows arrive in order, so appending is enough.
             Some(b) => {
-                b.insert(row as u32);
+                if b.try_push(row as u32).is_err() {
+                    b.insert(row as u32);
+                }
             }
             None => bail!("column {}: id {id} outside its dictionary", col.name),
         }
