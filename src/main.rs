@@ -42,7 +42,7 @@ enum Command {
         task: PathBuf,
         #[arg(long)]
         dump: PathBuf,
-        /// Defaults to a fresh temporary directory, removed afterwards.
+        /// A fresh directory is made inside it (default: the temp directory) and removed afterwards.
         #[arg(long)]
         base_dir: Option<PathBuf>,
     },
@@ -270,14 +270,13 @@ fn print_summary(s: &RunSummary) {
 }
 
 fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<ExitCode> {
-    let temp;
-    let base = match base_dir {
-        Some(b) => b,
-        None => {
-            temp = tempfile_dir()?;
-            temp.clone()
-        }
-    };
+    // Every bench starts from nothing: a fresh directory of its own inside
+    // the given one (or the temp directory), removed afterwards.
+    let base = base_dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("kinesis-peon-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     let summary = run(&RunOptions {
         task_file: task,
@@ -318,26 +317,14 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         st.push.as_secs_f64(),
         st.publish.as_secs_f64()
     );
-    if summary.error.is_none()
-        && !base.as_os_str().is_empty()
-        && std::env::var_os("KINESIS_PEON_KEEP").is_none()
-    {
-        // Only a temporary base directory is removed.
-        if base.starts_with(std::env::temp_dir()) {
-            let _ = std::fs::remove_dir_all(&base);
-        }
+    if std::env::var_os("KINESIS_PEON_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&base);
     }
     Ok(if summary.error.is_some() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("kinesis-peon-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn dump_segment(
