@@ -80,14 +80,13 @@ fn druid27_legacy_columns_read() {
         }
         _ => panic!("float"),
     }
-    // longEncoding auto is not read yet: a clear error, not a panic.
-    for name in ["druid27_auto_time.col", "druid27_delta_lval.col"] {
-        let err = read_column(name, &golden(name))
-            .err()
-            .expect(name)
-            .to_string();
-        assert!(err.contains("longEncoding auto"), "{err}");
-    }
+    // longEncoding auto: a table of 10 hourly times, a delta of 300 values.
+    let auto: Vec<i64> = (0..10).map(|h| 1709339400000 + h * 3_600_000).collect();
+    assert_eq!(longs("druid27_auto_time.col"), auto);
+    assert_eq!(
+        longs("druid27_delta_lval.col"),
+        (500..800).collect::<Vec<i64>>()
+    );
 }
 
 fn page_rows() -> Vec<&'static str> {

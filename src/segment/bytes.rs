@@ -238,27 +238,61 @@ pub fn read_blocks(
         let Some(block) = block else {
             return r.fail(format!("block {i} is null"));
         };
-        let dest = &mut out[start..start + want];
-        match compression_id {
-            0xFF => {
-                if block.len() != want {
-                    return r.fail(format!(
-                        "raw block {i} has {} bytes, expected {want}",
-                        block.len()
-                    ));
-                }
-                dest.copy_from_slice(block);
-            }
-            0x01 => match lz4_flex::block::decompress_into(block, dest) {
-                Ok(n) if n == want => {}
-                Ok(n) => return r.fail(format!("LZ4 block {i} holds {n} bytes, expected {want}")),
-                Err(e) => return r.fail(format!("LZ4 block {i} is corrupt: {e}")),
-            },
-            0x00 => return r.fail("LZF blocks are not supported by this reader yet"),
-            other => return r.fail(format!("unknown compression id 0x{other:02x}")),
-        }
+        decode_block(r, compression_id, i, block, &mut out[start..start + want])?;
     }
     Ok(out)
+}
+
+/// Decompress block `i` into exactly `dest.len()` bytes.
+pub fn decode_block(
+    r: &ByteReader,
+    compression_id: u8,
+    i: usize,
+    block: &[u8],
+    dest: &mut [u8],
+) -> Result<()> {
+    let want = dest.len();
+    if want > MAX_BLOCK_BYTES {
+        return r.fail(format!(
+            "block {i} would hold {want} bytes, more than 65536"
+        ));
+    }
+    match compression_id {
+        0xFF => {
+            if block.len() != want {
+                return r.fail(format!(
+                    "raw block {i} has {} bytes, expected {want}",
+                    block.len()
+                ));
+            }
+            dest.copy_from_slice(block);
+            Ok(())
+        }
+        0x01 => match lz4_flex::block::decompress_into(block, dest) {
+            Ok(n) if n == want => Ok(()),
+            Ok(n) => r.fail(format!("LZ4 block {i} holds {n} bytes, expected {want}")),
+            Err(e) => r.fail(format!("LZ4 block {i} is corrupt: {e}")),
+        },
+        0x00 => r.fail("LZF blocks are not supported by this reader yet"),
+        other => r.fail(format!("unknown compression id 0x{other:02x}")),
+    }
+}
+
+/// Value `i` of a stream of `bits`-wide unsigned values packed most
+/// significant bit first (Druid's VSizeLongSerde).
+pub fn unpack_msb(bytes: &[u8], bits: usize, i: usize) -> u64 {
+    let bit = i * bits;
+    let (byte, shift) = (bit / 8, bit % 8);
+    let mut window: u128 = 0;
+    for k in 0..9 {
+        window = (window << 8) | *bytes.get(byte + k).unwrap_or(&0) as u128;
+    }
+    let mask = if bits == 64 {
+        u64::MAX as u128
+    } else {
+        (1u128 << bits) - 1
+    };
+    ((window >> (72 - shift - bits)) & mask) as u64
 }
 
 #[cfg(test)]
