@@ -398,7 +398,7 @@ fn dump_segment(
             };
             obj.insert(m.name.clone(), v);
         }
-        serde_json::to_writer(&mut out, &obj)?;
+        out.write_all(&serde_json::to_vec(&obj)?)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

@@ -5,7 +5,7 @@ use super::bytes::{
     compression_id, write_blocks, write_generic_indexed, write_prefixed_string, write_string_list,
 };
 use super::*;
-use crate::spec::{Compression, ResolvedIndexSpec};
+use crate::spec::{Compression, LongEncoding, ResolvedIndexSpec};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
@@ -43,6 +43,23 @@ pub fn numeric_column(
     nulls: &RoaringBitmap,
     compression: Compression,
 ) -> Result<Vec<u8>> {
+    numeric_column_encoded(descriptor, values, nulls, compression, LongEncoding::Longs)
+}
+
+/// A numeric column; with `longEncoding: auto`, long columns are table or
+/// delta encoded where Druid would choose so.
+pub fn numeric_column_encoded(
+    descriptor: &str,
+    values: &NumericValues,
+    nulls: &RoaringBitmap,
+    compression: Compression,
+    long_encoding: LongEncoding,
+) -> Result<Vec<u8>> {
+    if let (LongEncoding::Auto, NumericValues::Long(longs)) = (long_encoding, values)
+        && let Some(supplier) = encoded_long_supplier(longs, compression)?
+    {
+        return Ok(finish_numeric(descriptor, &supplier, nulls)?);
+    }
     let (raw, width): (Vec<u8>, usize) = match values {
         NumericValues::Long(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
         NumericValues::Double(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
@@ -65,10 +82,15 @@ pub fn numeric_column(
         }
         Compression::Lzf => bail!("lzf is not written by this build"),
     }
+    finish_numeric(descriptor, &supplier, nulls)
+}
+
+/// Descriptor, sized supplier, and the null bitmap when a row is null.
+fn finish_numeric(descriptor: &str, supplier: &[u8], nulls: &RoaringBitmap) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(supplier.len() + descriptor.len() + 16);
     write_prefixed_string(&mut out, descriptor);
     out.extend_from_slice(&(supplier.len() as i32).to_be_bytes());
-    out.extend_from_slice(&supplier);
+    out.extend_from_slice(supplier);
     if !nulls.is_empty() {
         let mut bitmap = Vec::new();
         nulls.serialize_into(&mut bitmap)?;
@@ -76,6 +98,115 @@ pub fn numeric_column(
         out.extend_from_slice(&bitmap);
     }
     Ok(out)
+}
+
+/// Widths Druid's bit-packed long encodings use.
+const PACKED_WIDTHS: [u32; 13] = [1, 2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64];
+
+/// Pack `bits`-wide values most significant bit first, then 4 zero bytes.
+fn pack_msb(values: impl Iterator<Item = u64>, bits: u32, out: &mut Vec<u8>) {
+    let mut acc: u128 = 0;
+    let mut held = 0u32;
+    for v in values {
+        acc = (acc << bits) | v as u128;
+        held += bits;
+        while held >= 8 {
+            out.push((acc >> (held - 8)) as u8);
+            held -= 8;
+        }
+        acc &= (1u128 << held) - 1;
+    }
+    if held > 0 {
+        out.push((acc << (8 - held)) as u8);
+    }
+    out.extend_from_slice(&[0; 4]);
+}
+
+/// Druid's `auto` choice: a table for at most 256 distinct values (in
+/// first-seen order), else a delta from the minimum when the range fits;
+/// None means plain longs.
+fn encoded_long_supplier(values: &[i64], compression: Compression) -> Result<Option<Vec<u8>>> {
+    let mut table: Vec<i64> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for &v in values {
+        if index.len() > 256 {
+            break;
+        }
+        index.entry(v).or_insert_with(|| {
+            table.push(v);
+            table.len() as u64 - 1
+        });
+    }
+    let mut header = Vec::new();
+    let (bits, codes): (u32, Box<dyn Fn(i64) -> u64>) = if table.len() <= 256 {
+        let bits = PACKED_WIDTHS
+            .iter()
+            .copied()
+            .find(|w| table.len() <= 1 << w)
+            .unwrap_or(8);
+        header.extend_from_slice(&[0x01, 0x01]);
+        header.extend_from_slice(&(table.len() as i32).to_be_bytes());
+        for v in &table {
+            header.extend_from_slice(&v.to_be_bytes());
+        }
+        (bits, Box::new(move |v| index[&v]))
+    } else {
+        let (min, max) = (
+            *values.iter().min().expect("rows"),
+            *values.iter().max().expect("rows"),
+        );
+        let Some(range) = max.checked_sub(min).filter(|r| *r != i64::MAX) else {
+            return Ok(None);
+        };
+        let Some(bits) = PACKED_WIDTHS
+            .iter()
+            .copied()
+            .find(|w| (range as u128) < 1u128 << w)
+        else {
+            return Ok(None);
+        };
+        header.extend_from_slice(&[0x00, 0x01]);
+        header.extend_from_slice(&min.to_be_bytes());
+        header.extend_from_slice(&(bits as i32).to_be_bytes());
+        (bits, Box::new(move |v| v.wrapping_sub(min) as u64))
+    };
+    // Largest power of two whose packed block (plus 4 bytes) fits 64 KiB.
+    let mut per_block = 1usize << 16;
+    while (bits as usize * per_block).div_ceil(8) + 4 > super::bytes::MAX_BLOCK_BYTES {
+        per_block /= 2;
+    }
+    let flagged = compression_id(compression).wrapping_sub(126);
+    let mut supplier = Vec::new();
+    supplier.push(2);
+    supplier.extend_from_slice(&(values.len() as i32).to_be_bytes());
+    match compression {
+        Compression::None => {
+            supplier.extend_from_slice(&0i32.to_be_bytes());
+            supplier.push(flagged);
+            supplier.extend_from_slice(&header);
+            pack_msb(values.iter().map(|v| codes(*v)), bits, &mut supplier);
+        }
+        Compression::Lz4 | Compression::Uncompressed => {
+            supplier.extend_from_slice(&(per_block as i32).to_be_bytes());
+            supplier.push(flagged);
+            supplier.extend_from_slice(&header);
+            let blocks: Vec<Vec<u8>> = values
+                .chunks(per_block)
+                .map(|chunk| {
+                    let mut packed = Vec::new();
+                    pack_msb(chunk.iter().map(|v| codes(*v)), bits, &mut packed);
+                    match compression {
+                        Compression::Lz4 => lz4_flex::block::compress(&packed),
+                        _ => packed,
+                    }
+                })
+                .collect();
+            let items: Vec<Option<&[u8]>> = blocks.iter().map(|b| Some(b.as_slice())).collect();
+            write_generic_indexed(&mut supplier, 0, &items);
+        }
+        Compression::Lzf => bail!("lzf is not written by this build"),
+    }
+    Ok(Some(supplier))
 }
 
 pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>> {
@@ -232,11 +363,12 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     let mut entries = Vec::new();
     entries.push(Entry {
         name: "__time".into(),
-        bytes: numeric_column(
+        bytes: numeric_column_encoded(
             LONG_DESCRIPTOR,
             &NumericValues::Long(data.times.clone()),
             &RoaringBitmap::new(),
             spec.metric_compression,
+            spec.long_encoding,
         )?,
     });
     for m in data.sorted_metrics() {
@@ -247,8 +379,14 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
         };
         entries.push(Entry {
             name: m.name.clone(),
-            bytes: numeric_column(descriptor, &m.values, &m.nulls, spec.metric_compression)
-                .with_context(|| format!("metric {}", m.name))?,
+            bytes: numeric_column_encoded(
+                descriptor,
+                &m.values,
+                &m.nulls,
+                spec.metric_compression,
+                spec.long_encoding,
+            )
+            .with_context(|| format!("metric {}", m.name))?,
         });
     }
     for d in &data.dimensions {

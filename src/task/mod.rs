@@ -627,19 +627,6 @@ fn check_supported(task: &Task) -> Result<()> {
             );
         }
     }
-    for (path, spec) in [
-        ("tuningConfig.indexSpec", &r.index_spec),
-        (
-            "tuningConfig.indexSpecForIntermediatePersists",
-            &r.persist_index_spec,
-        ),
-    ] {
-        if spec.long_encoding != crate::spec::LongEncoding::Longs {
-            bail!(
-                "{path}.longEncoding: \"auto\" is not supported by this build yet; use \"longs\""
-            );
-        }
-    }
     if task.io_config.deaggregate {
         bail!("ioConfig.deaggregate: KPL deaggregation is not supported by this build yet");
     }
