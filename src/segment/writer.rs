@@ -58,7 +58,7 @@ pub fn numeric_column_encoded(
     if let (LongEncoding::Auto, NumericValues::Long(longs)) = (long_encoding, values)
         && let Some(supplier) = encoded_long_supplier(longs, compression)?
     {
-        return Ok(finish_numeric(descriptor, &supplier, nulls)?);
+        return finish_numeric(descriptor, &supplier, nulls);
     }
     let (raw, width): (Vec<u8>, usize) = match values {
         NumericValues::Long(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
