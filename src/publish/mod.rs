@@ -228,34 +228,11 @@ impl MetadataStore {
         Ok(MetadataStore { conn })
     }
 
-    /// Allocate (or find again) the segment id for a sequence and interval,
-    /// as SegmentAllocateAction does with lineage checks skipped: the same
-    /// (sequence name, previous id, interval) always gets the same id.
-    pub fn allocate(
-        &mut self,
-        data_source: &str,
-        sequence_name: &str,
-        previous_id: &str,
-        interval: (i64, i64),
-        lock_version: &str,
-    ) -> Result<SegmentIdentity> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id = allocate_in(
-            &tx,
-            data_source,
-            sequence_name,
-            previous_id,
-            interval,
-            lock_version,
-        )?;
-        tx.commit()?;
-        Ok(id)
-    }
-
-    /// Allocate the segments of one sequence in a single transaction: each
-    /// interval's partitions in order, each naming the one before it.
+    /// Allocate (or find again) the segments of one sequence, in one
+    /// transaction, as SegmentAllocateAction does with lineage checks
+    /// skipped: the same (sequence name, previous id, interval) always gets
+    /// the same id. An interval's partitions come in order, each naming the
+    /// one before it.
     pub fn allocate_sequence(
         &mut self,
         data_source: &str,
@@ -627,16 +604,27 @@ mod tests {
     fn allocation_is_stable_per_sequence() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = MetadataStore::open(&dir.path().join("m.db")).unwrap();
-        let a = store.allocate("ds", "seq_0", "", (0, 10), "v1").unwrap();
-        let again = store.allocate("ds", "seq_0", "", (0, 10), "v2").unwrap();
+        let a = store
+            .allocate_sequence("ds", "seq_0", &[(0, 10)], "v1")
+            .unwrap();
+        let again = store
+            .allocate_sequence("ds", "seq_0", &[(0, 10)], "v2")
+            .unwrap();
         assert_eq!(a, again);
-        let b = store.allocate("ds", "seq_1", "", (0, 10), "v2").unwrap();
-        assert_eq!(b.version, "v1");
-        assert_eq!(b.partition_num, 1);
+        let b = store
+            .allocate_sequence("ds", "seq_1", &[(0, 10)], "v2")
+            .unwrap();
+        assert_eq!(b[0].version, "v1");
+        assert_eq!(b[0].partition_num, 1);
         assert_eq!(
-            a.id(),
+            a[0].id(),
             "ds_1970-01-01T00:00:00.000Z_1970-01-01T00:00:00.010Z_v1"
         );
-        assert!(b.id().ends_with("_1"));
+        assert!(b[0].id().ends_with("_1"));
+        // Two partitions of one interval in one sequence: the second names the first.
+        let split = store
+            .allocate_sequence("ds", "seq_2", &[(20, 30), (20, 30)], "v3")
+            .unwrap();
+        assert_eq!((split[0].partition_num, split[1].partition_num), (0, 1));
     }
 }
