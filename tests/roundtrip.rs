@@ -1,0 +1,196 @@
+//! Write then read: random segments (unicode with supplementary characters,
+//! nulls, empty strings, extreme numbers) under every index spec the writer
+//! supports come back as they went in.
+
+use kinesis_peon::segment::bytes::java_cmp_nullable;
+use kinesis_peon::segment::reader::read_segment;
+use kinesis_peon::segment::writer::write_segment_dir;
+use kinesis_peon::segment::*;
+use kinesis_peon::spec::{Compression, LongEncoding, ResolvedIndexSpec};
+use proptest::prelude::*;
+use roaring::RoaringBitmap;
+
+fn string_value() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        1 => Just(None),
+        1 => Just(Some(String::new())),
+        6 => "[a-c\u{e9}\u{ffff}\u{10000}\u{1f600}]{0,4}".prop_map(Some),
+    ]
+}
+
+/// A string column from row values: dictionary sorted in Java order, null first.
+fn column(name: &str, rows: &[Option<String>]) -> StringColumn {
+    let mut dictionary: Vec<Option<String>> = rows.to_vec();
+    dictionary.sort_by(|a, b| java_cmp_nullable(a.as_deref(), b.as_deref()));
+    dictionary.dedup();
+    let ids = rows
+        .iter()
+        .map(|v| dictionary.iter().position(|d| d == v).unwrap() as u32)
+        .collect();
+    StringColumn {
+        name: name.into(),
+        dictionary,
+        ids,
+    }
+}
+
+fn metric(name: &str, values: NumericValues, null_rows: &[bool]) -> MetricColumn {
+    let mut nulls = RoaringBitmap::new();
+    // A null row's slot holds 0, as Druid writes it.
+    let values = match values {
+        NumericValues::Long(v) => NumericValues::Long(
+            v.iter()
+                .zip(null_rows)
+                .map(|(x, n)| if *n { 0 } else { *x })
+                .collect(),
+        ),
+        NumericValues::Double(v) => NumericValues::Double(
+            v.iter()
+                .zip(null_rows)
+                .map(|(x, n)| if *n { 0.0 } else { *x })
+                .collect(),
+        ),
+        NumericValues::Float(v) => NumericValues::Float(
+            v.iter()
+                .zip(null_rows)
+                .map(|(x, n)| if *n { 0.0 } else { *x })
+                .collect(),
+        ),
+    };
+    for (i, n) in null_rows.iter().enumerate() {
+        if *n {
+            nulls.insert(i as u32);
+        }
+    }
+    MetricColumn {
+        name: name.into(),
+        values,
+        nulls,
+    }
+}
+
+fn finite_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(-0.0),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        Just(-1e300),
+        -1e12f64..1e12
+    ]
+}
+
+fn finite_f32() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        Just(0.0f32),
+        Just(f32::MAX),
+        Just(-f32::MIN_POSITIVE),
+        -1e6f32..1e6
+    ]
+}
+
+fn long() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(i64::MIN),
+        Just(i64::MAX),
+        Just(0i64),
+        -5i64..5,
+        any::<i64>()
+    ]
+}
+
+prop_compose! {
+    fn segment()(n in 1usize..200)(
+        times in proptest::collection::vec(0i64..86_400_000, n),
+        a in proptest::collection::vec(string_value(), n),
+        b in proptest::collection::vec(string_value(), n),
+        longs in proptest::collection::vec(long(), n),
+        doubles in proptest::collection::vec(finite_f64(), n),
+        floats in proptest::collection::vec(finite_f32(), n),
+        null_rows in proptest::collection::vec(any::<bool>(), n),
+    ) -> SegmentData {
+        let mut times = times;
+        times.sort();
+        let mut dimensions = Vec::new();
+        for (name, rows) in [("a", &a), ("b", &b)] {
+            // A dimension with no value at all is not stored.
+            if rows.iter().any(Option::is_some) {
+                dimensions.push(column(name, rows));
+            }
+        }
+        SegmentData {
+            interval: (0, 86_400_000),
+            times,
+            dimensions,
+            metrics: vec![
+                metric("l", NumericValues::Long(longs), &null_rows),
+                metric("d", NumericValues::Double(doubles), &null_rows),
+                metric("f", NumericValues::Float(floats.clone()), &vec![false; floats.len()]),
+            ],
+            metadata: Some(serde_json::json!({"rollup": false})),
+        }
+    }
+}
+
+fn specs() -> Vec<ResolvedIndexSpec> {
+    let mut out = Vec::new();
+    for dimension_compression in [Compression::Lz4, Compression::Uncompressed] {
+        for metric_compression in [
+            Compression::Lz4,
+            Compression::Uncompressed,
+            Compression::None,
+        ] {
+            for long_encoding in [LongEncoding::Longs, LongEncoding::Auto] {
+                out.push(ResolvedIndexSpec {
+                    dimension_compression,
+                    metric_compression,
+                    long_encoding,
+                });
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn segments_read_back_as_written(data in segment()) {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, spec) in specs().into_iter().enumerate() {
+            let path = dir.path().join(i.to_string());
+            write_segment_dir(&path, &data, &spec).unwrap();
+            let (_, back) = read_segment(&path).unwrap();
+            prop_assert_eq!(&back.times, &data.times);
+            prop_assert_eq!(&back.dimensions, &data.dimensions);
+            let mut want = data.metrics.clone();
+            want.sort_by(|x, y| x.name.cmp(&y.name));
+            prop_assert_eq!(&back.metrics, &want, "{:?}", spec);
+            prop_assert_eq!(&back.metadata, &data.metadata);
+        }
+    }
+}
+
+#[test]
+fn three_byte_ids_round_trip() {
+    // 70,000 distinct values need 3-byte ids and several id blocks.
+    let rows: Vec<Option<String>> = (0..70_000).map(|i| Some(format!("v{i:06}"))).collect();
+    let data = SegmentData {
+        interval: (0, 10),
+        times: vec![5; rows.len()],
+        dimensions: vec![column("big", &rows)],
+        metrics: vec![],
+        metadata: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for compression in [Compression::Lz4, Compression::Uncompressed] {
+        let spec = ResolvedIndexSpec {
+            dimension_compression: compression,
+            ..Default::default()
+        };
+        let path = dir.path().join(format!("{compression:?}"));
+        write_segment_dir(&path, &data, &spec).unwrap();
+        let (_, back) = read_segment(&path).unwrap();
+        assert_eq!(back.dimensions, data.dimensions, "{compression:?}");
+    }
+}
