@@ -237,7 +237,7 @@ fn print_summary(s: &RunSummary) {
         out,
         "records     {} ({:.1} MB)",
         s.records,
-        s.input_bytes as f64 / 1e6
+        s.stats.processed_bytes as f64 / 1e6
     );
     let _ = writeln!(
         out,
@@ -301,7 +301,7 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
     println!("rows per CPU-second {:.0}", rows / cpu_secs);
     println!(
         "input MB/s          {:.1}",
-        summary.input_bytes as f64 / 1e6 / wall
+        summary.stats.processed_bytes as f64 / 1e6 / wall
     );
     println!("CPU seconds         {cpu_secs:.2} (wall {wall:.2})");
     println!(

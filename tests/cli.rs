@@ -10,16 +10,19 @@ fn peon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
 }
 
+/// The shipped task and dump (the README's run command).
+const TASK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flights-task.json");
+const DUMP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flights-dump");
+
 #[test]
 fn readme_run_command_on_the_shipped_dump() {
     let dir = fresh_dir("readme");
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = peon()
         .current_dir(&dir)
         .args(["run", "--task"])
-        .arg(format!("{root}/fixtures/flights-task.json"))
+        .arg(TASK)
         .arg("--dump")
-        .arg(format!("{root}/fixtures/flights-dump"))
+        .arg(DUMP)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -46,20 +49,13 @@ fn readme_run_command_on_the_shipped_dump() {
 #[test]
 fn validate_prints_errors_with_paths() {
     let dir = fresh_dir("validate");
-    let root = env!("CARGO_MANIFEST_DIR");
-    let ok = peon()
-        .args(["validate", &format!("{root}/fixtures/flights-task.json")])
-        .output()
-        .unwrap();
+    let ok = peon().args(["validate", TASK]).output().unwrap();
     assert!(ok.status.success());
     let effective: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(effective["tuningConfig"]["maxRecordsPerPoll"], 100);
     assert_eq!(effective["ioConfig"]["recordsPerFetch"], 4000);
 
-    let mut bad: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(format!("{root}/fixtures/flights-task.json")).unwrap(),
-    )
-    .unwrap();
+    let mut bad: serde_json::Value = serde_json::from_slice(&std::fs::read(TASK).unwrap()).unwrap();
     bad["tuningConfig"]["maxRowsInMemory"] = (-5).into();
     bad["tuningConfig"]["someKnob"] = 1.into();
     let path = dir.join("bad.json");
@@ -134,12 +130,11 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
 
 #[test]
 fn bench_reports_rows_per_cpu_second() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = peon()
         .args(["bench", "--task"])
-        .arg(format!("{root}/fixtures/flights-task.json"))
+        .arg(TASK)
         .arg("--dump")
-        .arg(format!("{root}/fixtures/flights-dump"))
+        .arg(DUMP)
         .output()
         .unwrap();
     assert!(out.status.success());

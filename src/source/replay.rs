@@ -20,8 +20,6 @@ pub struct ReplaySupplier {
     stop: Arc<AtomicBool>,
     /// Nanoseconds the fetch threads spent reading and decoding.
     pub read_nanos: Arc<AtomicU64>,
-    /// Bytes of record data delivered.
-    pub bytes_read: Arc<AtomicU64>,
 }
 
 /// A fetch thread's job: (shard position, assignment, file, closed?, channel).
@@ -63,7 +61,6 @@ impl ReplaySupplier {
         let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
         let stop = Arc::new(AtomicBool::new(false));
         let read_nanos = Arc::new(AtomicU64::new(0));
-        let bytes_read = Arc::new(AtomicU64::new(0));
         let mut receivers = Vec::new();
         let mut senders: Vec<Vec<FetchJob>> =
             vec![Vec::new(); opts.fetch_threads.clamp(1, assignments.len().max(1))];
@@ -77,7 +74,6 @@ impl ReplaySupplier {
         for (t, jobs) in senders.into_iter().enumerate() {
             let stop = stop.clone();
             let read_nanos = read_nanos.clone();
-            let bytes_read = bytes_read.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fetch-{t}"))
@@ -102,10 +98,6 @@ impl ReplaySupplier {
                                     Ordering::Relaxed,
                                 );
                                 let done = !matches!(&step, Ok(b) if b.end == BatchEnd::More);
-                                if let Ok(b) = &step {
-                                    let bytes: usize = b.records.iter().map(|r| r.data.len()).sum();
-                                    bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
-                                }
                                 tx.send(step).is_ok() && !done
                             });
                         }
@@ -119,7 +111,6 @@ impl ReplaySupplier {
             threads,
             stop,
             read_nanos,
-            bytes_read,
         })
     }
 

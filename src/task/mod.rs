@@ -70,7 +70,6 @@ pub struct PublishedSegment {
 pub struct RunSummary {
     pub task_id: String,
     pub records: u64,
-    pub input_bytes: u64,
     pub stats: RowStats,
     pub rows_out: u64,
     pub segments: Vec<PublishedSegment>,
@@ -109,7 +108,6 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         ),
         stages: StageTimes::default(),
         records: 0,
-        input_bytes: 0,
         rows_out: 0,
         segments: Vec::new(),
         already_published: false,
@@ -137,7 +135,6 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
     Ok(RunSummary {
         task_id: task.id.clone(),
         records: runner.records,
-        input_bytes: runner.input_bytes,
         stats: runner.stats,
         rows_out: runner.rows_out,
         segments: runner.segments,
@@ -159,7 +156,6 @@ struct Runner<'a> {
     errors: ParseErrors,
     stages: StageTimes,
     records: u64,
-    input_bytes: u64,
     rows_out: u64,
     segments: Vec<PublishedSegment>,
     already_published: bool,
@@ -280,7 +276,8 @@ impl Runner<'_> {
             }
             let mut rows = RowBuffer::new();
             for record in &batch.records {
-                match state.assignment.admit(&record.sequence) {
+                let admit = state.assignment.admit(&record.sequence);
+                match admit {
                     Admit::Skip => continue,
                     Admit::Finish => {
                         state.finished = true;
@@ -298,7 +295,6 @@ impl Runner<'_> {
                     );
                 }
                 self.records += 1;
-                self.input_bytes += record.data.len() as u64;
                 self.stats.processed_bytes += record.data.len() as u64;
                 let shard_id = &state.assignment.shard_id;
                 let at = || format!("shard {shard_id}, sequence number {}", record.sequence);
@@ -358,7 +354,7 @@ impl Runner<'_> {
                     }
                 }
                 state.last_read = Some(record.sequence.clone());
-                if state.assignment.admit(&record.sequence) == Admit::ProcessAndFinish {
+                if admit == Admit::ProcessAndFinish {
                     state.finished = true;
                     break;
                 }
@@ -392,7 +388,7 @@ impl Runner<'_> {
                     .elapsed()
                     .saturating_sub(self.stages.parse - parse_before);
             }
-            progress.tick(self.records, self.input_bytes);
+            progress.tick(self.records, self.stats.processed_bytes);
         }
         progress.finish();
         if let Some(s) = shards.iter().find(|s| !s.finished) {
@@ -439,9 +435,13 @@ impl Runner<'_> {
         let task = self.task;
         let r = &task.resolved;
         let ds = &task.data_source;
-        let work = self.layout.task_dir(&task.id).join("work");
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        // Every segment of the sequence lists the same metrics.
+        let metrics = r
+            .aggregators
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         let metadata = json!({
             "container": {},
             "aggregators": r.aggregators.iter().map(|a| a.combining_json()).collect::<Vec<_>>(),
@@ -487,12 +487,7 @@ impl Runner<'_> {
                         .map(|d| d.name.as_str())
                         .collect::<Vec<_>>()
                         .join(","),
-                    metrics: r
-                        .aggregators
-                        .iter()
-                        .map(|a| a.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    metrics: metrics.clone(),
                     shard_spec: ShardSpec {
                         kind: "numbered".into(),
                         partition_num: identity.partition_num,
@@ -530,7 +525,6 @@ impl Runner<'_> {
         let offsets = task.io_config.use_transaction.then_some((&start, &end));
         let outcome = store.publish(ds, &segments, offsets);
         self.stages.publish += t0.elapsed();
-        let _ = std::fs::remove_dir_all(&work);
         match outcome {
             Ok(PublishOutcome::Published) => {
                 log::info!(
