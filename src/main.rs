@@ -66,6 +66,10 @@ enum Command {
         /// Take only the first N rows.
         #[arg(long)]
         limit: Option<u64>,
+        /// Repeat the input N times, copy k with its json "timestamp"
+        /// shifted by k x 366 days (the 10x flights benchmark input).
+        #[arg(long, default_value_t = 1)]
+        copies: u32,
     },
     /// Print a segment's rows as JSON lines (index.zip or a segment directory).
     DumpSegment {
@@ -174,6 +178,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             format,
             compress,
             limit,
+            copies,
         } => {
             let summary = make_dump(&MakeDumpOptions {
                 input,
@@ -192,6 +197,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     Compress::Zstd => DumpCompression::Zstd,
                 },
                 limit,
+                copies,
             })?;
             println!(
                 "wrote {} records into {} shards under {} ({})",
@@ -258,15 +264,25 @@ fn print_summary(s: &RunSummary) {
             bytes as f64 / 1e6
         );
     }
+    let _ = writeln!(out, "persists    {} intermediate", s.persists);
     let _ = writeln!(
         out,
         "seconds     {secs:.2} ({:.0} rows/s)",
         (s.stats.processed + s.stats.processed_with_error) as f64 / secs.max(1e-9)
     );
+    if let Some(mib) = peak_rss_mib() {
+        let _ = writeln!(out, "peak RSS    {mib:.1} MiB");
+    }
     for e in s.saved_errors.iter().take(5) {
         let _ = writeln!(out, "parse error {e}");
     }
     let _ = writeln!(out, "status file {}", s.status_file.display());
+}
+
+/// The process's peak resident set so far (getrusage's ru_maxrss, KiB on Linux).
+fn peak_rss_mib() -> Option<f64> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+    Some(usage.max_rss() as f64 / 1024.0)
 }
 
 fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<ExitCode> {

@@ -10,6 +10,7 @@ pub struct Dictionary {
     table: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     number_text: String,
+    bytes: usize,
 }
 
 impl Default for Dictionary {
@@ -26,12 +27,18 @@ impl Dictionary {
             table: HashTable::new(),
             hasher: foldhash::fast::FixedState::with_seed(0xd1c7),
             number_text: String::new(),
+            bytes: 0,
         }
     }
 
     /// Distinct values including the null slot.
     pub fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// Estimated heap bytes: the strings, their boxes and table slots.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,6 +62,7 @@ impl Dictionary {
         }
         let id = self.values.len() as u32;
         self.values.push(s.into());
+        self.bytes += s.len() + 16 + 8;
         let (values, hasher) = (&self.values, &self.hasher);
         self.table
             .insert_unique(hash, id, |&id| hasher.hash_one(&*values[id as usize]));

@@ -1,6 +1,9 @@
 //! The incremental in-memory index: rows rolled up by (truncated time,
-//! dimension values) into one open sink per segment interval, split into a
-//! new partition when a sink reaches `maxRowsPerSegment`.
+//! dimension values) into one sink per segment interval. When it grows past
+//! maxRowsInMemory / maxBytesInMemory the task freezes it (`take_frozen`)
+//! for the persist thread and carries on with an empty one; partitions are
+//! cut at merge time (persist::merge), so they do not depend on when
+//! persists happened.
 //!
 //! Dimension values are interned once per dimension; a row's key is a slice
 //! of dictionary ids in a shared arena, so adding a row allocates nothing
@@ -48,16 +51,17 @@ pub struct MetricColumn {
     pub values: MetricValues,
 }
 
-/// An open segment: the rows of one interval (one partition of it).
+/// The rows of one segment interval held in memory.
 pub struct Sink {
     pub interval_start: i64,
     pub interval_end: i64,
-    /// Partitions of the same interval in the order they were opened.
-    pub partition: u32,
     pub rows: Vec<u32>,
     table: HashTable<u32>,
-    pub sealed: bool,
 }
+
+/// Estimated bytes per held row besides its key ids and metrics: time,
+/// key offset and length, the sink's row list and its hash-table slot.
+const ROW_OVERHEAD_BYTES: usize = 8 + 4 + 2 + 4 + 8;
 
 /// What adding one input row did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +83,8 @@ pub struct IncrementalIndex {
     segment_granularity: Granularity,
     query_granularity: Granularity,
     rollup: bool,
-    max_rows_per_segment: usize,
+    /// Estimated bytes of keys and aggregator state (dictionaries apart).
+    row_bytes: usize,
     hasher: foldhash::fast::FixedState,
     scratch: Vec<u32>,
     pub first_error: Option<String>,
@@ -90,7 +95,6 @@ impl IncrementalIndex {
         segment_granularity: Granularity,
         query_granularity: Granularity,
         rollup: bool,
-        max_rows_per_segment: usize,
     ) -> IncrementalIndex {
         IncrementalIndex {
             dimensions: Vec::new(),
@@ -105,7 +109,7 @@ impl IncrementalIndex {
             segment_granularity,
             query_granularity,
             rollup,
-            max_rows_per_segment: max_rows_per_segment.max(1),
+            row_bytes: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x5eed),
             scratch: Vec::new(),
             first_error: None,
@@ -159,6 +163,34 @@ impl IncrementalIndex {
     /// Rows held (after rollup).
     pub fn row_count(&self) -> usize {
         self.times.len()
+    }
+
+    /// Estimated heap bytes held: keys, aggregator state and dictionaries
+    /// (Druid's maxBytesInMemory estimate, a rough one by design).
+    pub fn bytes_in_memory(&self) -> usize {
+        self.row_bytes
+            + self
+                .dimensions
+                .iter()
+                .map(|d| d.dictionary.bytes())
+                .sum::<usize>()
+    }
+
+    /// Hand over everything held and continue with an empty index of the
+    /// same dimensions and metrics (an intermediate persist).
+    pub fn take_frozen(&mut self) -> IncrementalIndex {
+        let mut fresh = IncrementalIndex::new(
+            self.segment_granularity.clone(),
+            self.query_granularity.clone(),
+            self.rollup,
+        );
+        for d in &self.dimensions {
+            fresh.add_dimension(&d.name, d.slot);
+        }
+        for m in &self.metrics {
+            fresh.add_metric(&m.aggregator, m.slot);
+        }
+        std::mem::replace(self, fresh)
     }
 
     /// Add one parsed row at event time `time`.
@@ -224,6 +256,7 @@ impl IncrementalIndex {
                 for m in &mut self.metrics {
                     m.values.push_empty();
                 }
+                self.row_bytes += ROW_OVERHEAD_BYTES + 4 * key.len() + 9 * self.metrics.len();
                 let s = &mut self.sinks[sink];
                 s.rows.push(r as u32);
                 if self.rollup {
@@ -253,10 +286,6 @@ impl IncrementalIndex {
                 });
             }
         }
-
-        if self.sinks[sink].rows.len() >= self.max_rows_per_segment {
-            self.seal(sink);
-        }
         outcome
     }
 
@@ -264,22 +293,18 @@ impl IncrementalIndex {
         let bucket = self.segment_granularity.bucket_start(time);
         if let Some((b, s)) = self.last_bucket
             && b == bucket
-            && !self.sinks[s].sealed
         {
             return s;
         }
         let s = match self.open_sink.get(&bucket) {
-            Some(&s) if !self.sinks[s].sealed => s,
-            previous => {
-                let partition = previous.map(|&s| self.sinks[s].partition + 1).unwrap_or(0);
+            Some(&s) => s,
+            None => {
                 let s = self.sinks.len();
                 self.sinks.push(Sink {
                     interval_start: bucket,
                     interval_end: self.segment_granularity.bucket_end(bucket),
-                    partition,
                     rows: Vec::new(),
                     table: HashTable::new(),
-                    sealed: false,
                 });
                 self.open_sink.insert(bucket, s);
                 s
@@ -287,14 +312,6 @@ impl IncrementalIndex {
         };
         self.last_bucket = Some((bucket, s));
         s
-    }
-
-    /// Close a sink: later rows of its interval open the next partition.
-    fn seal(&mut self, sink: usize) {
-        let s = &mut self.sinks[sink];
-        s.sealed = true;
-        s.table = HashTable::new();
-        self.last_bucket = None;
     }
 
     /// The dictionary ids of a row's key (trailing nulls omitted).
@@ -436,12 +453,11 @@ mod tests {
         }
     }
 
-    fn index(max_rows: usize) -> IncrementalIndex {
+    fn index() -> IncrementalIndex {
         let mut idx = IncrementalIndex::new(
             Granularity::named("DAY").unwrap(),
             Granularity::named("HOUR").unwrap(),
             true,
-            max_rows,
         );
         idx.add_dimension("d", 0);
         idx.add_metric(&agg(AggregatorKind::Count, "count"), None);
@@ -474,7 +490,7 @@ mod tests {
 
     #[test]
     fn rolls_up_equal_keys_within_the_hour() {
-        let mut idx = index(100);
+        let mut idx = index();
         idx.add(1000, &[s("a"), Value::Long(5)]);
         idx.add(2000, &[s("a"), Value::Long(7)]);
         idx.add(3000, &[s("b"), Value::Null]);
@@ -497,21 +513,26 @@ mod tests {
     }
 
     #[test]
-    fn splits_partitions_at_max_rows() {
-        let mut idx = index(2);
-        for (i, d) in ["a", "b", "c", "a"].iter().enumerate() {
-            idx.add(i as i64, &[s(d), Value::Long(1)]);
-        }
-        assert_eq!(idx.sinks.len(), 2);
-        assert_eq!(idx.sinks[0].rows.len(), 2);
-        assert_eq!(idx.sinks[1].partition, 1);
-        // "a" meets the sealed partition's "a" but is not rolled into it.
-        assert_eq!(idx.sinks[1].rows.len(), 2);
+    fn freezing_hands_over_rows_and_keeps_the_schema() {
+        let mut idx = index();
+        idx.add(0, &[s("a"), Value::Long(1)]);
+        idx.add(0, &[s("b"), Value::Long(1)]);
+        let before = idx.bytes_in_memory();
+        assert!(before > 0);
+        let frozen = idx.take_frozen();
+        assert_eq!(frozen.row_count(), 2);
+        assert_eq!(frozen.bytes_in_memory(), before);
+        assert_eq!(idx.row_count(), 0);
+        assert_eq!(idx.bytes_in_memory(), 0);
+        idx.add(0, &[s("a"), Value::Long(1)]);
+        assert_eq!(idx.dimensions[0].name, "d");
+        assert_eq!(idx.metrics.len(), 3);
+        assert_eq!(idx.row_count(), 1);
     }
 
     #[test]
     fn bad_numbers_are_conversion_errors() {
-        let mut idx = index(100);
+        let mut idx = index();
         let out = idx.add(0, &[s("a"), s("twelve")]);
         assert_eq!(out.conversion_errors, 2);
         assert!(idx.first_error.as_deref().unwrap().contains("twelve"));
@@ -519,7 +540,7 @@ mod tests {
 
     #[test]
     fn null_trailing_dimensions_share_keys() {
-        let mut idx = index(100);
+        let mut idx = index();
         idx.add(0, &[Value::Null, Value::Long(1)]);
         idx.add(0, &[]);
         assert_eq!(idx.row_count(), 1);

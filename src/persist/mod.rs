@@ -1,11 +1,128 @@
 //! Freezing the index into segments: a sink's rows sorted by time and
 //! dimension values (dictionary ranks in Java string order), dictionaries
 //! cut down to the values the sink uses, metrics gathered in row order.
+//! Intermediate persists run on their own thread (`Persister`); `merge`
+//! turns persists into final partitions.
+
+pub mod merge;
 
 use crate::index::{IncrementalIndex, MetricValues, Sink};
 use crate::segment::bytes::java_cmp;
+use crate::segment::writer::write_segment_dir;
 use crate::segment::{MetricColumn, NumericValues, SegmentData, StringColumn};
+use crate::spec::ResolvedIndexSpec;
+use anyhow::{Context, Result, anyhow};
 use roaring::RoaringBitmap;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One interval of one intermediate persist, written as a v9 segment
+/// directory with indexSpecForIntermediatePersists.
+#[derive(Debug, Clone)]
+pub struct Spill {
+    pub interval: (i64, i64),
+    pub dir: PathBuf,
+    pub rows: usize,
+}
+
+/// What the persist thread did.
+#[derive(Debug, Default)]
+pub struct PersistResult {
+    pub spills: Vec<Spill>,
+    pub persists: usize,
+    pub busy: Duration,
+}
+
+/// The persist thread. A frozen index handed to `submit` is written while
+/// ingestion goes on; `submit` blocks only when `maxPendingPersists` frozen
+/// indexes already wait behind the one being written (Druid's rule: 0
+/// means one persist may run, none may queue).
+pub struct Persister {
+    jobs: Option<crossbeam_channel::Sender<Box<(IncrementalIndex, PathBuf)>>>,
+    worker: Option<JoinHandle<Result<PersistResult>>>,
+}
+
+impl Persister {
+    pub fn start(
+        spec: ResolvedIndexSpec,
+        max_pending: usize,
+        metadata: serde_json::Value,
+    ) -> Persister {
+        let (tx, rx) = crossbeam_channel::bounded::<Box<(IncrementalIndex, PathBuf)>>(max_pending);
+        let worker = std::thread::Builder::new()
+            .name("persist".into())
+            .spawn(move || {
+                let mut result = PersistResult::default();
+                for job in rx {
+                    let (index, dir) = *job;
+                    let t0 = Instant::now();
+                    for sink in index.sinks.iter().filter(|s| !s.rows.is_empty()) {
+                        let data = sink_to_segment(&index, sink, metadata.clone());
+                        let spill_dir =
+                            dir.join(format!("{}_{}", sink.interval_start, sink.interval_end));
+                        write_segment_dir(&spill_dir, &data, &spec).with_context(|| {
+                            format!("intermediate persist to {}", spill_dir.display())
+                        })?;
+                        result.spills.push(Spill {
+                            interval: (sink.interval_start, sink.interval_end),
+                            dir: spill_dir,
+                            rows: data.num_rows(),
+                        });
+                    }
+                    drop(index);
+                    result.persists += 1;
+                    result.busy += t0.elapsed();
+                }
+                Ok(result)
+            })
+            .expect("spawning the persist thread");
+        Persister {
+            jobs: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    /// Queue a frozen index to be written under `dir`.
+    pub fn submit(&mut self, index: IncrementalIndex, dir: PathBuf) -> Result<()> {
+        let sent = self
+            .jobs
+            .as_ref()
+            .map(|tx| tx.send(Box::new((index, dir))).is_ok());
+        match sent {
+            Some(true) => Ok(()),
+            // The worker stopped: its error says why.
+            _ => Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow!("the persist thread stopped"))),
+        }
+    }
+
+    /// Wait for every queued persist; the spills in the order written.
+    pub fn finish(mut self) -> Result<PersistResult> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<PersistResult> {
+        self.jobs = None;
+        match self.worker.take() {
+            Some(w) => w
+                .join()
+                .map_err(|_| anyhow!("the persist thread panicked"))?,
+            None => Err(anyhow!("the persist thread already stopped")),
+        }
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
 
 /// Build the segment for one sink.
 pub fn sink_to_segment(
@@ -53,6 +170,7 @@ pub fn sink_to_segment(
         }
     }
     let mut positions: Vec<u32> = (0..rows.len() as u32).collect();
+    // Equal keys (only without rollup) keep arrival order, as merge does.
     positions.sort_unstable_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
         index.times[rows[a] as usize]
@@ -60,6 +178,7 @@ pub fn sink_to_segment(
             .then_with(|| {
                 ranked[a * width..(a + 1) * width].cmp(&ranked[b * width..(b + 1) * width])
             })
+            .then(a.cmp(&b))
     });
     let order: Vec<u32> = positions.into_iter().map(|p| rows[p as usize]).collect();
 

@@ -49,6 +49,42 @@ pub struct SegmentIdentity {
     pub partitions: u32,
 }
 
+/// An open allocation transaction (see `MetadataStore::allocator`).
+pub struct Allocator<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Allocator<'_> {
+    /// Ids for `partitions` consecutive partitions of one interval, each
+    /// chained to the previous one as Druid chains pending segments.
+    pub fn allocate(
+        &mut self,
+        data_source: &str,
+        sequence_name: &str,
+        interval: (i64, i64),
+        partitions: usize,
+        lock_version: &str,
+    ) -> Result<Vec<SegmentIdentity>> {
+        let mut out: Vec<SegmentIdentity> = Vec::with_capacity(partitions);
+        for _ in 0..partitions {
+            let previous = out.last().map(SegmentIdentity::id).unwrap_or_default();
+            out.push(allocate_in(
+                &self.tx,
+                data_source,
+                sequence_name,
+                &previous,
+                interval,
+                lock_version,
+            )?);
+        }
+        Ok(out)
+    }
+
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+}
+
 impl SegmentIdentity {
     pub fn id(&self) -> String {
         segment_id(
@@ -240,27 +276,35 @@ impl MetadataStore {
         intervals: &[(i64, i64)],
         lock_version: &str,
     ) -> Result<Vec<SegmentIdentity>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut allocator = self.allocator()?;
         let mut out: Vec<SegmentIdentity> = Vec::with_capacity(intervals.len());
-        for &interval in intervals {
-            let previous = out
-                .last()
-                .filter(|p| p.interval == interval)
-                .map(SegmentIdentity::id)
-                .unwrap_or_default();
-            out.push(allocate_in(
-                &tx,
+        let mut i = 0;
+        while i < intervals.len() {
+            let n = intervals[i..]
+                .iter()
+                .take_while(|&&t| t == intervals[i])
+                .count();
+            out.extend(allocator.allocate(
                 data_source,
                 sequence_name,
-                &previous,
-                interval,
+                intervals[i],
+                n,
                 lock_version,
             )?);
+            i += n;
         }
-        tx.commit()?;
+        allocator.commit()?;
         Ok(out)
+    }
+
+    /// Allocate segment ids interval by interval inside one transaction
+    /// (one commit, however many intervals a sequence has).
+    pub fn allocator(&mut self) -> Result<Allocator<'_>> {
+        Ok(Allocator {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
     }
 
     /// Publish segments and move the stream offsets from `start` to `end` in

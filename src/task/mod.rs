@@ -8,8 +8,11 @@ pub mod stats;
 use crate::index::IncrementalIndex;
 use crate::input::timestamp::TimestampParser;
 use crate::input::{RowBuffer, RowParser, Value};
-use crate::persist::sink_to_segment;
+use crate::persist::merge::{MergePlan, merge};
+use crate::persist::{PersistResult, Persister, sink_to_segment};
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
+use crate::segment::SegmentData;
+use crate::segment::reader::read_segment;
 use crate::segment::writer::{build_segment, zip_segment};
 use crate::source::dump::Dump;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
@@ -74,6 +77,8 @@ pub struct RunSummary {
     pub rows_out: u64,
     pub segments: Vec<PublishedSegment>,
     pub already_published: bool,
+    /// Intermediate persists written (over all sequences).
+    pub persists: usize,
     pub wall: Duration,
     pub stages: StageTimes,
     pub status_file: PathBuf,
@@ -111,6 +116,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         rows_out: 0,
         segments: Vec::new(),
         already_published: false,
+        persists: 0,
         started: Instant::now(),
     };
     let result = runner.run_all();
@@ -139,6 +145,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         rows_out: runner.rows_out,
         segments: runner.segments,
         already_published: runner.already_published,
+        persists: runner.persists,
         wall: runner.started.elapsed(),
         stages: runner.stages,
         status_file,
@@ -159,6 +166,7 @@ struct Runner<'a> {
     rows_out: u64,
     segments: Vec<PublishedSegment>,
     already_published: bool,
+    persists: usize,
     started: Instant,
 }
 
@@ -186,18 +194,52 @@ impl Runner<'_> {
         let storage = LocalDeepStorage::new(&self.layout.deep_storage())?;
         // The task lock's version: segments of chunks without used segments get it.
         let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
-        for span in &r.sequences {
-            let (index, end) = self.ingest(&dump, span)?;
-            self.publish(&index, span, end, &mut store, &storage, &lock_version)?;
+        // Persists of an earlier, interrupted run are not restored (Druid
+        // would restore them); the task reads its offsets again instead.
+        let persist_root = self.layout.task_dir(&self.task.id).join("persist");
+        if persist_root.exists() {
+            std::fs::remove_dir_all(&persist_root)
+                .with_context(|| format!("removing {}", persist_root.display()))?;
+        }
+        for (n, span) in r.sequences.iter().enumerate() {
+            let persist_dir = persist_root.join(n.to_string());
+            let (index, persisted, end) = self.ingest(&dump, span, &persist_dir)?;
+            self.publish(
+                &index,
+                persisted,
+                span,
+                end,
+                &mut store,
+                &storage,
+                &lock_version,
+            )?;
+            if persist_dir.exists() {
+                std::fs::remove_dir_all(&persist_dir)
+                    .with_context(|| format!("removing {}", persist_dir.display()))?;
+            }
         }
         Ok(())
+    }
+
+    /// metadata.drd of every segment of the task.
+    fn metadata_json(&self) -> serde_json::Value {
+        let task = self.task;
+        let r = &task.resolved;
+        json!({
+            "container": {},
+            "aggregators": r.aggregators.iter().map(|a| a.combining_json()).collect::<Vec<_>>(),
+            "timestampSpec": {"column": r.timestamp.column, "format": r.timestamp.format, "missingValue": r.timestamp.missing_value},
+            "queryGranularity": task.query_granularity().to_json(),
+            "rollup": task.data_schema.granularity_spec.rollup,
+        })
     }
 
     fn ingest(
         &mut self,
         dump: &Dump,
         span: &SequenceSpan,
-    ) -> Result<(IncrementalIndex, StreamOffsets)> {
+        persist_dir: &Path,
+    ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
         let task = self.task;
         let r = &task.resolved;
         let tuning = &task.tuning_config;
@@ -264,6 +306,19 @@ impl Runner<'_> {
         let mut known_discovered = 0;
         let progress = Progress::new(self.opts.progress);
         let timing = self.opts.stage_timing;
+        let mut persister = Persister::start(
+            r.persist_index_spec.clone(),
+            tuning.max_pending_persists as usize,
+            self.metadata_json(),
+        );
+        let max_rows_in_memory = tuning.max_rows_in_memory as usize;
+        let max_bytes_in_memory = max_bytes_in_memory(tuning.max_bytes_in_memory);
+        let persist_period = r.intermediate_persist_period.as_ref().and_then(|p| {
+            p.fixed_millis()
+                .map(|ms| Duration::from_millis(ms.max(1) as u64))
+        });
+        let mut last_persist = Instant::now();
+        let mut persists = 0usize;
 
         while let Some(batch) = supplier.poll() {
             let batch = batch?;
@@ -354,6 +409,19 @@ impl Runner<'_> {
                     }
                 }
                 state.last_read = Some(record.sequence.clone());
+                if index.row_count() >= max_rows_in_memory
+                    || index.bytes_in_memory() >= max_bytes_in_memory
+                {
+                    log::info!(
+                        "intermediate persist {persists}: {} rows, about {} bytes in memory",
+                        index.row_count(),
+                        index.bytes_in_memory()
+                    );
+                    persister
+                        .submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
+                    persists += 1;
+                    last_persist = Instant::now();
+                }
                 if admit == Admit::ProcessAndFinish {
                     state.finished = true;
                     break;
@@ -388,9 +456,26 @@ impl Runner<'_> {
                     .elapsed()
                     .saturating_sub(self.stages.parse - parse_before);
             }
+            if let Some(period) = persist_period
+                && last_persist.elapsed() >= period
+            {
+                if index.row_count() > 0 {
+                    log::info!(
+                        "intermediate persist {persists} (intermediatePersistPeriod): {} rows",
+                        index.row_count()
+                    );
+                    persister
+                        .submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
+                    persists += 1;
+                }
+                last_persist = Instant::now();
+            }
             progress.tick(self.records, self.stats.processed_bytes);
         }
         progress.finish();
+        let persisted = persister.finish()?;
+        self.stages.persist += persisted.busy;
+        self.persists += persisted.persists;
         if let Some(s) = shards.iter().find(|s| !s.finished) {
             bail!(
                 "shard {}: reading stopped before its end",
@@ -420,12 +505,14 @@ impl Runner<'_> {
                 .collect(),
             exclusive: Vec::new(),
         };
-        Ok((index, end))
+        Ok((index, persisted, end))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &mut self,
         index: &IncrementalIndex,
+        persisted: PersistResult,
         span: &SequenceSpan,
         end: StreamOffsets,
         store: &mut MetadataStore,
@@ -442,69 +529,108 @@ impl Runner<'_> {
             .map(|a| a.name.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        let metadata = json!({
-            "container": {},
-            "aggregators": r.aggregators.iter().map(|a| a.combining_json()).collect::<Vec<_>>(),
-            "timestampSpec": {"column": r.timestamp.column, "format": r.timestamp.format, "missingValue": r.timestamp.missing_value},
-            "queryGranularity": task.query_granularity().to_json(),
-            "rollup": task.data_schema.granularity_spec.rollup,
-        });
+        let metadata = self.metadata_json();
+        let dimension_names: Vec<String> =
+            index.dimensions.iter().map(|d| d.name.clone()).collect();
+        let max_rows = task.tuning_config.max_rows_per_segment as usize;
+        let plan = MergePlan {
+            dimensions: &dimension_names,
+            aggregators: &r.aggregators,
+            rollup: task.data_schema.granularity_spec.rollup,
+            max_rows_per_segment: max_rows,
+            metadata: &metadata,
+        };
 
-        let mut sinks: Vec<&crate::index::Sink> =
-            index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
-        sinks.sort_by_key(|s| (s.interval_start, s.partition));
-        let intervals: Vec<(i64, i64)> = sinks
-            .iter()
-            .map(|s| (s.interval_start, s.interval_end))
-            .collect();
-        let identities = store.allocate_sequence(ds, &span.name, &intervals, lock_version)?;
+        // Per interval: its persisted spills (oldest first), then the rows
+        // still in memory.
+        type IntervalInputs<'s> = (
+            Vec<&'s crate::persist::Spill>,
+            Option<&'s crate::index::Sink>,
+        );
+        let mut intervals: std::collections::BTreeMap<(i64, i64), IntervalInputs> =
+            Default::default();
+        for spill in &persisted.spills {
+            intervals.entry(spill.interval).or_default().0.push(spill);
+        }
+        for sink in index.sinks.iter().filter(|s| !s.rows.is_empty()) {
+            intervals
+                .entry((sink.interval_start, sink.interval_end))
+                .or_default()
+                .1 = Some(sink);
+        }
+
         let mut pushed: Vec<PublishedSegment> = Vec::new();
+        let mut allocator = store.allocator()?;
         let result = (|| -> Result<()> {
-            for (sink, identity) in sinks.iter().zip(&identities) {
-                let interval = (sink.interval_start, sink.interval_end);
+            for (&interval, (spills, sink)) in &intervals {
                 let t0 = Instant::now();
-                let data = sink_to_segment(index, sink, metadata.clone());
-                let files = build_segment(&data, &r.index_spec)
-                    .with_context(|| format!("writing segment {}", identity.id()))?;
-                let (zip, size) = zip_segment(&files)?;
+                let mut inputs: Vec<SegmentData> = Vec::with_capacity(spills.len() + 1);
+                for spill in spills {
+                    let (_, data) = read_segment(&spill.dir).with_context(|| {
+                        format!("reading intermediate persist {}", spill.dir.display())
+                    })?;
+                    inputs.push(data);
+                }
+                if let Some(sink) = sink {
+                    inputs.push(sink_to_segment(index, sink, metadata.clone()));
+                }
+                let mut built: Vec<(Vec<u8>, u64, Vec<String>, usize)> = Vec::new();
+                let mut build = |data: SegmentData| -> Result<()> {
+                    let files = build_segment(&data, &r.index_spec)?;
+                    let (zip, size) = zip_segment(&files)?;
+                    let dims = data.dimensions.iter().map(|d| d.name.clone()).collect();
+                    built.push((zip, size, dims, data.num_rows()));
+                    Ok(())
+                };
+                if inputs.len() == 1 && inputs[0].num_rows() <= max_rows {
+                    build(inputs.pop().expect("one input"))
+                } else {
+                    merge(interval, &inputs, &plan, &mut build)
+                }
+                .with_context(|| {
+                    format!(
+                        "writing the segments of {}",
+                        format_interval(interval.0, interval.1)
+                    )
+                })?;
+                drop(inputs);
                 self.stages.persist += t0.elapsed();
 
-                let t0 = Instant::now();
-                let target = storage.push(
-                    &zip,
-                    &storage_dir(ds, interval, &identity.version, identity.partition_num),
-                )?;
-                self.stages.push += t0.elapsed();
-
-                let segment = DataSegment {
-                    data_source: ds.clone(),
-                    interval: format_interval(interval.0, interval.1),
-                    version: identity.version.clone(),
-                    load_spec: target.load_spec,
-                    dimensions: data
-                        .dimensions
-                        .iter()
-                        .map(|d| d.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    metrics: metrics.clone(),
-                    shard_spec: ShardSpec {
-                        kind: "numbered".into(),
-                        partition_num: identity.partition_num,
-                        partitions: identity.partitions,
-                    },
-                    binary_version: 9,
-                    size,
-                    identifier: identity.id(),
-                };
-                pushed.push(PublishedSegment {
-                    segment,
-                    path: target.path,
-                    rows: data.num_rows(),
-                });
+                let identities =
+                    allocator.allocate(ds, &span.name, interval, built.len(), lock_version)?;
+                for ((zip, size, dims, rows), identity) in built.into_iter().zip(identities) {
+                    let t0 = Instant::now();
+                    let target = storage.push(
+                        &zip,
+                        &storage_dir(ds, interval, &identity.version, identity.partition_num),
+                    )?;
+                    self.stages.push += t0.elapsed();
+                    let segment = DataSegment {
+                        data_source: ds.clone(),
+                        interval: format_interval(interval.0, interval.1),
+                        version: identity.version.clone(),
+                        load_spec: target.load_spec,
+                        dimensions: dims.join(","),
+                        metrics: metrics.clone(),
+                        shard_spec: ShardSpec {
+                            kind: "numbered".into(),
+                            partition_num: identity.partition_num,
+                            partitions: identity.partitions,
+                        },
+                        binary_version: 9,
+                        size,
+                        identifier: identity.id(),
+                    };
+                    pushed.push(PublishedSegment {
+                        segment,
+                        path: target.path,
+                        rows,
+                    });
+                }
             }
             Ok(())
         })();
+        let result = result.and_then(|()| allocator.commit());
         let cleanup = |pushed: &[PublishedSegment]| {
             for p in pushed {
                 let _ = storage.delete(&p.path);
@@ -574,7 +700,6 @@ impl Pipeline {
             task.segment_granularity().clone(),
             task.query_granularity().clone(),
             task.data_schema.granularity_spec.rollup,
-            task.tuning_config.max_rows_per_segment as usize,
         );
         for d in &r.dimensions {
             let slot = parser.fields.slot(&d.name);
@@ -625,6 +750,24 @@ fn check_supported(task: &Task) -> Result<()> {
         bail!("ioConfig.deaggregate: KPL deaggregation is not supported by this build yet");
     }
     Ok(())
+}
+
+/// maxBytesInMemory as Druid reads it: -1 unlimited, 0 the default. Druid's
+/// default is a sixth of the JVM heap; with no heap, a sixth of the
+/// machine's memory stands in for it.
+fn max_bytes_in_memory(configured: i64) -> usize {
+    match configured {
+        -1 => usize::MAX,
+        n if n > 0 => n as usize,
+        _ => (physical_memory_bytes().unwrap_or(4 << 30) / 6) as usize,
+    }
+}
+
+fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A progress bar on a terminal, a log line every few seconds otherwise.

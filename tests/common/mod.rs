@@ -81,6 +81,7 @@ pub fn flights_dump_of(flavour: &str, name: &str, shards: usize, limit: Option<u
             partition_key: Some("flight".into()),
             compression: DumpCompression::None,
             limit,
+            copies: 1,
         })
         .expect("make-dump");
     }
@@ -136,6 +137,22 @@ pub fn flights_task(
         "tuningConfig": {"type": "KinesisTuningConfig"}
     });
     let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
+    path
+}
+
+/// `flights_task` with its tuningConfig replaced.
+pub fn flights_task_tuned(
+    dir: &Path,
+    name: &str,
+    shards: usize,
+    base_sequence: &str,
+    tuning: serde_json::Value,
+) -> PathBuf {
+    let path = flights_task(dir, name, shards, base_sequence, &[]);
+    let mut task: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    task["tuningConfig"] = tuning;
     std::fs::write(&path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
     path
 }

@@ -1,0 +1,130 @@
+//! Intermediate persists and merge: segments written through spills equal,
+//! byte for byte, the segments written straight from memory; memory stays
+//! bounded on the 10x flights input.
+
+mod common;
+
+use common::*;
+use kinesis_peon::source::make_dump::{DumpCompression, MakeDumpOptions, make_dump};
+use serde_json::json;
+use std::process::Command;
+
+fn assert_same_zips(a: &std::path::Path, b: &std::path::Path) -> usize {
+    let za = zips_by_interval(a, "flights");
+    let zb = zips_by_interval(b, "flights");
+    assert_eq!(za.keys().collect::<Vec<_>>(), zb.keys().collect::<Vec<_>>());
+    for (k, bytes) in &za {
+        assert!(bytes == &zb[k], "index.zip of {k:?} differs");
+    }
+    za.len()
+}
+
+#[test]
+fn many_small_persists_and_partitions_match_a_run_without_persists() {
+    let dump = flights_dump("flights3-60k", 3, Some(60_000));
+    let spilled = fresh_dir("spill-small-a");
+    let direct = fresh_dir("spill-small-b");
+    // 700 rows per persist: many spills per day; 300 rows per segment:
+    // several partitions per day, cut after the merge.
+    let tuned = |max_rows_in_memory: i64| {
+        json!({"type": "KinesisTuningConfig", "maxRowsInMemory": max_rows_in_memory,
+               "maxRowsPerSegment": 300, "maxPendingPersists": 1})
+    };
+    let a = flights_task_tuned(&spilled, "spill-a", 3, "spill", tuned(700));
+    let b = flights_task_tuned(&direct, "spill-b", 3, "spill", tuned(10_000_000));
+    let sa = run_task(&a, &dump, &spilled);
+    let sb = run_task(&b, &dump, &direct);
+    assert_eq!(sa.error, None);
+    assert_eq!(sb.error, None);
+    assert!(sa.persists >= 50, "{} persists", sa.persists);
+    assert_eq!(sb.persists, 0);
+    let segments = assert_same_zips(&spilled, &direct);
+    assert!(segments > 2 * 60, "{segments} segments");
+    // Every partition holds at most maxRowsPerSegment rows; the rollup
+    // equals the naive one.
+    let published = published_segments(&spilled, "flights");
+    assert!(published.iter().all(|(_, d)| d.num_rows() <= 300));
+    assert!(published.iter().any(|(_, d)| d.num_rows() == 300));
+    assert_eq!(groups_from_segments(&published), naive_groups(Some(60_000)));
+    // Persist directories are gone after publishing.
+    let task_dir = kinesis_peon::task::layout_for(&spilled).task_dir("index_kinesis_spill-a");
+    assert!(!task_dir.join("persist").join("0").exists());
+}
+
+/// Issue 3's scale check: 3.4 M rows with maxBytesInMemory = 64 MiB spill
+/// several times, stay under 300 MiB, and merge into the segments of a run
+/// that never spills.
+#[test]
+fn ten_times_flights_spills_under_64_mib_and_merges_to_the_same_bytes() {
+    let dump = scratch().join("flights4-x10");
+    make_dump(&MakeDumpOptions {
+        input: flights_ndjson(),
+        format: None,
+        shards: 4,
+        out: dump.clone(),
+        stream: "flights".into(),
+        partition_key: Some("flight".into()),
+        compression: DumpCompression::Zstd,
+        limit: None,
+        copies: 10,
+    })
+    .expect("make-dump --copies 10");
+
+    let spilled = fresh_dir("x10-spilled");
+    let direct = fresh_dir("x10-direct");
+    let a = flights_task_tuned(
+        &spilled,
+        "x10-a",
+        4,
+        "x10",
+        json!({"type": "KinesisTuningConfig", "maxRowsInMemory": 100_000_000,
+               "maxBytesInMemory": 64 << 20}),
+    );
+    let b = flights_task_tuned(
+        &direct,
+        "x10-b",
+        4,
+        "x10",
+        json!({"type": "KinesisTuningConfig", "maxRowsInMemory": 100_000_000,
+               "maxBytesInMemory": -1}),
+    );
+    // The spilling run in its own process, so its peak RSS is its own.
+    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+        .args(["run", "--task"])
+        .arg(&a)
+        .arg("--dump")
+        .arg(&dump)
+        .arg("--base-dir")
+        .arg(&spilled)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in\n{stdout}"));
+        line[name.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let persists = field("persists");
+    let rss = field("peak RSS");
+    println!("10x flights, maxBytesInMemory 64 MiB: {persists} persists, peak RSS {rss} MiB");
+    assert!(persists >= 3.0, "{persists} persists");
+    assert!(rss < 300.0, "peak RSS {rss} MiB");
+    assert_eq!(field("records"), 3_367_760.0);
+
+    let sb = run_task(&b, &dump, &direct);
+    assert_eq!(sb.error, None);
+    assert_eq!(sb.persists, 0);
+    assert_eq!(assert_same_zips(&spilled, &direct), 3660);
+}
