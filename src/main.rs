@@ -74,6 +74,9 @@ enum Command {
     /// Print a segment's rows as JSON lines (index.zip or a segment directory).
     DumpSegment {
         path: PathBuf,
+        /// Print rows as JSON lines (the default).
+        #[arg(long, conflicts_with_all = ["metadata", "bitmaps"])]
+        rows: bool,
         /// Print index.drd and metadata.drd instead of rows.
         #[arg(long, conflicts_with = "bitmaps")]
         metadata: bool,
@@ -215,6 +218,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::DumpSegment {
             path,
+            rows: _,
             metadata,
             bitmaps,
             columns,
@@ -400,11 +404,7 @@ fn dump_segment(
             obj.insert("__time".into(), format_iso(data.times[row]).into());
         }
         for d in data.dimensions.iter().filter(|d| wanted(&d.name)) {
-            let v = d.dictionary[d.ids[row] as usize].clone();
-            obj.insert(
-                d.name.clone(),
-                v.map_or(serde_json::Value::Null, Into::into),
-            );
+            obj.insert(d.name.clone(), d.json(row));
         }
         for m in data.metrics.iter().filter(|m| wanted(&m.name)) {
             let v = if m.nulls.contains(row as u32) {

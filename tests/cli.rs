@@ -82,23 +82,39 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
     let seg = store.used_segments("flights").unwrap().remove(0);
     let zip = seg.load_spec["path"].as_str().unwrap().to_string();
 
-    let rows = peon().args(["dump-segment", &zip]).output().unwrap();
+    let rows = peon()
+        .args(["dump-segment", &zip, "--rows"])
+        .output()
+        .unwrap();
     assert!(rows.status.success());
     let text = String::from_utf8(rows.stdout).unwrap();
+    let parsed: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let mut count = 0i64;
-    for line in text.lines() {
-        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut dep_delay_sum = 0i64;
+    for row in &parsed {
         assert!(row["__time"].as_str().unwrap().ends_with(":00:00.000Z"));
         count += row["count"].as_i64().unwrap();
+        dep_delay_sum += row["dep_delay_sum"].as_i64().unwrap_or(0);
     }
-    let (_, data) =
-        kinesis_peon::segment::reader::read_segment(std::path::Path::new(&zip)).unwrap();
-    assert_eq!(text.lines().count(), data.num_rows());
-    let expected: i64 = groups_from_segments(&[(String::new(), data)])
-        .values()
-        .map(|g| g.0)
-        .sum();
-    assert_eq!(count, expected);
+    // The totals of the segment's day in the input itself.
+    let (start, end) = seg.interval.split_once('/').unwrap();
+    let (start, end) = (
+        kinesis_peon::spec::time::parse_iso(start).unwrap(),
+        kinesis_peon::spec::time::parse_iso(end).unwrap(),
+    );
+    let day: Vec<_> = naive_groups(Some(5_000))
+        .into_iter()
+        .filter(|(k, _)| (start..end).contains(&k.0))
+        .collect();
+    assert_eq!(parsed.len(), day.len());
+    assert_eq!(count, day.iter().map(|(_, g)| g.0).sum::<i64>());
+    assert_eq!(
+        dep_delay_sum,
+        day.iter().map(|(_, g)| g.1.unwrap_or(0)).sum::<i64>()
+    );
 
     let meta = peon()
         .args(["dump-segment", &zip, "--metadata"])
@@ -120,12 +136,19 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
     let origins = bitmaps["bitmaps"]["origin"].as_object().unwrap();
     let keys: Vec<&str> = origins.keys().map(String::as_str).collect();
     assert_eq!(keys, ["EWR", "JFK", "LGA"]);
-    let listed: usize = origins.values().map(|v| v.as_array().unwrap().len()).sum();
-    assert_eq!(
-        listed,
-        text.lines().count(),
-        "each row in exactly one origin bitmap"
-    );
+    for (origin, listed) in origins {
+        let expected: Vec<u64> = (0..parsed.len() as u64)
+            .filter(|&r| parsed[r as usize]["origin"] == origin.as_str())
+            .collect();
+        let listed: Vec<u64> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(listed, expected, "rows of origin {origin}");
+    }
 }
 
 #[test]

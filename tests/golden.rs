@@ -134,6 +134,7 @@ fn page_column(rows: &[&str]) -> StringColumn {
     dict.dedup();
     StringColumn {
         name: "page".into(),
+        offsets: None,
         ids: rows
             .iter()
             .map(|r| dict.iter().position(|d| d == r).unwrap() as u32)
@@ -237,6 +238,7 @@ fn index_drd_is_written_byte_for_byte() {
             .iter()
             .map(|d| StringColumn {
                 name: d.clone(),
+                offsets: None,
                 dictionary: vec![],
                 ids: vec![],
             })

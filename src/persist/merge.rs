@@ -50,6 +50,16 @@ pub fn merge(
     plan: &MergePlan,
     mut emit: impl FnMut(SegmentData) -> Result<()>,
 ) -> Result<()> {
+    if let Some(d) = inputs
+        .iter()
+        .flat_map(|i| &i.dimensions)
+        .find(|d| d.offsets.is_some())
+    {
+        bail!(
+            "dimension {}: multi-value columns are not merged by this build yet",
+            d.name
+        );
+    }
     let dims = merged_dimensions(inputs, plan.dimensions);
     let metric_inputs: Vec<Vec<&MetricColumn>> = plan
         .aggregators
@@ -304,6 +314,7 @@ impl Partition {
             }
             dimensions.push(StringColumn {
                 name: dim.name.to_string(),
+                offsets: None,
                 dictionary,
                 ids: ranks.iter().map(|&r| new_id[r as usize]).collect(),
             });
@@ -379,6 +390,7 @@ mod tests {
             times: rows.iter().map(|r| r.0).collect(),
             dimensions: vec![StringColumn {
                 name: "d".into(),
+                offsets: None,
                 ids: rows
                     .iter()
                     .map(|r| dictionary.iter().position(|v| v.as_deref() == r.1).unwrap() as u32)

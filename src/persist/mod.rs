@@ -192,6 +192,7 @@ pub fn sink_to_segment(
         }
         dimensions.push(StringColumn {
             name: dim.name.clone(),
+            offsets: None,
             dictionary: ids
                 .iter()
                 .map(|&id| dim.dictionary.value(id).map(str::to_string))

@@ -16,6 +16,7 @@ pub const LONG_DESCRIPTOR: &str = r#"{"valueType":"LONG","hasMultipleValues":fal
 pub const DOUBLE_DESCRIPTOR: &str = r#"{"valueType":"DOUBLE","hasMultipleValues":false,"parts":[{"type":"doubleV2","byteOrder":"LITTLE_ENDIAN","bitmapSerdeFactory":{"type":"roaring"}}]}"#;
 pub const FLOAT_DESCRIPTOR: &str = r#"{"valueType":"FLOAT","hasMultipleValues":false,"parts":[{"type":"floatV2","byteOrder":"LITTLE_ENDIAN","bitmapSerdeFactory":{"type":"roaring"}}]}"#;
 pub const STRING_DESCRIPTOR: &str = r#"{"valueType":"STRING","hasMultipleValues":false,"parts":[{"type":"stringDictionary","bitmapSerdeFactory":{"type":"roaring"},"byteOrder":"LITTLE_ENDIAN"}]}"#;
+pub const MULTI_STRING_DESCRIPTOR: &str = r#"{"valueType":"STRING","hasMultipleValues":true,"parts":[{"type":"stringDictionary","bitmapSerdeFactory":{"type":"roaring"},"byteOrder":"LITTLE_ENDIAN"}]}"#;
 
 /// Rows of one segment, sorted and ready to write (or as read back).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +30,58 @@ pub struct SegmentData {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// A single-value string column: a sorted dictionary (null first if any row
-/// is null) and one id per row.
+/// A string column: a sorted dictionary (null first if any row is null) and
+/// one id per row, or, for a multi-value column, a list of ids per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StringColumn {
     pub name: String,
     pub dictionary: Vec<Option<String>>,
+    /// Single-value: one id per row. Multi-value: every row's ids, concatenated.
     pub ids: Vec<u32>,
+    /// Multi-value only: rows + 1 offsets into `ids` (row r holds
+    /// `ids[offsets[r]..offsets[r + 1]]`; an empty row is a null row).
+    pub offsets: Option<Vec<u32>>,
+}
+
+impl StringColumn {
+    pub fn single(name: &str, dictionary: Vec<Option<String>>, ids: Vec<u32>) -> StringColumn {
+        StringColumn {
+            name: name.to_string(),
+            dictionary,
+            ids,
+            offsets: None,
+        }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        match &self.offsets {
+            Some(o) => o.len().saturating_sub(1),
+            None => self.ids.len(),
+        }
+    }
+
+    /// The ids of one row.
+    pub fn row(&self, row: usize) -> &[u32] {
+        match &self.offsets {
+            Some(o) => &self.ids[o[row] as usize..o[row + 1] as usize],
+            None => std::slice::from_ref(&self.ids[row]),
+        }
+    }
+
+    /// Row `row` as JSON: a string or null, or a list for a multi-value row
+    /// of two or more values (Druid shows one-element rows as the value).
+    pub fn json(&self, row: usize) -> serde_json::Value {
+        let value = |id: &u32| {
+            self.dictionary[*id as usize]
+                .clone()
+                .map_or(serde_json::Value::Null, Into::into)
+        };
+        match self.row(row) {
+            [] => serde_json::Value::Null,
+            [one] => value(one),
+            many => many.iter().map(value).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -245,12 +245,9 @@ pub fn read_column(name: &str, bytes: &[u8]) -> Result<Column> {
             let values = read_numeric(&what, &descriptor.value_type, supplier)?;
             Ok(Column::Numeric(values, nulls))
         }
-        ("STRING", "stringDictionary") => {
-            if descriptor.has_multiple_values {
-                bail!("{what}: multi-value string columns are not read by this build yet");
-            }
-            Ok(Column::String(read_string(name, &what, &mut r)?))
-        }
+        ("STRING", "stringDictionary") => Ok(Column::String(
+            read_string(name, &what, descriptor.has_multiple_values, &mut r)?.0,
+        )),
         (vt, pt) => bail!("{what}: {vt} column with part {pt:?} is not supported by this reader"),
     }
 }
@@ -414,16 +411,32 @@ fn read_encoded_longs(
     Ok(NumericValues::Long(values))
 }
 
-fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColumn> {
+/// Feature flags of a string part (spec 6.1).
+const MULTI_VALUE: i32 = 1;
+const MULTI_VALUE_V3: i32 = 2;
+const NO_BITMAP_INDEX: i32 = 4;
+
+fn read_string(
+    name: &str,
+    what: &str,
+    multi_in_descriptor: bool,
+    r: &mut ByteReader,
+) -> Result<(StringColumn, Vec<RoaringBitmap>)> {
     let version = r.u8()?;
     let flags = match version {
         0 => 0,
+        1 => MULTI_VALUE,
         2 | 3 => r.i32()?,
-        1 => return r.fail("multi-value string columns are not read by this build yet"),
         v => return r.fail(format!("string part version {v} is not supported")),
     };
-    if flags & !4 != 0 {
+    if flags & !(MULTI_VALUE | MULTI_VALUE_V3 | NO_BITMAP_INDEX) != 0 {
         return r.fail(format!("string column flags {flags:#x} are not supported"));
+    }
+    let multi = flags & (MULTI_VALUE | MULTI_VALUE_V3) != 0;
+    if multi != multi_in_descriptor {
+        return r.fail(format!(
+            "the descriptor says hasMultipleValues {multi_in_descriptor}, the part flags {flags:#x}"
+        ));
     }
     let (dict_flags, items) = r.generic_indexed()?;
     if dict_flags != 1 && !items.is_empty() {
@@ -434,49 +447,33 @@ fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColum
         .map(|i| i.map(|b| String::from_utf8(b.to_vec())).transpose())
         .collect::<Result<_, _>>()
         .with_context(|| format!("{what}: a dictionary value is not UTF-8"))?;
-    let ids = if version == 0 {
-        let v = r.u8()?;
-        if v != 0 {
-            return r.fail(format!("VSizeColumnarInts version {v}"));
+    let names: Vec<Option<&str>> = dictionary.iter().map(|v| v.as_deref()).collect();
+    if super::bytes::sorted_flag(&names) != 1 || names.iter().skip(1).any(Option::is_none) {
+        return r.fail("dictionary values are not strictly increasing");
+    }
+    let (ids, offsets) = match (version, multi) {
+        (0 | 3, false) => (read_vsize_ints(r)?, None),
+        (1 | 3, true) if flags & MULTI_VALUE != 0 => {
+            let (ids, offsets) = read_vsize_multi_ints(r)?;
+            (ids, Some(offsets))
         }
-        let width = r.u8()? as usize;
-        if !(1..=4).contains(&width) {
-            return r.fail(format!("id width {width}"));
+        (2, true) if flags & MULTI_VALUE_V3 != 0 => {
+            let v = r.u8()?;
+            if v != 3 {
+                return r.fail(format!("V3CompressedVSizeColumnarMultiInts version {v}"));
+            }
+            let offsets = read_compressed_ints(r)?;
+            let ids = read_compressed_vsize_ints(what, r)?;
+            if offsets.first().is_some_and(|o| *o != 0)
+                || offsets.windows(2).any(|w| w[0] > w[1])
+                || offsets.last().map(|l| *l as usize) != Some(ids.len())
+            {
+                return r.fail("multi-value row offsets do not cover the ids");
+            }
+            (ids, Some(offsets))
         }
-        let size = r.len32()?;
-        let body = r.take(size)?;
-        if size < 4 - width || !(size - (4 - width)).is_multiple_of(width) {
-            return r.fail(format!(
-                "id block of {size} bytes does not fit {width}-byte ids"
-            ));
-        }
-        body[..size - (4 - width)]
-            .chunks_exact(width)
-            .map(|c| c.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32))
-            .collect::<Vec<u32>>()
-    } else {
-        let v = r.u8()?;
-        if v != 2 {
-            return r.fail(format!("CompressedVSizeColumnarInts version {v}"));
-        }
-        let width = r.u8()? as usize;
-        if !(1..=4).contains(&width) {
-            return r.fail(format!("id width {width}"));
-        }
-        let n = r.len32()?;
-        let per_block = r.len32()?;
-        let compression = r.u8()?;
-        let total = n
-            .checked_mul(width)
-            .with_context(|| format!("{what}: too many ids"))?;
-        let raw = read_blocks(r, compression, total, per_block.saturating_mul(width))?;
-        raw.chunks_exact(width)
-            .map(|c| {
-                let mut b = [0u8; 4];
-                b[..width].copy_from_slice(c);
-                u32::from_le_bytes(b)
-            })
-            .collect()
+        (2, false) => (read_compressed_vsize_ints(what, r)?, None),
+        _ => return r.fail(format!("part version {version} with flags {flags:#x}")),
     };
     if let Some(bad) = ids.iter().find(|id| **id as usize >= dictionary.len()) {
         bail!(
@@ -484,45 +481,174 @@ fn read_string(name: &str, what: &str, r: &mut ByteReader) -> Result<StringColum
             dictionary.len()
         );
     }
-    if flags & 4 == 0 {
+    let column = StringColumn {
+        name: name.to_string(),
+        dictionary,
+        ids,
+        offsets,
+    };
+    let mut stored = Vec::new();
+    if flags & NO_BITMAP_INDEX == 0 {
         let (_, bitmaps) = r.generic_indexed()?;
-        if bitmaps.len() != dictionary.len() {
+        if bitmaps.len() != column.dictionary.len() {
             return r.fail(format!(
                 "{} bitmaps for {} dictionary entries",
                 bitmaps.len(),
-                dictionary.len()
+                column.dictionary.len()
             ));
         }
         for (i, b) in bitmaps.iter().enumerate() {
             let bytes = b.unwrap_or(&[]);
-            RoaringBitmap::deserialize_from(bytes)
-                .map_err(|e| anyhow::anyhow!("{what}: bitmap {i} is corrupt: {e}"))?;
+            stored.push(
+                RoaringBitmap::deserialize_from(bytes)
+                    .map_err(|e| anyhow::anyhow!("{what}: bitmap {i} is corrupt: {e}"))?,
+            );
+        }
+        // The bitmaps repeat what the ids say: a disagreement is corruption.
+        let expected = super::writer::value_bitmaps(&column)
+            .with_context(|| format!("{what}: rows do not match the dictionary"))?;
+        if let Some(i) = (0..stored.len()).find(|&i| stored[i] != expected[i]) {
+            bail!("{what}: the bitmap of dictionary entry {i} does not match the rows' ids");
         }
     }
     if r.remaining() > 0 {
         return r.fail("bytes after the column's bitmaps");
     }
-    Ok(StringColumn {
-        name: name.to_string(),
-        dictionary,
-        ids,
-    })
+    Ok((column, stored))
 }
 
-/// Value bitmaps of a string column, as (value, rows).
-pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, RoaringBitmap)>> {
-    let Column::String(col) = read_column(name, bytes)? else {
-        bail!("column {name} is not a string column");
-    };
-    let mut out: Vec<(Option<String>, RoaringBitmap)> = col
-        .dictionary
-        .into_iter()
-        .map(|v| (v, RoaringBitmap::new()))
-        .collect();
-    for (row, id) in col.ids.iter().enumerate() {
-        out[*id as usize].1.insert(row as u32);
+fn read_width(r: &mut ByteReader) -> Result<usize> {
+    let width = r.u8()? as usize;
+    if !(1..=4).contains(&width) {
+        return r.fail(format!("id width {width}"));
     }
-    Ok(out)
+    Ok(width)
+}
+
+fn be_id(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32)
+}
+
+/// VSizeColumnarInts: big-endian ids and 4 - width bytes of padding.
+fn read_vsize_ints(r: &mut ByteReader) -> Result<Vec<u32>> {
+    let v = r.u8()?;
+    if v != 0 {
+        return r.fail(format!("VSizeColumnarInts version {v}"));
+    }
+    let width = read_width(r)?;
+    let size = r.len32()?;
+    let body = r.take(size)?;
+    if size < 4 - width || !(size - (4 - width)).is_multiple_of(width) {
+        return r.fail(format!(
+            "id block of {size} bytes does not fit {width}-byte ids"
+        ));
+    }
+    Ok(body[..size - (4 - width)]
+        .chunks_exact(width)
+        .map(be_id)
+        .collect())
+}
+
+/// VSizeColumnarMultiInts: row count, row end offsets in bytes, then the ids.
+fn read_vsize_multi_ints(r: &mut ByteReader) -> Result<(Vec<u32>, Vec<u32>)> {
+    let v = r.u8()?;
+    if v != 1 {
+        return r.fail(format!("VSizeColumnarMultiInts version {v}"));
+    }
+    let width = read_width(r)?;
+    let size = r.len32()?;
+    let body = r.take(size)?;
+    let mut b = ByteReader::new(body, "multi-value ids");
+    let rows = b.len32()?;
+    let ends_bytes = rows
+        .checked_mul(4)
+        .filter(|n| *n <= b.remaining())
+        .context("multi-value row count larger than the column")?;
+    let ends = b.take(ends_bytes)?;
+    let values = b.rest();
+    let padding = 4 - width;
+    if values.len() < padding || !(values.len() - padding).is_multiple_of(width) {
+        bail!(
+            "multi-value ids of {} bytes do not fit {width}-byte ids",
+            values.len()
+        );
+    }
+    let values = &values[..values.len() - padding];
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0u32);
+    for e in ends.chunks_exact(4) {
+        let end = i32::from_be_bytes(e.try_into().expect("4 bytes"));
+        let last = *offsets.last().expect("starts with 0");
+        if end < 0
+            || !(end as usize).is_multiple_of(width)
+            || ((end as usize / width) as u32) < last
+        {
+            bail!("multi-value row end {end} is not a valid offset");
+        }
+        offsets.push((end as usize / width) as u32);
+    }
+    if offsets.last().map(|l| *l as usize * width) != Some(values.len()) {
+        bail!(
+            "multi-value row ends do not cover the {} id bytes",
+            values.len()
+        );
+    }
+    Ok((values.chunks_exact(width).map(be_id).collect(), offsets))
+}
+
+/// CompressedColumnarInts: blocks of little-endian i32 (multi-value offsets).
+fn read_compressed_ints(r: &mut ByteReader) -> Result<Vec<u32>> {
+    let v = r.u8()?;
+    if v != 2 {
+        return r.fail(format!("CompressedColumnarInts version {v}"));
+    }
+    let n = r.len32()?;
+    let per_block = r.len32()?;
+    let compression = r.u8()?;
+    let total = n.checked_mul(4).context("too many offsets")?;
+    let raw = read_blocks(r, compression, total, per_block.saturating_mul(4))?;
+    Ok(raw
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect())
+}
+
+/// CompressedVSizeColumnarInts: blocks of little-endian ids of 1-4 bytes.
+fn read_compressed_vsize_ints(what: &str, r: &mut ByteReader) -> Result<Vec<u32>> {
+    let v = r.u8()?;
+    if v != 2 {
+        return r.fail(format!("CompressedVSizeColumnarInts version {v}"));
+    }
+    let width = read_width(r)?;
+    let n = r.len32()?;
+    let per_block = r.len32()?;
+    let compression = r.u8()?;
+    let total = n
+        .checked_mul(width)
+        .with_context(|| format!("{what}: too many ids"))?;
+    let raw = read_blocks(r, compression, total, per_block.saturating_mul(width))?;
+    Ok(raw
+        .chunks_exact(width)
+        .map(|c| {
+            let mut b = [0u8; 4];
+            b[..width].copy_from_slice(c);
+            u32::from_le_bytes(b)
+        })
+        .collect())
+}
+
+/// The stored value bitmaps of a string column, as (value, rows).
+pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, RoaringBitmap)>> {
+    let what = format!("column {name}");
+    let mut r = ByteReader::new(bytes, &what);
+    let len = r.len32()?;
+    let descriptor: Descriptor =
+        serde_json::from_slice(r.take(len)?).with_context(|| format!("{what}: bad descriptor"))?;
+    if descriptor.value_type != "STRING" {
+        bail!("column {name} is not a string column");
+    }
+    let (column, bitmaps) = read_string(name, &what, descriptor.has_multiple_values, &mut r)?;
+    Ok(column.dictionary.into_iter().zip(bitmaps).collect())
 }
 
 /// Read a whole segment into memory.
@@ -554,7 +680,7 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
         let column = read_column(name, bytes)?;
         let rows = match &column {
             Column::Numeric(v, _) => v.len(),
-            Column::String(s) => s.ids.len(),
+            Column::String(s) => s.num_rows(),
         };
         if rows != n {
             bail!("column {name} has {rows} rows, __time has {n}");

@@ -212,14 +212,38 @@ fn encoded_long_supplier(values: &[i64], compression: Compression) -> Result<Opt
 pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>> {
     let cardinality = col.dictionary.len();
     let width = id_width(cardinality);
+    let multi = col.offsets.as_deref();
     let mut out = Vec::new();
-    write_prefixed_string(&mut out, STRING_DESCRIPTOR);
+    write_prefixed_string(
+        &mut out,
+        if multi.is_some() {
+            MULTI_STRING_DESCRIPTOR
+        } else {
+            STRING_DESCRIPTOR
+        },
+    );
     let dictionary: Vec<Option<&str>> = col.dictionary.iter().map(|v| v.as_deref()).collect();
     match compression {
         Compression::Lz4 => {
+            // Part version 2; flag 2 (MULTI_VALUE_V3) for multi-value.
             out.push(2);
-            out.extend_from_slice(&0i32.to_be_bytes());
+            out.extend_from_slice(&(if multi.is_some() { 2i32 } else { 0 }).to_be_bytes());
             write_string_list(&mut out, &dictionary);
+            if let Some(offsets) = multi {
+                // V3CompressedVSizeColumnarMultiInts: the offsets as
+                // CompressedColumnarInts, then the ids as below.
+                out.push(3);
+                let mut raw = Vec::with_capacity(offsets.len() * 4);
+                for o in offsets {
+                    raw.extend_from_slice(&o.to_le_bytes());
+                }
+                let per_block = values_per_block(4);
+                out.push(2);
+                out.extend_from_slice(&(offsets.len() as i32).to_be_bytes());
+                out.extend_from_slice(&(per_block as i32).to_be_bytes());
+                out.push(compression_id(compression));
+                write_blocks(&mut out, &raw, per_block * 4, compression);
+            }
             let mut raw = Vec::with_capacity(col.ids.len() * width);
             for id in &col.ids {
                 raw.extend_from_slice(&id.to_le_bytes()[..width]);
@@ -233,33 +257,43 @@ pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec
             write_blocks(&mut out, &raw, per_block * width, compression);
         }
         Compression::Uncompressed => {
-            out.push(0);
-            write_string_list(&mut out, &dictionary);
-            out.push(0);
-            out.push(width as u8);
-            out.extend_from_slice(&((col.ids.len() * width + 4 - width) as i32).to_be_bytes());
+            let padding = 4 - width;
+            match multi {
+                None => {
+                    out.push(0);
+                    write_string_list(&mut out, &dictionary);
+                    out.push(0);
+                    out.push(width as u8);
+                    out.extend_from_slice(
+                        &((col.ids.len() * width + padding) as i32).to_be_bytes(),
+                    );
+                }
+                Some(offsets) => {
+                    // VSizeColumnarMultiInts: row count, each row's end as
+                    // a byte offset into the id bytes, then the ids.
+                    out.push(1);
+                    write_string_list(&mut out, &dictionary);
+                    let rows = offsets.len() - 1;
+                    out.push(1);
+                    out.push(width as u8);
+                    let size = 4 + 4 * rows + col.ids.len() * width + padding;
+                    out.extend_from_slice(&(size as i32).to_be_bytes());
+                    out.extend_from_slice(&(rows as i32).to_be_bytes());
+                    for end in &offsets[1..] {
+                        out.extend_from_slice(&((*end as usize * width) as i32).to_be_bytes());
+                    }
+                }
+            }
             for id in &col.ids {
                 out.extend_from_slice(&id.to_be_bytes()[4 - width..]);
             }
-            out.extend(std::iter::repeat_n(0u8, 4 - width));
+            out.extend(std::iter::repeat_n(0u8, padding));
         }
         Compression::None | Compression::Lzf => {
             bail!("dimension compression {compression:?} is not written by this build")
         }
     }
-    // One bitmap per dictionary entry: the rows holding it.
-    let mut bitmaps = vec![RoaringBitmap::new(); cardinality];
-    for (row, &id) in col.ids.iter().enumerate() {
-        match bitmaps.get_mut(id as usize) {
-            // Rows arrive in order, so appending is enough.
-            Some(b) => {
-                if b.try_push(row as u32).is_err() {
-                    b.insert(row as u32);
-                }
-            }
-            None => bail!("column {}: id {id} outside its dictionary", col.name),
-        }
-    }
+    let bitmaps = value_bitmaps(col)?;
     let mut serialized = Vec::with_capacity(cardinality);
     for (i, b) in bitmaps.iter().enumerate() {
         if b.is_empty() {
@@ -272,6 +306,39 @@ pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec
     let items: Vec<Option<&[u8]>> = serialized.iter().map(|b| Some(b.as_slice())).collect();
     write_generic_indexed(&mut out, 0, &items);
     Ok(out)
+}
+
+/// One bitmap per dictionary entry: the rows holding it. A row without
+/// values belongs to the null entry, which must then exist (Druid adds null
+/// to the dictionary for an empty list).
+pub fn value_bitmaps(col: &StringColumn) -> Result<Vec<RoaringBitmap>> {
+    let mut bitmaps = vec![RoaringBitmap::new(); col.dictionary.len()];
+    for row in 0..col.num_rows() {
+        let ids = col.row(row);
+        if ids.is_empty() {
+            match (col.dictionary.first(), bitmaps.first_mut()) {
+                (Some(None), Some(b)) => {
+                    b.insert(row as u32);
+                }
+                _ => bail!(
+                    "column {}: row {row} has no values but the dictionary has no null",
+                    col.name
+                ),
+            }
+        }
+        for &id in ids {
+            match bitmaps.get_mut(id as usize) {
+                // Rows arrive in order, so appending is enough.
+                Some(b) => {
+                    if b.try_push(row as u32).is_err() {
+                        b.insert(row as u32);
+                    }
+                }
+                None => bail!("column {}: id {id} outside its dictionary", col.name),
+            }
+        }
+    }
+    Ok(bitmaps)
 }
 
 pub fn index_drd(data: &SegmentData) -> Vec<u8> {
@@ -309,12 +376,19 @@ fn check(data: &SegmentData) -> Result<()> {
         bail!("row time {t} lies outside the segment interval {start}..{end}");
     }
     for d in &data.dimensions {
-        if d.ids.len() != n {
+        if d.num_rows() != n {
             bail!(
                 "dimension {} has {} rows, expected {n}",
                 d.name,
-                d.ids.len()
+                d.num_rows()
             );
+        }
+        if let Some(o) = &d.offsets
+            && (o.first() != Some(&0)
+                || o.windows(2).any(|w| w[0] > w[1])
+                || o.last().map(|l| *l as usize) != Some(d.ids.len()))
+        {
+            bail!("dimension {}: row offsets do not cover its ids", d.name);
         }
         let names: Vec<Option<&str>> = d.dictionary.iter().map(|v| v.as_deref()).collect();
         if super::bytes::sorted_flag(&names) != 1 {
