@@ -406,6 +406,19 @@ fn dump_segment(
         for d in data.dimensions.iter().filter(|d| wanted(&d.name)) {
             obj.insert(d.name.clone(), d.json(row));
         }
+        for n in data
+            .numeric_dimensions
+            .iter()
+            .filter(|n| wanted(&n.column.name))
+        {
+            let m = &n.column;
+            let v = if m.nulls.contains(row as u32) {
+                serde_json::Value::Null
+            } else {
+                m.values.json(row)
+            };
+            obj.insert(m.name.clone(), v);
+        }
         for m in data.metrics.iter().filter(|m| wanted(&m.name)) {
             let v = if m.nulls.contains(row as u32) {
                 serde_json::Value::Null

@@ -232,6 +232,7 @@ fn index_drd_is_written_byte_for_byte() {
     assert_eq!(drd.interval, (1704067200000, 1704153600000));
     let data = SegmentData {
         interval: drd.interval,
+        numeric_dimensions: Vec::new(),
         times: vec![],
         dimensions: drd
             .dimensions
@@ -254,7 +255,7 @@ fn index_drd_is_written_byte_for_byte() {
             .collect(),
         metadata: None,
     };
-    assert_eq!(index_drd(&data), golden_bytes);
+    assert_eq!(index_drd(&data).unwrap(), golden_bytes);
 }
 
 #[test]

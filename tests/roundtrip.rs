@@ -170,8 +170,21 @@ prop_compose! {
         if multi.iter().flatten().any(Option::is_some) {
             dimensions.push(multi_column("m", &multi));
         }
+        // A long dimension first and a float dimension last, around the
+        // string ones, as a dimensionsSpec may mix them.
+        let numeric_dimensions = vec![
+            NumericDimension {
+                position: 0,
+                column: metric("nl", NumericValues::Long(longs.clone()), &null_rows),
+            },
+            NumericDimension {
+                position: dimensions.len() + 1,
+                column: metric("nf", NumericValues::Float(floats.clone()), &null_rows),
+            },
+        ];
         SegmentData {
             interval: (0, 86_400_000),
+            numeric_dimensions,
             times,
             dimensions,
             metrics: vec![
@@ -215,6 +228,9 @@ proptest! {
             let (_, back) = read_segment(&path).unwrap();
             prop_assert_eq!(&back.times, &data.times);
             prop_assert_eq!(&back.dimensions, &data.dimensions);
+            prop_assert_eq!(back.dimension_names(), data.dimension_names());
+            let numeric = |d: &SegmentData| metric_bits(&d.numeric_dimensions.iter().map(|n| n.column.clone()).collect::<Vec<_>>());
+            prop_assert_eq!(numeric(&back), numeric(&data));
             let mut want = data.metrics.clone();
             want.sort_by(|x, y| x.name.cmp(&y.name));
             prop_assert_eq!(metric_bits(&back.metrics), metric_bits(&want), "{:?}", spec);
@@ -229,6 +245,7 @@ fn three_byte_ids_round_trip() {
     let rows: Vec<Option<String>> = (0..70_000).map(|i| Some(format!("v{i:06}"))).collect();
     let data = SegmentData {
         interval: (0, 10),
+        numeric_dimensions: Vec::new(),
         times: vec![5; rows.len()],
         dimensions: vec![column("big", &rows)],
         metrics: vec![],

@@ -336,6 +336,7 @@ impl Partition {
             .collect();
         SegmentData {
             interval: self.interval,
+            numeric_dimensions: Vec::new(),
             times: self.times,
             dimensions,
             metrics,
@@ -387,6 +388,7 @@ mod tests {
         dictionary.dedup();
         SegmentData {
             interval: (0, 100),
+            numeric_dimensions: Vec::new(),
             times: rows.iter().map(|r| r.0).collect(),
             dimensions: vec![StringColumn {
                 name: "d".into(),

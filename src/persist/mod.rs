@@ -243,6 +243,7 @@ pub fn sink_to_segment(
 
     SegmentData {
         interval: (sink.interval_start, sink.interval_end),
+        numeric_dimensions: Vec::new(),
         times,
         dimensions,
         metrics,

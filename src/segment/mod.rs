@@ -24,7 +24,11 @@ pub struct SegmentData {
     /// The segment's time chunk [start, end).
     pub interval: (i64, i64),
     pub times: Vec<i64>,
+    /// String dimensions, in dimension order.
     pub dimensions: Vec<StringColumn>,
+    /// Long, float and double dimensions (stored like metrics, listed as
+    /// dimensions), each with its place in the full dimension order.
+    pub numeric_dimensions: Vec<NumericDimension>,
     pub metrics: Vec<MetricColumn>,
     /// metadata.drd (JSON), when there is one.
     pub metadata: Option<serde_json::Value>,
@@ -85,6 +89,13 @@ impl StringColumn {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct NumericDimension {
+    /// Index in the segment's dimension order (string and numeric together).
+    pub position: usize,
+    pub column: MetricColumn,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricColumn {
     pub name: String,
     pub values: NumericValues,
@@ -129,6 +140,26 @@ impl NumericValues {
 impl SegmentData {
     pub fn num_rows(&self) -> usize {
         self.times.len()
+    }
+
+    /// Every dimension name in dimension order: numeric dimensions at their
+    /// positions, string dimensions filling the other places in order.
+    /// None when the positions do not fit together.
+    pub fn dimension_names(&self) -> Option<Vec<&str>> {
+        let total = self.dimensions.len() + self.numeric_dimensions.len();
+        let mut names: Vec<Option<&str>> = vec![None; total];
+        for n in &self.numeric_dimensions {
+            let slot = names.get_mut(n.position)?;
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(&n.column.name);
+        }
+        let mut strings = self.dimensions.iter();
+        for slot in names.iter_mut().filter(|s| s.is_none()) {
+            *slot = Some(&strings.next()?.name);
+        }
+        names.into_iter().collect()
     }
 
     /// Metric names in the order Druid stores them (Java-sorted).

@@ -667,6 +667,7 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
     };
     let mut data = SegmentData {
         interval: drd.interval,
+        numeric_dimensions: Vec::new(),
         times,
         dimensions: Vec::new(),
         metrics: Vec::new(),
@@ -685,20 +686,38 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
         if rows != n {
             bail!("column {name} has {rows} rows, __time has {n}");
         }
-        match column {
-            Column::String(s) if drd.dimensions.contains(name) => data.dimensions.push(s),
-            Column::Numeric(values, nulls) if !drd.dimensions.contains(name) => {
-                data.metrics.push(MetricColumn {
-                    name: name.clone(),
-                    values,
-                    nulls,
+        let position = drd.dimensions.iter().position(|d| d == name);
+        match (column, position) {
+            (Column::String(s), Some(_)) => data.dimensions.push(s),
+            (Column::Numeric(values, nulls), None) => data.metrics.push(MetricColumn {
+                name: name.clone(),
+                values,
+                nulls,
+            }),
+            (Column::Numeric(values, nulls), Some(position)) => {
+                data.numeric_dimensions.push(NumericDimension {
+                    position,
+                    column: MetricColumn {
+                        name: name.clone(),
+                        values,
+                        nulls,
+                    },
                 })
             }
-            _ => bail!("column {name}: numeric dimensions are not read by this build yet"),
+            (Column::String(_), None) => {
+                bail!("column {name} is a string column but not listed as a dimension")
+            }
         }
     }
     // Dimensions in index.drd's dimension order.
     data.dimensions
         .sort_by_key(|d| drd.dimensions.iter().position(|n| *n == d.name));
+    data.numeric_dimensions.sort_by_key(|d| d.position);
+    if data
+        .dimension_names()
+        .is_none_or(|names| names != drd.dimensions)
+    {
+        bail!("index.drd lists dimensions without columns");
+    }
     Ok((drd, data))
 }

@@ -341,15 +341,16 @@ pub fn value_bitmaps(col: &StringColumn) -> Result<Vec<RoaringBitmap>> {
     Ok(bitmaps)
 }
 
-pub fn index_drd(data: &SegmentData) -> Vec<u8> {
+pub fn index_drd(data: &SegmentData) -> Result<Vec<u8>> {
     let metrics = data.sorted_metrics();
-    let mut columns: Vec<Option<&str>> = metrics.iter().map(|m| Some(m.name.as_str())).collect();
-    columns.extend(data.dimensions.iter().map(|d| Some(d.name.as_str())));
     let dims: Vec<Option<&str>> = data
-        .dimensions
-        .iter()
-        .map(|d| Some(d.name.as_str()))
+        .dimension_names()
+        .context("numeric dimension positions do not fit the dimension list")?
+        .into_iter()
+        .map(Some)
         .collect();
+    let mut columns: Vec<Option<&str>> = metrics.iter().map(|m| Some(m.name.as_str())).collect();
+    columns.extend(dims.iter().copied());
     let mut out = Vec::new();
     write_string_list(&mut out, &columns);
     write_string_list(&mut out, &dims);
@@ -359,7 +360,7 @@ pub fn index_drd(data: &SegmentData) -> Vec<u8> {
     // No null-only columns are stored, so both trailers are all null.
     write_string_list(&mut out, &vec![None; columns.len()]);
     write_string_list(&mut out, &vec![None; dims.len()]);
-    out
+    Ok(out)
 }
 
 /// Check the invariants a loadable segment needs before writing anything.
@@ -398,14 +399,26 @@ fn check(data: &SegmentData) -> Result<()> {
             );
         }
     }
-    for m in &data.metrics {
+    for m in data
+        .metrics
+        .iter()
+        .chain(data.numeric_dimensions.iter().map(|d| &d.column))
+    {
         if m.values.len() != n {
             bail!(
-                "metric {} has {} rows, expected {n}",
+                "column {} has {} rows, expected {n}",
                 m.name,
                 m.values.len()
             );
         }
+    }
+    let mut names: Vec<&str> = data
+        .dimension_names()
+        .context("numeric dimension positions do not fit the dimension list")?;
+    names.extend(data.metrics.iter().map(|m| m.name.as_str()));
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("two columns are named {:?}", w[0]);
     }
     Ok(())
 }
@@ -445,7 +458,13 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
             spec.long_encoding,
         )?,
     });
-    for m in data.sorted_metrics() {
+    // Numeric dimensions are stored as metrics are (spec 5.8).
+    let numeric_dimensions = data
+        .numeric_dimensions
+        .iter()
+        .map(|n| (&n.column, "dimension"));
+    let metrics = data.sorted_metrics().into_iter().map(|m| (m, "metric"));
+    for (m, what) in metrics.chain(numeric_dimensions) {
         let descriptor = match m.values {
             NumericValues::Long(_) => LONG_DESCRIPTOR,
             NumericValues::Double(_) => DOUBLE_DESCRIPTOR,
@@ -460,7 +479,7 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
                 spec.metric_compression,
                 spec.long_encoding,
             )
-            .with_context(|| format!("metric {}", m.name))?,
+            .with_context(|| format!("{what} {}", m.name))?,
         });
     }
     for d in &data.dimensions {
@@ -472,7 +491,7 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     }
     entries.push(Entry {
         name: "index.drd".into(),
-        bytes: index_drd(data),
+        bytes: index_drd(data)?,
     });
     if let Some(meta) = &data.metadata {
         entries.push(Entry {
