@@ -171,6 +171,10 @@ impl<'a> ByteReader<'a> {
             ));
         }
         let flags = self.u8()?;
+        if flags > 1 {
+            self.pos -= 1;
+            return self.fail(format!("GenericIndexed flags {flags:#04x} (0 or 1)"));
+        }
         let size = self.len32()?;
         let body = self.take(size)?;
         let mut r = ByteReader::new(body, self.what);

@@ -58,6 +58,11 @@ impl SegmentFiles {
         Ok(SegmentFiles { files })
     }
 
+    /// A segment's files already in memory (name → bytes).
+    pub fn from_files(files: BTreeMap<String, Vec<u8>>) -> SegmentFiles {
+        SegmentFiles { files }
+    }
+
     fn file(&self, name: &str) -> Result<&[u8]> {
         self.files
             .get(name)
@@ -73,6 +78,10 @@ impl SegmentFiles {
         }
         let meta =
             std::str::from_utf8(self.file("meta.smoosh")?).context("meta.smoosh is not UTF-8")?;
+        // Druid ends every line, the last included, with a newline.
+        if !meta.ends_with('\n') {
+            bail!("meta.smoosh is cut short (no final newline)");
+        }
         let mut lines = meta.lines();
         let header = lines.next().unwrap_or("");
         let parts: Vec<&str> = header.split(',').collect();
@@ -129,6 +138,16 @@ pub struct SegmentParts<'a> {
 
 impl SegmentFiles {
     pub fn parts(&self) -> Result<SegmentParts<'_>> {
+        if let Some(factory) = self.files.get("factory.json") {
+            let json: serde_json::Value =
+                serde_json::from_slice(factory).context("factory.json is not JSON")?;
+            if json["type"] != "mMapSegmentFactory" {
+                bail!(
+                    "factory.json names segment factory {}, expected mMapSegmentFactory",
+                    json["type"]
+                );
+            }
+        }
         let entries = self.entries()?;
         let index = read_index_drd(
             entries
@@ -176,10 +195,26 @@ pub fn read_index_drd(bytes: &[u8]) -> Result<IndexDrd> {
     let len = r.len32()?;
     let serde =
         String::from_utf8(r.take(len)?.to_vec()).context("index.drd: bitmap serde is not UTF-8")?;
+    check_bitmap_serde(
+        &serde_json::from_str(&serde).context("index.drd: the bitmap serde factory is not JSON")?,
+        "index.drd",
+    )?;
+    if start >= end {
+        bail!("index.drd: empty interval {start}..{end}");
+    }
     if r.remaining() > 0 {
-        // Null-column trailers: read to check their framing.
-        r.generic_indexed()?;
-        r.generic_indexed()?;
+        // Null-column trailers: one entry per column (null where stored).
+        let (_, all_columns) = r.generic_indexed()?;
+        let (_, all_dimensions) = r.generic_indexed()?;
+        if all_columns.iter().any(Option::is_some) || all_dimensions.iter().any(Option::is_some) {
+            bail!("index.drd: null-only columns are not read by this build");
+        }
+        if all_columns.len() != columns.len() || all_dimensions.len() != dimensions.len() {
+            bail!("index.drd: the null-column lists do not match the column lists");
+        }
+        if r.remaining() > 0 {
+            return r.fail("bytes after the null-column lists");
+        }
     }
     if let Some(d) = dimensions.iter().find(|d| !columns.contains(d)) {
         bail!("index.drd: dimension {d} is not among the columns");
@@ -196,7 +231,7 @@ pub fn read_index_drd(bytes: &[u8]) -> Result<IndexDrd> {
 #[serde(rename_all = "camelCase")]
 struct Descriptor {
     value_type: String,
-    #[serde(default)]
+    // Druid always writes it; a missing key is a damaged descriptor.
     has_multiple_values: bool,
     parts: Vec<serde_json::Value>,
 }
@@ -207,16 +242,47 @@ pub enum Column {
     String(StringColumn),
 }
 
+/// Only roaring bitmaps are read (Druid's other serde, concise, is legacy).
+fn check_bitmap_serde(factory: &serde_json::Value, what: &str) -> Result<()> {
+    if factory["type"] != "roaring" {
+        bail!("{what}: bitmap serde {factory} is not supported (roaring only)");
+    }
+    Ok(())
+}
+
+/// A column descriptor's single part, its byte order and bitmap serde checked.
+fn descriptor_part<'d>(descriptor: &'d Descriptor, what: &str) -> Result<&'d serde_json::Value> {
+    let [part] = descriptor.parts.as_slice() else {
+        bail!(
+            "{what}: descriptor has {} parts, expected one",
+            descriptor.parts.len()
+        );
+    };
+    // Every part Druid writes names its byte order; V2 numeric and string
+    // parts also name their bitmap serde.
+    match part.get("byteOrder") {
+        Some(order) if order == "LITTLE_ENDIAN" => {}
+        Some(order) => bail!("{what}: byte order {order} is not supported"),
+        None => bail!("{what}: the descriptor's part has no byteOrder"),
+    }
+    let part_type = part.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    match part.get("bitmapSerdeFactory") {
+        Some(factory) => check_bitmap_serde(factory, what)?,
+        None if part_type.ends_with("V2") || part_type == "stringDictionary" => {
+            bail!("{what}: the descriptor's {part_type} part has no bitmapSerdeFactory")
+        }
+        None => {}
+    }
+    Ok(part)
+}
+
 pub fn read_column(name: &str, bytes: &[u8]) -> Result<Column> {
     let what = format!("column {name}");
     let mut r = ByteReader::new(bytes, &what);
     let len = r.len32()?;
     let descriptor: Descriptor =
         serde_json::from_slice(r.take(len)?).with_context(|| format!("{what}: bad descriptor"))?;
-    let part = descriptor
-        .parts
-        .first()
-        .with_context(|| format!("{what}: descriptor has no parts"))?;
+    let part = descriptor_part(&descriptor, &what)?;
     let part_type = part.get("type").and_then(|t| t.as_str()).unwrap_or("");
     match (descriptor.value_type.as_str(), part_type) {
         (
@@ -230,7 +296,7 @@ pub fn read_column(name: &str, bytes: &[u8]) -> Result<Column> {
                 let nulls = if r.remaining() > 0 {
                     let b = r.len32()?;
                     let bytes = r.take(b)?;
-                    RoaringBitmap::deserialize_from(bytes)
+                    read_roaring(bytes)
                         .map_err(|e| anyhow::anyhow!("{what}: bad null bitmap: {e}"))?
                 } else {
                     RoaringBitmap::new()
@@ -275,6 +341,11 @@ fn read_numeric(what: &str, value_type: &str, supplier: &[u8]) -> Result<Numeric
         .filter(|t| *t <= i32::MAX as usize)
         .with_context(|| format!("{what}: {n} values are too many"))?;
     let raw = if compression == 0xFE {
+        if per_block != 0 {
+            return r.fail(format!(
+                "{per_block} values per block with compression none (0)"
+            ));
+        }
         let raw = r.take(total)?.to_vec();
         if r.remaining() > 0 {
             return r.fail("bytes after the values");
@@ -359,6 +430,11 @@ fn read_encoded_longs(
     let packed_len = |count: usize| (bits * count).div_ceil(8) + 4;
     let mut packed: Vec<Vec<u8>> = Vec::new();
     if compression == 0xFE {
+        if per_block != 0 {
+            return r.fail(format!(
+                "{per_block} values per block with compression none (0)"
+            ));
+        }
         packed.push(r.take(packed_len(n))?.to_vec());
     } else {
         // Checked before any allocation: per_block comes from the file.
@@ -387,10 +463,17 @@ fn read_encoded_longs(
     if r.remaining() > 0 {
         return r.fail("bytes after the blocks");
     }
+    if packed.iter().any(|p| p[p.len() - 4..] != [0; 4]) {
+        return r.fail("a packed block's 4 padding bytes are not zero");
+    }
     let block_size = if compression == 0xFE {
         n.max(1)
     } else {
         per_block
+    };
+    let mut table_used = match &decode {
+        Decode::Table(table) => vec![false; table.len()],
+        Decode::Delta(_) => Vec::new(),
     };
     let mut values = Vec::with_capacity(n);
     for i in 0..n {
@@ -398,7 +481,10 @@ fn read_encoded_longs(
         values.push(match &decode {
             Decode::Delta(base) => base.wrapping_add(v as i64),
             Decode::Table(table) => match table.get(v as usize) {
-                Some(x) => *x,
+                Some(x) => {
+                    table_used[v as usize] = true;
+                    *x
+                }
                 None => {
                     return r.fail(format!(
                         "row {i} points at table entry {v} of {}",
@@ -408,7 +494,76 @@ fn read_encoded_longs(
             },
         });
     }
+    // Druid's table holds exactly the column's distinct values.
+    if let Decode::Table(table) = &decode {
+        let mut sorted = table.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != table.len() || table_used.contains(&false) {
+            return r.fail("the value table has repeated or unused entries");
+        }
+    }
     Ok(NumericValues::Long(values))
+}
+
+/// A portable roaring bitmap (spec 3.5), with the container offsets the
+/// roaring crate skips checked against the container sizes, and no bytes
+/// after the last container.
+fn read_roaring(bytes: &[u8]) -> Result<RoaringBitmap> {
+    const NO_RUN: u32 = 12346;
+    const RUN: u16 = 12347;
+    let mut r = ByteReader::new(bytes, "roaring bitmap");
+    let cookie = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
+    let (count, run_flags) = if cookie == NO_RUN {
+        (
+            u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")) as usize,
+            None,
+        )
+    } else if cookie as u16 == RUN {
+        let count = (cookie >> 16) as usize + 1;
+        (count, Some(r.take(count.div_ceil(8))?))
+    } else {
+        bail!("roaring bitmap: bad cookie {cookie:#x}");
+    };
+    if count > 65536 {
+        bail!("roaring bitmap: {count} containers");
+    }
+    let header = r.take(count * 4)?;
+    let has_offsets = run_flags.is_none() || count >= 4;
+    let offsets = if has_offsets {
+        Some(r.take(count * 4)?)
+    } else {
+        None
+    };
+    let mut at = r.pos();
+    for i in 0..count {
+        let cardinality = u16::from_le_bytes([header[4 * i + 2], header[4 * i + 3]]) as usize + 1;
+        if let Some(o) = offsets {
+            let stated = u32::from_le_bytes(o[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+            if stated as usize != at {
+                bail!("roaring bitmap: container {i} is at {at}, its offset says {stated}");
+            }
+        }
+        let is_run = run_flags.is_some_and(|f| f[i / 8] & (1 << (i % 8)) != 0);
+        let size = if is_run {
+            let runs = bytes
+                .get(at..at + 2)
+                .context("roaring bitmap: truncated run container")?;
+            2 + 4 * u16::from_le_bytes([runs[0], runs[1]]) as usize
+        } else if cardinality <= 4096 {
+            2 * cardinality
+        } else {
+            8192
+        };
+        at += size;
+    }
+    if at != bytes.len() {
+        bail!(
+            "roaring bitmap: {} bytes, its containers end at {at}",
+            bytes.len()
+        );
+    }
+    RoaringBitmap::deserialize_from(bytes).map_err(|e| anyhow::anyhow!("roaring bitmap: {e}"))
 }
 
 /// Feature flags of a string part (spec 6.1).
@@ -500,7 +655,7 @@ fn read_string(
         for (i, b) in bitmaps.iter().enumerate() {
             let bytes = b.unwrap_or(&[]);
             stored.push(
-                RoaringBitmap::deserialize_from(bytes)
+                read_roaring(bytes)
                     .map_err(|e| anyhow::anyhow!("{what}: bitmap {i} is corrupt: {e}"))?,
             );
         }
@@ -543,6 +698,9 @@ fn read_vsize_ints(r: &mut ByteReader) -> Result<Vec<u32>> {
             "id block of {size} bytes does not fit {width}-byte ids"
         ));
     }
+    if body[size - (4 - width)..].iter().any(|b| *b != 0) {
+        return r.fail("the id block's padding is not zero");
+    }
     Ok(body[..size - (4 - width)]
         .chunks_exact(width)
         .map(be_id)
@@ -572,6 +730,9 @@ fn read_vsize_multi_ints(r: &mut ByteReader) -> Result<(Vec<u32>, Vec<u32>)> {
             "multi-value ids of {} bytes do not fit {width}-byte ids",
             values.len()
         );
+    }
+    if values[values.len() - padding..].iter().any(|b| *b != 0) {
+        bail!("multi-value ids: the padding is not zero");
     }
     let values = &values[..values.len() - padding];
     let mut offsets = Vec::with_capacity(rows + 1);
@@ -644,7 +805,8 @@ pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, Roa
     let len = r.len32()?;
     let descriptor: Descriptor =
         serde_json::from_slice(r.take(len)?).with_context(|| format!("{what}: bad descriptor"))?;
-    if descriptor.value_type != "STRING" {
+    let part = descriptor_part(&descriptor, &what)?;
+    if descriptor.value_type != "STRING" || part["type"] != "stringDictionary" {
         bail!("column {name} is not a string column");
     }
     let (column, bitmaps) = read_string(name, &what, descriptor.has_multiple_values, &mut r)?;
@@ -653,7 +815,11 @@ pub fn read_bitmaps(name: &str, bytes: &[u8]) -> Result<Vec<(Option<String>, Roa
 
 /// Read a whole segment into memory.
 pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
-    let files = SegmentFiles::open(path)?;
+    read_segment_files(&SegmentFiles::open(path)?)
+}
+
+/// Decode a segment's files (every column, checked).
+pub fn read_segment_files(files: &SegmentFiles) -> Result<(IndexDrd, SegmentData)> {
     let SegmentParts {
         entries,
         index: drd,
@@ -665,6 +831,15 @@ pub fn read_segment(path: &Path) -> Result<(IndexDrd, SegmentData)> {
     let Column::Numeric(NumericValues::Long(times), _) = read_column("__time", time_bytes)? else {
         bail!("__time is not a long column");
     };
+    let (start, end) = drd.interval;
+    if let Some(i) = (0..times.len())
+        .find(|&i| !(start..end).contains(&times[i]) || (i > 0 && times[i - 1] > times[i]))
+    {
+        bail!(
+            "__time row {i}: {} is out of order or outside the interval {start}..{end}",
+            times[i]
+        );
+    }
     let mut data = SegmentData {
         interval: drd.interval,
         numeric_dimensions: Vec::new(),
