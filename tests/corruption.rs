@@ -74,6 +74,7 @@ fn every_truncation_errors_and_no_flip_panics_or_goes_unnoticed() {
             dimension_compression: Compression::Uncompressed,
             metric_compression: Compression::None,
             long_encoding: LongEncoding::Auto,
+            run_compression: false,
         },
     ];
     for spec in specs {

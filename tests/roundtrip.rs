@@ -4,7 +4,7 @@
 //! NaN in double and float columns as it is, so NaN is written bit for bit.
 
 use kinesis_peon::segment::bytes::java_cmp_nullable;
-use kinesis_peon::segment::reader::read_segment;
+use kinesis_peon::segment::reader::{self, read_segment};
 use kinesis_peon::segment::writer::write_segment_dir;
 use kinesis_peon::segment::*;
 use kinesis_peon::spec::{Compression, LongEncoding, ResolvedIndexSpec};
@@ -210,6 +210,7 @@ fn specs() -> Vec<ResolvedIndexSpec> {
                     dimension_compression,
                     metric_compression,
                     long_encoding,
+                    run_compression: long_encoding == LongEncoding::Auto,
                 });
             }
         }
@@ -322,5 +323,31 @@ fn multi_value_layouts_follow_the_spec() {
         let bitmaps = kinesis_peon::segment::reader::read_bitmaps("tags", bytes).unwrap();
         let rows: Vec<Vec<u32>> = bitmaps.iter().map(|(_, b)| b.iter().collect()).collect();
         assert_eq!(rows, vec![vec![1], vec![0], vec![0, 2]]);
+    }
+}
+
+/// bitmap.compressRunOnSerialization: long runs of equal values are stored
+/// as run containers (cookie 12347) when on, as arrays when off; both read
+/// back to the same rows.
+#[test]
+fn run_compressed_bitmaps_round_trip() {
+    use kinesis_peon::segment::reader::{read_bitmaps, read_column};
+    use kinesis_peon::segment::writer::string_column_with;
+    let rows: Vec<Option<String>> = (0..3000)
+        .map(|i| Some(if i < 1000 || i >= 2500 { "a" } else { "b" }.to_string()))
+        .collect();
+    let col = column("runs", &rows);
+    let run_cookie = [0x3b, 0x30];
+    for run_compression in [true, false] {
+        let bytes = string_column_with(&col, Compression::Lz4, run_compression).unwrap();
+        let has_run_cookie = bytes.windows(2).any(|w| w == run_cookie);
+        assert_eq!(has_run_cookie, run_compression);
+        let Ok(reader::Column::String(back)) = read_column("runs", &bytes) else {
+            panic!("not a string column");
+        };
+        assert_eq!(back, col);
+        let bitmaps = read_bitmaps("runs", &bytes).unwrap();
+        assert_eq!(bitmaps[0].1.len(), 1500);
+        assert_eq!(bitmaps[1].1.iter().next(), Some(1000));
     }
 }

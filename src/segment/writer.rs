@@ -209,7 +209,16 @@ fn encoded_long_supplier(values: &[i64], compression: Compression) -> Result<Opt
     Ok(Some(supplier))
 }
 
+/// A string column with Druid's default bitmaps (run compression on).
 pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec<u8>> {
+    string_column_with(col, compression, true)
+}
+
+pub fn string_column_with(
+    col: &StringColumn,
+    compression: Compression,
+    run_compression: bool,
+) -> Result<Vec<u8>> {
     let cardinality = col.dictionary.len();
     let width = id_width(cardinality);
     let multi = col.offsets.as_deref();
@@ -293,7 +302,13 @@ pub fn string_column(col: &StringColumn, compression: Compression) -> Result<Vec
             bail!("dimension compression {compression:?} is not written by this build")
         }
     }
-    let bitmaps = value_bitmaps(col)?;
+    let mut bitmaps = value_bitmaps(col)?;
+    if run_compression {
+        // Druid's runOptimize: run containers wherever they are smaller.
+        for b in &mut bitmaps {
+            b.optimize();
+        }
+    }
     let mut serialized = Vec::with_capacity(cardinality);
     for (i, b) in bitmaps.iter().enumerate() {
         if b.is_empty() {
@@ -485,7 +500,7 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     for d in &data.dimensions {
         entries.push(Entry {
             name: d.name.clone(),
-            bytes: string_column(d, spec.dimension_compression)
+            bytes: string_column_with(d, spec.dimension_compression, spec.run_compression)
                 .with_context(|| format!("dimension {}", d.name))?,
         });
     }

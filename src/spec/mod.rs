@@ -618,6 +618,9 @@ pub struct ResolvedIndexSpec {
     pub dimension_compression: Compression,
     pub metric_compression: Compression,
     pub long_encoding: LongEncoding,
+    /// bitmap.compressRunOnSerialization (Druid's default: true): value
+    /// bitmaps use run containers where those are smaller.
+    pub run_compression: bool,
 }
 
 impl Default for ResolvedIndexSpec {
@@ -626,6 +629,7 @@ impl Default for ResolvedIndexSpec {
             dimension_compression: Compression::Lz4,
             metric_compression: Compression::Lz4,
             long_encoding: LongEncoding::Longs,
+            run_compression: true,
         }
     }
 }
@@ -1255,6 +1259,7 @@ fn resolve_index_spec(spec: &IndexSpec, path: &str, c: &mut Checker) -> Resolved
             c,
         ),
         long_encoding,
+        run_compression: spec.bitmap.compress_run_on_serialization.unwrap_or(true),
     }
 }
 
