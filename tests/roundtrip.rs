@@ -334,7 +334,7 @@ fn run_compressed_bitmaps_round_trip() {
     use kinesis_peon::segment::reader::{read_bitmaps, read_column};
     use kinesis_peon::segment::writer::string_column_with;
     let rows: Vec<Option<String>> = (0..3000)
-        .map(|i| Some(if i < 1000 || i >= 2500 { "a" } else { "b" }.to_string()))
+        .map(|i| Some(if !(1000..2500).contains(&i) { "a" } else { "b" }.to_string()))
         .collect();
     let col = column("runs", &rows);
     let run_cookie = [0x3b, 0x30];
