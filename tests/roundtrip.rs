@@ -199,9 +199,14 @@ prop_compose! {
 
 fn specs() -> Vec<ResolvedIndexSpec> {
     let mut out = Vec::new();
-    for dimension_compression in [Compression::Lz4, Compression::Uncompressed] {
+    for dimension_compression in [
+        Compression::Lz4,
+        Compression::Lzf,
+        Compression::Uncompressed,
+    ] {
         for metric_compression in [
             Compression::Lz4,
+            Compression::Lzf,
             Compression::Uncompressed,
             Compression::None,
         ] {
@@ -349,5 +354,39 @@ fn run_compressed_bitmaps_round_trip() {
         let bitmaps = read_bitmaps("runs", &bytes).unwrap();
         assert_eq!(bitmaps[0].1.len(), 1500);
         assert_eq!(bitmaps[1].1.iter().next(), Some(1000));
+    }
+}
+
+/// LZF blocks as compress-lzf frames them: a full 64 KiB block needs two
+/// chunks (65,535 + 1 bytes); incompressible bytes go in stored chunks.
+#[test]
+fn lzf_chunks_round_trip() {
+    use kinesis_peon::segment::bytes::{lzf_decode, lzf_encode};
+    let repetitive: Vec<u8> = (0..65_536u32).map(|i| (i / 700) as u8).collect();
+    let mut noise = Vec::with_capacity(5000);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..5000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.push(x as u8);
+    }
+    for (raw, chunks) in [(&repetitive, 2), (&noise, 1)] {
+        let encoded = lzf_encode(raw);
+        let signatures = encoded.windows(2).filter(|w| w == b"ZV").count();
+        assert!(signatures >= chunks);
+        assert_eq!(&encoded[..2], b"ZV");
+        let stored = encoded[2] == 0;
+        assert_eq!(
+            stored,
+            raw.len() == 5000,
+            "noise is stored, runs compressed"
+        );
+        let mut back = vec![0u8; raw.len()];
+        lzf_decode(&encoded, &mut back).unwrap();
+        assert_eq!(&back, raw);
+        // One byte short or long is an error, not a panic.
+        assert!(lzf_decode(&encoded, &mut vec![0u8; raw.len() - 1]).is_err());
+        assert!(lzf_decode(&encoded[..encoded.len() - 1], &mut back).is_err());
     }
 }

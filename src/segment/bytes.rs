@@ -84,13 +84,103 @@ pub fn write_prefixed_string(out: &mut Vec<u8>, s: &str) {
 pub fn write_blocks(out: &mut Vec<u8>, raw: &[u8], block_bytes: usize, compression: Compression) {
     let blocks: Vec<Vec<u8>> = raw
         .chunks(block_bytes.max(1))
-        .map(|chunk| match compression {
-            Compression::Lz4 => lz4_flex::block::compress(chunk),
-            _ => chunk.to_vec(),
-        })
+        .map(|chunk| compress_block(chunk, compression))
         .collect();
     let items: Vec<Option<&[u8]>> = blocks.iter().map(|b| Some(b.as_slice())).collect();
     write_generic_indexed(out, 0, &items);
+}
+
+/// One block's bytes as the compression strategy stores them.
+pub fn compress_block(raw: &[u8], compression: Compression) -> Vec<u8> {
+    match compression {
+        Compression::Lz4 => lz4_flex::block::compress(raw),
+        Compression::Lzf => lzf_encode(raw),
+        Compression::Uncompressed | Compression::None => raw.to_vec(),
+    }
+}
+
+/// The largest piece compress-lzf puts in one chunk (LZFChunk.MAX_CHUNK_LEN).
+const LZF_MAX_CHUNK: usize = 0xFFFF;
+
+/// LZF as Druid's LZF strategy writes it (compress-lzf's LZFEncoder): the
+/// input in chunks of at most 65,535 bytes, each `ZV` + type 1 (compressed:
+/// u16 BE stored length, u16 BE original length) or type 0 (stored: u16 BE
+/// length) when compressing would not make it smaller.
+pub fn lzf_encode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() / 2 + 16);
+    for piece in raw.chunks(LZF_MAX_CHUNK) {
+        out.extend_from_slice(b"ZV");
+        match lzf::compress(piece) {
+            Ok(packed) if packed.len() < piece.len() => {
+                out.push(1);
+                out.extend_from_slice(&(packed.len() as u16).to_be_bytes());
+                out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+                out.extend_from_slice(&packed);
+            }
+            _ => {
+                out.push(0);
+                out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+                out.extend_from_slice(piece);
+            }
+        }
+    }
+    out
+}
+
+/// Decode compress-lzf chunks into exactly `dest.len()` bytes.
+pub fn lzf_decode(mut block: &[u8], dest: &mut [u8]) -> Result<(), String> {
+    let mut at = 0;
+    while !block.is_empty() {
+        let header = block.get(..5).ok_or("truncated LZF chunk header")?;
+        if &header[..2] != b"ZV" {
+            return Err(format!(
+                "LZF chunk at output byte {at} lacks the ZV signature"
+            ));
+        }
+        let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+        let (piece, original, rest) = match header[2] {
+            0 => {
+                let piece = block.get(5..5 + len).ok_or("truncated stored LZF chunk")?;
+                (piece, len, &block[5 + len..])
+            }
+            1 => {
+                let original = u16::from_be_bytes([
+                    *block.get(5).ok_or("truncated LZF chunk")?,
+                    *block.get(6).ok_or("truncated LZF chunk")?,
+                ]) as usize;
+                let piece = block
+                    .get(7..7 + len)
+                    .ok_or("truncated compressed LZF chunk")?;
+                (piece, original, &block[7 + len..])
+            }
+            t => return Err(format!("LZF chunk type {t} (0 or 1)")),
+        };
+        let target = dest
+            .get_mut(at..at + original)
+            .ok_or("LZF chunks hold more bytes than the block")?;
+        if header[2] == 0 {
+            target.copy_from_slice(piece);
+        } else {
+            let unpacked =
+                lzf::decompress(piece, original).map_err(|e| format!("LZF chunk: {e}"))?;
+            if unpacked.len() != original {
+                return Err(format!(
+                    "LZF chunk holds {} bytes, its header says {original}",
+                    unpacked.len()
+                ));
+            }
+            target.copy_from_slice(&unpacked);
+        }
+        at += original;
+        block = rest;
+    }
+    if at != dest.len() {
+        return Err(format!(
+            "LZF chunks hold {at} bytes, expected {}",
+            dest.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Largest a decompressed block may be (Druid's 64 KiB buffer).
@@ -277,7 +367,7 @@ pub fn decode_block(
             Ok(n) => r.fail(format!("LZ4 block {i} holds {n} bytes, expected {want}")),
             Err(e) => r.fail(format!("LZ4 block {i} is corrupt: {e}")),
         },
-        0x00 => r.fail("LZF blocks are not supported by this reader yet"),
+        0x00 => lzf_decode(block, dest).or_else(|e| r.fail(format!("LZF block {i}: {e}"))),
         other => r.fail(format!("unknown compression id 0x{other:02x}")),
     }
 }

@@ -2,7 +2,8 @@
 //! 00000.smoosh) and its index.zip, as Druid's IndexMergerV9 lays them out.
 
 use super::bytes::{
-    compression_id, write_blocks, write_generic_indexed, write_prefixed_string, write_string_list,
+    compress_block, compression_id, write_blocks, write_generic_indexed, write_prefixed_string,
+    write_string_list,
 };
 use super::*;
 use crate::spec::{Compression, LongEncoding, ResolvedIndexSpec};
@@ -74,13 +75,12 @@ pub fn numeric_column_encoded(
             supplier.push(compression_id(compression));
             supplier.extend_from_slice(&raw);
         }
-        Compression::Lz4 | Compression::Uncompressed => {
+        Compression::Lz4 | Compression::Lzf | Compression::Uncompressed => {
             let per_block = values_per_block(width);
             supplier.extend_from_slice(&(per_block as i32).to_be_bytes());
             supplier.push(compression_id(compression));
             write_blocks(&mut supplier, &raw, per_block * width, compression);
         }
-        Compression::Lzf => bail!("lzf is not written by this build"),
     }
     finish_numeric(descriptor, &supplier, nulls)
 }
@@ -186,7 +186,7 @@ fn encoded_long_supplier(values: &[i64], compression: Compression) -> Result<Opt
             supplier.extend_from_slice(&header);
             pack_msb(values.iter().map(|v| codes(*v)), bits, &mut supplier);
         }
-        Compression::Lz4 | Compression::Uncompressed => {
+        Compression::Lz4 | Compression::Lzf | Compression::Uncompressed => {
             supplier.extend_from_slice(&(per_block as i32).to_be_bytes());
             supplier.push(flagged);
             supplier.extend_from_slice(&header);
@@ -195,16 +195,12 @@ fn encoded_long_supplier(values: &[i64], compression: Compression) -> Result<Opt
                 .map(|chunk| {
                     let mut packed = Vec::new();
                     pack_msb(chunk.iter().map(|v| codes(*v)), bits, &mut packed);
-                    match compression {
-                        Compression::Lz4 => lz4_flex::block::compress(&packed),
-                        _ => packed,
-                    }
+                    compress_block(&packed, compression)
                 })
                 .collect();
             let items: Vec<Option<&[u8]>> = blocks.iter().map(|b| Some(b.as_slice())).collect();
             write_generic_indexed(&mut supplier, 0, &items);
         }
-        Compression::Lzf => bail!("lzf is not written by this build"),
     }
     Ok(Some(supplier))
 }
@@ -233,7 +229,7 @@ pub fn string_column_with(
     );
     let dictionary: Vec<Option<&str>> = col.dictionary.iter().map(|v| v.as_deref()).collect();
     match compression {
-        Compression::Lz4 => {
+        Compression::Lz4 | Compression::Lzf => {
             // Part version 2; flag 2 (MULTI_VALUE_V3) for multi-value.
             out.push(2);
             out.extend_from_slice(&(if multi.is_some() { 2i32 } else { 0 }).to_be_bytes());
@@ -298,7 +294,7 @@ pub fn string_column_with(
             }
             out.extend(std::iter::repeat_n(0u8, padding));
         }
-        Compression::None | Compression::Lzf => {
+        Compression::None => {
             bail!("dimension compression {compression:?} is not written by this build")
         }
     }

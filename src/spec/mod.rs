@@ -1625,22 +1625,6 @@ fn resolve_tuning(task: &Task, r: &mut Resolved, c: &mut Checker) {
         Some(s) => resolve_index_spec(s, "tuningConfig.indexSpecForIntermediatePersists", c),
         None => r.index_spec.clone(),
     };
-    for (path, spec) in [
-        ("tuningConfig.indexSpec", &r.index_spec),
-        (
-            "tuningConfig.indexSpecForIntermediatePersists",
-            &r.persist_index_spec,
-        ),
-    ] {
-        if spec.metric_compression == Compression::Lzf
-            || spec.dimension_compression == Compression::Lzf
-        {
-            c.fail(
-                path,
-                "lzf is a legacy compression this build reads but does not write; use lz4",
-            );
-        }
-    }
     // reportParseExceptions=true means the first parse error fails the task.
     if t.report_parse_exceptions {
         r.max_parse_exceptions = 0;
