@@ -390,3 +390,66 @@ fn lzf_chunks_round_trip() {
         assert!(lzf_decode(&encoded[..encoded.len() - 1], &mut back).is_err());
     }
 }
+
+/// The merge's block-by-block disk cursors read what the whole-segment
+/// reader reads, under every index spec (blocks, contiguous windows,
+/// table and delta encodings), over several blocks.
+#[test]
+fn disk_cursors_read_every_layout() {
+    use kinesis_peon::segment::cursor::DiskSegment;
+    let n = 20_000usize;
+    let strings: Vec<Option<String>> = (0..n)
+        .map(|i| (i % 7 != 0).then(|| format!("v{}", (i * 31) % 300)))
+        .collect();
+    let few: Vec<i64> = (0..n).map(|i| (i % 5) as i64 * 1000 - 7).collect();
+    let many: Vec<i64> = (0..n)
+        .map(|i| (i as i64 * 7919) % 1_000_003 - 500_000)
+        .collect();
+    let doubles: Vec<f64> = (0..n).map(|i| i as f64 / 3.0).collect();
+    let floats: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
+    let nulls: Vec<bool> = (0..n).map(|i| i % 11 == 0).collect();
+    let data = SegmentData {
+        interval: (0, 86_400_000),
+        numeric_dimensions: Vec::new(),
+        times: (0..n as i64).map(|i| i * 4000).collect(),
+        dimensions: vec![column("s", &strings)],
+        metrics: vec![
+            metric("few", NumericValues::Long(few), &nulls),
+            metric("many", NumericValues::Long(many), &vec![false; n]),
+            metric("d", NumericValues::Double(doubles), &nulls),
+            metric("f", NumericValues::Float(floats), &vec![false; n]),
+        ],
+        metadata: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (i, spec) in specs().into_iter().enumerate() {
+        let path = dir.path().join(i.to_string());
+        write_segment_dir(&path, &data, &spec).unwrap();
+        let segment = DiskSegment::open(&path).unwrap();
+        let mut time = segment.numeric("__time").unwrap();
+        let mut s = segment.strings("s").unwrap();
+        assert_eq!(s.dictionary, data.dimensions[0].dictionary, "{spec:?}");
+        // Backwards as well as forwards: blocks are fetched on demand.
+        for row in (0..n).rev().step_by(997).chain(0..n) {
+            assert_eq!(time.bits(row).unwrap() as i64, data.times[row], "{spec:?}");
+            assert_eq!(s.id(row).unwrap(), data.dimensions[0].ids[row], "{spec:?}");
+        }
+        for m in &data.metrics {
+            let mut cursor = segment.numeric(&m.name).unwrap();
+            assert_eq!(cursor.nulls, m.nulls, "{} {spec:?}", m.name);
+            for row in 0..n {
+                let want = match &m.values {
+                    NumericValues::Long(v) => v[row] as u64,
+                    NumericValues::Double(v) => v[row].to_bits(),
+                    NumericValues::Float(v) => v[row].to_bits() as u64,
+                };
+                assert_eq!(
+                    cursor.bits(row).unwrap(),
+                    want,
+                    "{} row {row} {spec:?}",
+                    m.name
+                );
+            }
+        }
+    }
+}

@@ -26,9 +26,13 @@ fn many_small_persists_and_partitions_match_a_run_without_persists() {
     let direct = fresh_dir("spill-small-b");
     // 700 rows per persist: many spills per day; 300 rows per segment:
     // several partitions per day, cut after the merge.
+    // Persists in other layouts than the final segments: the merge reads
+    // uncompressed ids, raw values and table/delta-encoded longs from disk.
     let tuned = |max_rows_in_memory: i64| {
         json!({"type": "KinesisTuningConfig", "maxRowsInMemory": max_rows_in_memory,
-               "maxRowsPerSegment": 300, "maxPendingPersists": 1})
+               "maxRowsPerSegment": 300, "maxPendingPersists": 1,
+               "indexSpecForIntermediatePersists": {"dimensionCompression": "uncompressed",
+                   "metricCompression": "none", "longEncoding": "auto"}})
     };
     let a = flights_task_tuned(&spilled, "spill-a", 3, "spill", tuned(700));
     let b = flights_task_tuned(&direct, "spill-b", 3, "spill", tuned(10_000_000));

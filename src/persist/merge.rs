@@ -5,13 +5,19 @@
 //! `maxRowsPerSegment` rows. Each partition's dictionaries are cut down to
 //! the values it uses, exactly as a segment written straight from memory,
 //! so the output does not depend on when persists happened.
+//!
+//! Persists are read from disk block by block (`SpillInput`): the merge
+//! holds each persist's dictionaries and one decoded block per column, and
+//! the partition being filled, never whole persists.
 
 use crate::segment::bytes::java_cmp_nullable;
+use crate::segment::cursor::{DiskSegment, NumericCursor, NumericKind, StringCursor};
 use crate::segment::{MetricColumn, NumericValues, SegmentData, StringColumn};
 use crate::spec::{AggOp, Aggregator, AggregatorKind};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use roaring::RoaringBitmap;
 use std::cmp::Ordering;
+use std::path::Path;
 
 /// What the merged partitions look like.
 pub struct MergePlan<'a> {
@@ -24,61 +30,220 @@ pub struct MergePlan<'a> {
     pub metadata: &'a serde_json::Value,
 }
 
+/// One row of an input, its ids in the input's own dictionaries (per plan
+/// dimension; 0 where the input lacks the dimension) and metrics as bits
+/// (i64, f64 or f32 bits), None for null.
+#[derive(Default, Clone)]
+pub struct InputRow {
+    pub time: i64,
+    pub ids: Vec<u32>,
+    pub metrics: Vec<Option<u64>>,
+}
+
+/// A sorted segment read row by row, bound to a plan's dimensions and
+/// metrics.
+pub trait MergeInput {
+    fn num_rows(&self) -> usize;
+    /// The dictionary of plan dimension `d`; None when the input lacks it.
+    fn dictionary(&self, d: usize) -> Option<&[Option<String>]>;
+    fn metric_kind(&self, m: usize) -> NumericKind;
+    fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()>;
+}
+
+fn kind_of(values: &NumericValues) -> NumericKind {
+    match values {
+        NumericValues::Long(_) => NumericKind::Long,
+        NumericValues::Double(_) => NumericKind::Double,
+        NumericValues::Float(_) => NumericKind::Float,
+    }
+}
+
+/// Rows still in memory (a sink turned into segment data).
+pub struct MemoryInput<'a> {
+    data: &'a SegmentData,
+    dims: Vec<Option<&'a StringColumn>>,
+    metrics: Vec<&'a MetricColumn>,
+}
+
+impl<'a> MemoryInput<'a> {
+    pub fn new(data: &'a SegmentData, plan: &MergePlan) -> Result<MemoryInput<'a>> {
+        if let Some(d) = data.dimensions.iter().find(|d| d.offsets.is_some()) {
+            bail!(
+                "dimension {}: multi-value columns are not merged by this build yet",
+                d.name
+            );
+        }
+        if let Some(d) = data.numeric_dimensions.first() {
+            bail!(
+                "dimension {}: numeric dimensions are not merged by this build yet",
+                d.column.name
+            );
+        }
+        Ok(MemoryInput {
+            data,
+            dims: plan
+                .dimensions
+                .iter()
+                .map(|n| data.dimensions.iter().find(|d| d.name == *n))
+                .collect(),
+            metrics: plan
+                .aggregators
+                .iter()
+                .map(|a| {
+                    data.metrics
+                        .iter()
+                        .find(|m| m.name == a.name)
+                        .with_context(|| format!("no metric {}", a.name))
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+impl MergeInput for MemoryInput<'_> {
+    fn num_rows(&self) -> usize {
+        self.data.num_rows()
+    }
+
+    fn dictionary(&self, d: usize) -> Option<&[Option<String>]> {
+        self.dims[d].map(|c| c.dictionary.as_slice())
+    }
+
+    fn metric_kind(&self, m: usize) -> NumericKind {
+        kind_of(&self.metrics[m].values)
+    }
+
+    fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
+        out.time = self.data.times[row];
+        out.ids.clear();
+        out.ids
+            .extend(self.dims.iter().map(|c| c.map_or(0, |c| c.ids[row])));
+        out.metrics.clear();
+        for m in &self.metrics {
+            out.metrics.push(if m.nulls.contains(row as u32) {
+                None
+            } else {
+                Some(match &m.values {
+                    NumericValues::Long(v) => v[row] as u64,
+                    NumericValues::Double(v) => v[row].to_bits(),
+                    NumericValues::Float(v) => v[row].to_bits() as u64,
+                })
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An intermediate persist on disk, read block by block.
+pub struct SpillInput {
+    rows: usize,
+    time: NumericCursor,
+    dims: Vec<Option<StringCursor>>,
+    metrics: Vec<NumericCursor>,
+}
+
+impl SpillInput {
+    pub fn open(dir: &Path, plan: &MergePlan) -> Result<SpillInput> {
+        let segment = DiskSegment::open(dir)?;
+        let time = segment.numeric("__time")?;
+        let dims = plan
+            .dimensions
+            .iter()
+            .map(|n| {
+                segment
+                    .index
+                    .dimensions
+                    .contains(n)
+                    .then(|| segment.strings(n))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(extra) = segment
+            .index
+            .dimensions
+            .iter()
+            .find(|d| !plan.dimensions.contains(d))
+        {
+            bail!("{}: dimension {extra} is not the task's", dir.display());
+        }
+        let metrics = plan
+            .aggregators
+            .iter()
+            .map(|a| segment.numeric(&a.name))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = time.len();
+        if dims.iter().flatten().any(|d| d.len() != rows) || metrics.iter().any(|m| m.len() != rows)
+        {
+            bail!("{}: columns of different lengths", dir.display());
+        }
+        Ok(SpillInput {
+            rows,
+            time,
+            dims,
+            metrics,
+        })
+    }
+}
+
+impl MergeInput for SpillInput {
+    fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    fn dictionary(&self, d: usize) -> Option<&[Option<String>]> {
+        self.dims[d].as_ref().map(|c| c.dictionary.as_slice())
+    }
+
+    fn metric_kind(&self, m: usize) -> NumericKind {
+        self.metrics[m].kind
+    }
+
+    fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
+        out.time = self.time.bits(row)? as i64;
+        out.ids.clear();
+        for d in &mut self.dims {
+            out.ids.push(match d {
+                Some(c) => c.id(row)?,
+                None => 0,
+            });
+        }
+        out.metrics.clear();
+        for m in &mut self.metrics {
+            out.metrics.push(if m.nulls.contains(row as u32) {
+                None
+            } else {
+                Some(m.bits(row)?)
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One dimension of the merge: the union dictionary (Java order, null
 /// first) and, per input, the union rank of each of its ids.
 struct MergedDimension<'a> {
     name: &'a str,
-    dictionary: Vec<Option<&'a str>>,
-    /// None: the input lacks the dimension; its rows are null (rank 0).
-    remap: Vec<Option<(&'a [u32], Vec<u32>)>>,
+    dictionary: Vec<Option<String>>,
+    /// Per input: union rank of each id; None when the input lacks the
+    /// dimension (its rows are null, rank 0).
+    remap: Vec<Option<Vec<u32>>>,
 }
 
-impl MergedDimension<'_> {
-    fn rank(&self, input: usize, row: usize) -> u32 {
-        match &self.remap[input] {
-            Some((ids, ranks)) => ranks[ids[row] as usize],
-            None => 0,
-        }
-    }
+/// An input's current row with its dimension ids remapped to union ranks.
+struct Head {
+    row: InputRow,
+    ranks: Vec<u32>,
 }
 
 /// Merge `inputs` (each sorted as a segment is, earlier persists first) and
 /// hand every finished partition to `emit` in order.
 pub fn merge(
     interval: (i64, i64),
-    inputs: &[SegmentData],
+    inputs: &mut [Box<dyn MergeInput + '_>],
     plan: &MergePlan,
     mut emit: impl FnMut(SegmentData) -> Result<()>,
 ) -> Result<()> {
-    if let Some(d) = inputs
-        .iter()
-        .flat_map(|i| &i.dimensions)
-        .find(|d| d.offsets.is_some())
-    {
-        bail!(
-            "dimension {}: multi-value columns are not merged by this build yet",
-            d.name
-        );
-    }
     let dims = merged_dimensions(inputs, plan.dimensions);
-    let metric_inputs: Vec<Vec<&MetricColumn>> = plan
-        .aggregators
-        .iter()
-        .map(|a| {
-            inputs
-                .iter()
-                .map(|input| {
-                    input
-                        .metrics
-                        .iter()
-                        .find(|m| m.name == a.name)
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("a persisted segment lacks metric {}", a.name)
-                        })
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<_>>()?;
     let ops: Vec<AggOp> = plan
         .aggregators
         .iter()
@@ -87,12 +252,15 @@ pub fn merge(
             _ => AggOp::Sum,
         })
         .collect();
-    for (columns, a) in metric_inputs.iter().zip(plan.aggregators) {
-        let kinds: Vec<std::mem::Discriminant<NumericValues>> = columns
-            .iter()
-            .map(|c| std::mem::discriminant(&c.values))
-            .collect();
-        if kinds.windows(2).any(|w| w[0] != w[1]) {
+    let kinds: Vec<NumericKind> = (0..plan.aggregators.len())
+        .map(|m| {
+            inputs
+                .first()
+                .map_or(NumericKind::Long, |i| i.metric_kind(m))
+        })
+        .collect();
+    for (m, a) in plan.aggregators.iter().enumerate() {
+        if inputs.iter().any(|i| i.metric_kind(m) != kinds[m]) {
             bail!(
                 "metric {} has different types in different persists",
                 a.name
@@ -100,54 +268,63 @@ pub fn merge(
         }
     }
 
-    let mut out = Partition::new(interval, &dims, &metric_inputs, plan);
-    let mut pos = vec![0usize; inputs.len()];
-    let key_cmp = |a: (usize, usize), b: (usize, usize)| -> Ordering {
-        inputs[a.0].times[a.1]
-            .cmp(&inputs[b.0].times[b.1])
-            .then_with(|| {
-                for d in &dims {
-                    let o = d.rank(a.0, a.1).cmp(&d.rank(b.0, b.1));
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-                Ordering::Equal
+    let load = |input: &mut Box<dyn MergeInput + '_>, i: usize, row: usize| -> Result<Head> {
+        let mut r = InputRow::default();
+        input.read_row(row, &mut r)?;
+        let ranks = dims
+            .iter()
+            .zip(&r.ids)
+            .map(|(d, &id)| match &d.remap[i] {
+                Some(ranks) => ranks
+                    .get(id as usize)
+                    .copied()
+                    .context("id outside its dictionary"),
+                None => Ok(0),
             })
+            .collect::<Result<_>>()?;
+        Ok(Head { row: r, ranks })
     };
+    let mut pos = vec![0usize; inputs.len()];
+    let mut heads: Vec<Option<Head>> = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter_mut().enumerate() {
+        heads.push(if input.num_rows() > 0 {
+            Some(load(input, i, 0)?)
+        } else {
+            None
+        });
+    }
+    let mut out = Partition::new(interval, dims.len(), &kinds);
     loop {
         // The smallest head; ties go to the earlier input (arrival order).
         let mut best: Option<usize> = None;
-        for (i, input) in inputs.iter().enumerate() {
-            if pos[i] < input.num_rows()
-                && best.is_none_or(|b| key_cmp((i, pos[i]), (b, pos[b])) == Ordering::Less)
-            {
+        for (i, h) in heads.iter().enumerate() {
+            let Some(h) = h else { continue };
+            if best.is_none_or(|b| {
+                let bh = heads[b].as_ref().expect("best has a head");
+                (h.row.time, &h.ranks).cmp(&(bh.row.time, &bh.ranks)) == Ordering::Less
+            }) {
                 best = Some(i);
             }
         }
         let Some(i) = best else { break };
-        let row = pos[i];
+        let head = heads[i].take().expect("best has a head");
         pos[i] += 1;
-        let time = inputs[i].times[row];
+        if pos[i] < inputs[i].num_rows() {
+            heads[i] = Some(load(&mut inputs[i], i, pos[i])?);
+        }
         let same_as_last = plan.rollup
             && out.len() > 0
-            && out.times.last() == Some(&time)
-            && dims
-                .iter()
-                .enumerate()
-                .all(|(d, dim)| out.ranks[d].last() == Some(&dim.rank(i, row)));
+            && out.times.last() == Some(&head.row.time)
+            && out.last_ranks() == head.ranks;
         if same_as_last {
-            out.combine_last(i, row, &metric_inputs, &ops);
+            out.combine_last(&head.row, &ops);
             continue;
         }
         if out.len() >= plan.max_rows_per_segment {
-            let full = std::mem::replace(
-                &mut out,
-                Partition::new(interval, &dims, &metric_inputs, plan),
-            );
+            let full = std::mem::replace(&mut out, Partition::new(interval, dims.len(), &kinds));
             emit(full.finish(&dims, plan))?;
         }
-        out.push(time, i, row, &dims, &metric_inputs);
+        out.push(&head);
     }
     if out.len() > 0 {
         emit(out.finish(&dims, plan))?;
@@ -156,39 +333,38 @@ pub fn merge(
 }
 
 fn merged_dimensions<'a>(
-    inputs: &'a [SegmentData],
+    inputs: &[Box<dyn MergeInput + '_>],
     names: &'a [String],
 ) -> Vec<MergedDimension<'a>> {
     names
         .iter()
-        .map(|name| {
-            let columns: Vec<Option<&StringColumn>> = inputs
-                .iter()
-                .map(|i| i.dimensions.iter().find(|d| d.name == *name))
-                .collect();
-            let mut dictionary: Vec<Option<&str>> = Vec::new();
-            if columns.iter().any(Option::is_none) {
+        .enumerate()
+        .map(|(d, name)| {
+            let mut dictionary: Vec<Option<String>> = Vec::new();
+            if inputs.iter().any(|i| i.dictionary(d).is_none()) {
                 dictionary.push(None);
             }
-            for c in columns.iter().flatten() {
-                dictionary.extend(c.dictionary.iter().map(|v| v.as_deref()));
+            for input in inputs {
+                if let Some(values) = input.dictionary(d) {
+                    dictionary.extend(values.iter().cloned());
+                }
             }
-            dictionary.sort_by(|a, b| java_cmp_nullable(*a, *b));
+            dictionary.sort_by(|a, b| java_cmp_nullable(a.as_deref(), b.as_deref()));
             dictionary.dedup();
-            let remap = columns
+            let remap = inputs
                 .iter()
-                .map(|c| {
-                    c.map(|c| {
+                .map(|input| {
+                    input.dictionary(d).map(|values| {
                         // Both lists are sorted: one forward walk remaps them.
-                        let mut ranks = Vec::with_capacity(c.dictionary.len());
+                        let mut ranks = Vec::with_capacity(values.len());
                         let mut at = 0;
-                        for v in &c.dictionary {
-                            while dictionary[at] != v.as_deref() {
+                        for v in values {
+                            while dictionary[at] != *v {
                                 at += 1;
                             }
                             ranks.push(at as u32);
                         }
-                        (c.ids.as_slice(), ranks)
+                        ranks
                     })
                 })
                 .collect();
@@ -201,39 +377,24 @@ fn merged_dimensions<'a>(
         .collect()
 }
 
-/// Rows of the partition being filled, dimension values as union ranks.
+/// Rows of the partition being filled, dimension values as union ranks,
+/// metrics as bits.
 struct Partition {
     interval: (i64, i64),
     times: Vec<i64>,
     ranks: Vec<Vec<u32>>,
-    metrics: Vec<(NumericValues, Vec<bool>)>,
+    kinds: Vec<NumericKind>,
+    metrics: Vec<Vec<Option<u64>>>,
 }
 
 impl Partition {
-    fn new(
-        interval: (i64, i64),
-        dims: &[MergedDimension],
-        metric_inputs: &[Vec<&MetricColumn>],
-        plan: &MergePlan,
-    ) -> Partition {
-        let metrics = plan
-            .aggregators
-            .iter()
-            .enumerate()
-            .map(|(m, _)| {
-                let values = match metric_inputs[m].first().map(|c| &c.values) {
-                    Some(NumericValues::Double(_)) => NumericValues::Double(Vec::new()),
-                    Some(NumericValues::Float(_)) => NumericValues::Float(Vec::new()),
-                    _ => NumericValues::Long(Vec::new()),
-                };
-                (values, Vec::new())
-            })
-            .collect();
+    fn new(interval: (i64, i64), dims: usize, kinds: &[NumericKind]) -> Partition {
         Partition {
             interval,
             times: Vec::new(),
-            ranks: vec![Vec::new(); dims.len()],
-            metrics,
+            ranks: vec![Vec::new(); dims],
+            kinds: kinds.to_vec(),
+            metrics: vec![Vec::new(); kinds.len()],
         }
     }
 
@@ -241,57 +402,32 @@ impl Partition {
         self.times.len()
     }
 
-    fn push(
-        &mut self,
-        time: i64,
-        input: usize,
-        row: usize,
-        dims: &[MergedDimension],
-        metric_inputs: &[Vec<&MetricColumn>],
-    ) {
-        self.times.push(time);
-        for (d, dim) in dims.iter().enumerate() {
-            self.ranks[d].push(dim.rank(input, row));
+    fn last_ranks(&self) -> Vec<u32> {
+        self.ranks
+            .iter()
+            .map(|r| *r.last().expect("a row"))
+            .collect()
+    }
+
+    fn push(&mut self, head: &Head) {
+        self.times.push(head.row.time);
+        for (d, r) in head.ranks.iter().enumerate() {
+            self.ranks[d].push(*r);
         }
-        for ((values, set), columns) in self.metrics.iter_mut().zip(metric_inputs) {
-            let c = columns[input];
-            set.push(!c.nulls.contains(row as u32));
-            match (values, &c.values) {
-                (NumericValues::Long(o), NumericValues::Long(v)) => o.push(v[row]),
-                (NumericValues::Double(o), NumericValues::Double(v)) => o.push(v[row]),
-                (NumericValues::Float(o), NumericValues::Float(v)) => o.push(v[row]),
-                _ => unreachable!("metric types were checked to agree"),
-            }
+        for (m, v) in head.row.metrics.iter().enumerate() {
+            self.metrics[m].push(*v);
         }
     }
 
     /// Roll an input row into the last row, as the index rolls up inputs.
-    fn combine_last(
-        &mut self,
-        input: usize,
-        row: usize,
-        metric_inputs: &[Vec<&MetricColumn>],
-        ops: &[AggOp],
-    ) {
-        let last = self.times.len() - 1;
-        for (((values, set), columns), op) in self.metrics.iter_mut().zip(metric_inputs).zip(ops) {
-            let c = columns[input];
-            if c.nulls.contains(row as u32) {
-                continue;
-            }
-            let was_set = std::mem::replace(&mut set[last], true);
-            match (values, &c.values) {
-                (NumericValues::Long(o), NumericValues::Long(v)) => {
-                    combine(&mut o[last], v[row], was_set, *op, i64::wrapping_add)
-                }
-                (NumericValues::Double(o), NumericValues::Double(v)) => {
-                    combine(&mut o[last], v[row], was_set, *op, |a, b| a + b)
-                }
-                (NumericValues::Float(o), NumericValues::Float(v)) => {
-                    combine(&mut o[last], v[row], was_set, *op, |a, b| a + b)
-                }
-                _ => unreachable!("metric types were checked to agree"),
-            }
+    fn combine_last(&mut self, row: &InputRow, ops: &[AggOp]) {
+        for (m, incoming) in row.metrics.iter().enumerate() {
+            let Some(x) = *incoming else { continue };
+            let last = self.metrics[m].last_mut().expect("a row");
+            *last = Some(match *last {
+                None => x,
+                Some(acc) => combine(self.kinds[m], ops[m], acc, x),
+            });
         }
     }
 
@@ -306,7 +442,7 @@ impl Partition {
             let mut dictionary = Vec::new();
             for (rank, _) in used.iter().enumerate().filter(|(_, u)| **u) {
                 new_id[rank] = dictionary.len() as u32;
-                dictionary.push(dim.dictionary[rank].map(str::to_string));
+                dictionary.push(dim.dictionary[rank].clone());
             }
             // A dimension with no value in this partition is not stored.
             if dictionary.iter().all(Option::is_none) {
@@ -322,16 +458,33 @@ impl Partition {
         let metrics = self
             .metrics
             .into_iter()
+            .zip(&self.kinds)
             .zip(plan.aggregators)
-            .map(|((values, set), a)| MetricColumn {
+            .map(|((values, kind), a)| MetricColumn {
                 name: a.name.clone(),
-                values,
-                nulls: set
+                nulls: values
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| !**s)
+                    .filter(|(_, v)| v.is_none())
                     .map(|(i, _)| i as u32)
                     .collect::<RoaringBitmap>(),
+                values: match kind {
+                    NumericKind::Long => {
+                        NumericValues::Long(values.iter().map(|v| v.unwrap_or(0) as i64).collect())
+                    }
+                    NumericKind::Double => NumericValues::Double(
+                        values
+                            .iter()
+                            .map(|v| f64::from_bits(v.unwrap_or(0)))
+                            .collect(),
+                    ),
+                    NumericKind::Float => NumericValues::Float(
+                        values
+                            .iter()
+                            .map(|v| f32::from_bits(v.unwrap_or(0) as u32))
+                            .collect(),
+                    ),
+                },
             })
             .collect();
         SegmentData {
@@ -345,23 +498,38 @@ impl Partition {
     }
 }
 
-fn combine<T: PartialOrd + Copy>(
-    acc: &mut T,
-    x: T,
-    was_set: bool,
-    op: AggOp,
-    add: impl Fn(T, T) -> T,
-) {
-    if !was_set {
-        *acc = x;
-        return;
+/// Combine two non-null values (as bits) of one metric.
+fn combine(kind: NumericKind, op: AggOp, acc: u64, x: u64) -> u64 {
+    match kind {
+        NumericKind::Long => {
+            let (a, b) = (acc as i64, x as i64);
+            (match op {
+                AggOp::Sum => a.wrapping_add(b),
+                AggOp::Min => a.min(b),
+                AggOp::Max => a.max(b),
+            }) as u64
+        }
+        NumericKind::Double => {
+            let (a, b) = (f64::from_bits(acc), f64::from_bits(x));
+            (match op {
+                AggOp::Sum => a + b,
+                AggOp::Min if b < a => b,
+                AggOp::Max if b > a => b,
+                _ => a,
+            })
+            .to_bits()
+        }
+        NumericKind::Float => {
+            let (a, b) = (f32::from_bits(acc as u32), f32::from_bits(x as u32));
+            (match op {
+                AggOp::Sum => a + b,
+                AggOp::Min if b < a => b,
+                AggOp::Max if b > a => b,
+                _ => a,
+            })
+            .to_bits() as u64
+        }
     }
-    *acc = match op {
-        AggOp::Sum => add(*acc, x),
-        AggOp::Min if x < *acc => x,
-        AggOp::Max if x > *acc => x,
-        _ => *acc,
-    };
 }
 
 #[cfg(test)]
@@ -431,7 +599,11 @@ mod tests {
             metadata: &metadata,
         };
         let mut out = Vec::new();
-        merge((0, 100), inputs, &plan, |s| {
+        let mut boxed: Vec<Box<dyn MergeInput>> = inputs
+            .iter()
+            .map(|d| Box::new(MemoryInput::new(d, &plan).unwrap()) as Box<dyn MergeInput>)
+            .collect();
+        merge((0, 100), &mut boxed, &plan, |s| {
             out.push(s);
             Ok(())
         })

@@ -2,6 +2,7 @@
 //! files, index.drd, metadata.drd, the smoosh, and index.zip.
 
 pub mod bytes;
+pub mod cursor;
 pub mod reader;
 pub mod writer;
 

@@ -76,37 +76,16 @@ impl SegmentFiles {
         if version != VERSION_BIN {
             bail!("version.bin holds {version:02x?}, expected segment version 9");
         }
-        let meta =
-            std::str::from_utf8(self.file("meta.smoosh")?).context("meta.smoosh is not UTF-8")?;
-        // Druid ends every line, the last included, with a newline.
-        if !meta.ends_with('\n') {
-            bail!("meta.smoosh is cut short (no final newline)");
-        }
-        let mut lines = meta.lines();
-        let header = lines.next().unwrap_or("");
-        let parts: Vec<&str> = header.split(',').collect();
-        if parts.len() != 3 || parts[0] != "v1" {
-            bail!("meta.smoosh: bad header {header:?}");
-        }
-        let chunks: usize = parts[2].parse().context("meta.smoosh: bad chunk count")?;
+        let (chunks, listed) = parse_meta_smoosh(self.file("meta.smoosh")?)?;
         let mut entries = BTreeMap::new();
-        for (i, line) in lines.enumerate() {
-            let f: Vec<&str> = line.split(',').collect();
-            if f.len() != 4 {
-                bail!(
-                    "meta.smoosh line {}: {line:?} is not name,chunk,start,end",
-                    i + 2
-                );
-            }
-            let chunk: usize = f[1]
-                .parse()
-                .with_context(|| format!("meta.smoosh line {}", i + 2))?;
-            let start: usize = f[2]
-                .parse()
-                .with_context(|| format!("meta.smoosh line {}", i + 2))?;
-            let end: usize = f[3]
-                .parse()
-                .with_context(|| format!("meta.smoosh line {}", i + 2))?;
+        for SmooshEntry {
+            name,
+            chunk,
+            start,
+            end,
+        } in listed
+        {
+            let f = [name.as_str()];
             if chunk >= chunks {
                 bail!("meta.smoosh: {} names chunk {chunk} of {chunks}", f[0]);
             }
@@ -127,6 +106,51 @@ impl SegmentFiles {
         }
         Ok(entries)
     }
+}
+
+/// One line of meta.smoosh: an entry's chunk file and byte range.
+pub struct SmooshEntry {
+    pub name: String,
+    pub chunk: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// meta.smoosh: the chunk count and every entry, strictly parsed.
+pub fn parse_meta_smoosh(bytes: &[u8]) -> Result<(usize, Vec<SmooshEntry>)> {
+    let meta = std::str::from_utf8(bytes).context("meta.smoosh is not UTF-8")?;
+    // Druid ends every line, the last included, with a newline.
+    if !meta.ends_with('\n') {
+        bail!("meta.smoosh is cut short (no final newline)");
+    }
+    let mut lines = meta.lines();
+    let header = lines.next().unwrap_or("");
+    let parts: Vec<&str> = header.split(',').collect();
+    if parts.len() != 3 || parts[0] != "v1" {
+        bail!("meta.smoosh: bad header {header:?}");
+    }
+    let chunks: usize = parts[2].parse().context("meta.smoosh: bad chunk count")?;
+    let mut entries = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 4 {
+            bail!(
+                "meta.smoosh line {}: {line:?} is not name,chunk,start,end",
+                i + 2
+            );
+        }
+        let number = |s: &str| -> Result<usize> {
+            s.parse()
+                .with_context(|| format!("meta.smoosh line {}", i + 2))
+        };
+        entries.push(SmooshEntry {
+            name: f[0].to_string(),
+            chunk: number(f[1])?,
+            start: number(f[2])?,
+            end: number(f[3])?,
+        });
+    }
+    Ok((chunks, entries))
 }
 
 /// A segment's smoosh entries with its index.drd and metadata.drd decoded.
@@ -229,11 +253,11 @@ pub fn read_index_drd(bytes: &[u8]) -> Result<IndexDrd> {
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
-    value_type: String,
+pub(crate) struct Descriptor {
+    pub(crate) value_type: String,
     // Druid always writes it; a missing key is a damaged descriptor.
-    has_multiple_values: bool,
-    parts: Vec<serde_json::Value>,
+    pub(crate) has_multiple_values: bool,
+    pub(crate) parts: Vec<serde_json::Value>,
 }
 
 /// A decoded column.
@@ -251,7 +275,10 @@ fn check_bitmap_serde(factory: &serde_json::Value, what: &str) -> Result<()> {
 }
 
 /// A column descriptor's single part, its byte order and bitmap serde checked.
-fn descriptor_part<'d>(descriptor: &'d Descriptor, what: &str) -> Result<&'d serde_json::Value> {
+pub(crate) fn descriptor_part<'d>(
+    descriptor: &'d Descriptor,
+    what: &str,
+) -> Result<&'d serde_json::Value> {
     let [part] = descriptor.parts.as_slice() else {
         bail!(
             "{what}: descriptor has {} parts, expected one",
@@ -378,7 +405,7 @@ fn read_numeric(what: &str, value_type: &str, supplier: &[u8]) -> Result<Numeric
 }
 
 /// Widths Druid's bit-packed long encodings use.
-const PACKED_WIDTHS: [usize; 13] = [1, 2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64];
+pub(crate) const PACKED_WIDTHS: [usize; 13] = [1, 2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64];
 
 /// `longEncoding: auto`: a table of up to 256 values or a delta from a base,
 /// bit-packed MSB first with 4 zero bytes after each block (spec §5.3).
@@ -509,7 +536,7 @@ fn read_encoded_longs(
 /// A portable roaring bitmap (spec 3.5), with the container offsets the
 /// roaring crate skips checked against the container sizes, and no bytes
 /// after the last container.
-fn read_roaring(bytes: &[u8]) -> Result<RoaringBitmap> {
+pub(crate) fn read_roaring(bytes: &[u8]) -> Result<RoaringBitmap> {
     const NO_RUN: u32 = 12346;
     const RUN: u16 = 12347;
     let mut r = ByteReader::new(bytes, "roaring bitmap");

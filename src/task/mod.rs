@@ -8,11 +8,10 @@ pub mod stats;
 use crate::index::IncrementalIndex;
 use crate::input::timestamp::TimestampParser;
 use crate::input::{RowBuffer, RowParser, Value};
-use crate::persist::merge::{MergePlan, merge};
+use crate::persist::merge::{MemoryInput, MergeInput, MergePlan, SpillInput, merge};
 use crate::persist::{PersistResult, Persister, sink_to_segment};
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
 use crate::segment::SegmentData;
-use crate::segment::reader::read_segment;
 use crate::segment::writer::{build_segment, zip_segment};
 use crate::source::dump::Dump;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
@@ -564,16 +563,7 @@ impl Runner<'_> {
         let result = (|| -> Result<()> {
             for (&interval, (spills, sink)) in &intervals {
                 let t0 = Instant::now();
-                let mut inputs: Vec<SegmentData> = Vec::with_capacity(spills.len() + 1);
-                for spill in spills {
-                    let (_, data) = read_segment(&spill.dir).with_context(|| {
-                        format!("reading intermediate persist {}", spill.dir.display())
-                    })?;
-                    inputs.push(data);
-                }
-                if let Some(sink) = sink {
-                    inputs.push(sink_to_segment(index, sink, metadata.clone()));
-                }
+                let in_memory = sink.map(|sink| sink_to_segment(index, sink, metadata.clone()));
                 let mut built: Vec<(Vec<u8>, u64, Vec<String>, usize)> = Vec::new();
                 let mut build = |data: SegmentData| -> Result<()> {
                     let files = build_segment(&data, &r.index_spec)?;
@@ -582,10 +572,23 @@ impl Runner<'_> {
                     built.push((zip, size, dims, data.num_rows()));
                     Ok(())
                 };
-                if inputs.len() == 1 && inputs[0].num_rows() <= max_rows {
-                    build(inputs.pop().expect("one input"))
-                } else {
-                    merge(interval, &inputs, &plan, &mut build)
+                match in_memory {
+                    // Nothing persisted and small enough: written as it is.
+                    Some(data) if spills.is_empty() && data.num_rows() <= max_rows => build(data),
+                    in_memory => {
+                        let mut inputs: Vec<Box<dyn MergeInput + '_>> = Vec::new();
+                        for spill in spills {
+                            inputs.push(Box::new(
+                                SpillInput::open(&spill.dir, &plan).with_context(|| {
+                                    format!("reading intermediate persist {}", spill.dir.display())
+                                })?,
+                            ));
+                        }
+                        if let Some(data) = &in_memory {
+                            inputs.push(Box::new(MemoryInput::new(data, &plan)?));
+                        }
+                        merge(interval, &mut inputs, &plan, &mut build)
+                    }
                 }
                 .with_context(|| {
                     format!(
@@ -593,7 +596,6 @@ impl Runner<'_> {
                         format_interval(interval.0, interval.1)
                     )
                 })?;
-                drop(inputs);
                 self.stages.persist += t0.elapsed();
 
                 let identities =
