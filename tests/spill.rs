@@ -132,3 +132,107 @@ fn ten_times_flights_spills_under_64_mib_and_merges_to_the_same_bytes() {
     assert_eq!(sb.persists, 0);
     assert_eq!(assert_same_zips(&spilled, &direct), 3660);
 }
+
+/// Long, double and float dimensions roll up by value, are stored as
+/// numeric columns (null where the input is null), and come out the same
+/// through persists.
+#[test]
+fn typed_dimensions_roll_up_by_value_with_and_without_persists() {
+    use kinesis_peon::segment::NumericValues;
+    let rows = 30_000;
+    let dump = flights_dump("flights3-30k", 3, Some(rows as u64));
+    let spilled = fresh_dir("typed-a");
+    let direct = fresh_dir("typed-b");
+    let task_for = |dir: &std::path::Path, name: &str, max_rows_in_memory: i64| {
+        let path = flights_task_tuned(
+            dir,
+            name,
+            3,
+            "typed",
+            json!({"type": "KinesisTuningConfig", "maxRowsInMemory": max_rows_in_memory}),
+        );
+        let mut task: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        task["dataSchema"]["dimensionsSpec"] = json!({"dimensions": [
+            "carrier",
+            {"type": "long", "name": "flight"},
+            {"type": "long", "name": "hour"},
+            {"type": "double", "name": "distance"},
+            {"type": "float", "name": "air_time"}
+        ]});
+        task["dataSchema"]["metricsSpec"] = json!([{"type": "count", "name": "count"}]);
+        std::fs::write(&path, serde_json::to_vec(&task).unwrap()).unwrap();
+        path
+    };
+    let a = run_task(&task_for(&spilled, "typed-a", 2_000), &dump, &spilled);
+    let b = run_task(&task_for(&direct, "typed-b", 10_000_000), &dump, &direct);
+    assert_eq!(a.error, None);
+    assert_eq!(b.error, None);
+    assert!(a.persists > 3);
+    assert_same_zips(&spilled, &direct);
+
+    // (hour, carrier, flight, hour column, distance, air_time) -> count
+    type Key = (i64, String, i64, i64, u64, Option<u32>);
+    let mut naive: std::collections::BTreeMap<Key, i64> = Default::default();
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(flights_ndjson()).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    for line in text.lines().take(rows) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = kinesis_peon::spec::time::parse_iso(v["timestamp"].as_str().unwrap()).unwrap();
+        let key = (
+            t - t.rem_euclid(3_600_000),
+            v["carrier"].as_str().unwrap().to_string(),
+            v["flight"].as_str().unwrap().parse().unwrap(),
+            v["hour"].as_i64().unwrap(),
+            (v["distance"].as_i64().unwrap() as f64).to_bits(),
+            v["air_time"].as_i64().map(|x| (x as f32).to_bits()),
+        );
+        *naive.entry(key).or_default() += 1;
+    }
+
+    let mut got: std::collections::BTreeMap<Key, i64> = Default::default();
+    for (_, data) in published_segments(&spilled, "flights") {
+        let names = data.dimension_names().unwrap();
+        assert_eq!(names, ["carrier", "flight", "hour", "distance", "air_time"]);
+        let num = |name: &str, row: usize| -> Option<u64> {
+            let c = &data
+                .numeric_dimensions
+                .iter()
+                .find(|d| d.column.name == name)
+                .unwrap()
+                .column;
+            if c.nulls.contains(row as u32) {
+                return None;
+            }
+            Some(match &c.values {
+                NumericValues::Long(v) => v[row] as u64,
+                NumericValues::Double(v) => v[row].to_bits(),
+                NumericValues::Float(v) => v[row].to_bits() as u64,
+            })
+        };
+        let NumericValues::Long(counts) = &data.metrics[0].values else {
+            panic!("count is long")
+        };
+        for (row, count) in counts.iter().enumerate() {
+            let carrier = &data.dimensions[0];
+            let key = (
+                data.times[row],
+                carrier.dictionary[carrier.ids[row] as usize]
+                    .clone()
+                    .unwrap(),
+                num("flight", row).unwrap() as i64,
+                num("hour", row).unwrap() as i64,
+                num("distance", row).unwrap(),
+                num("air_time", row).map(|b| b as u32),
+            );
+            assert!(got.insert(key, *count).is_none(), "a group appears twice");
+        }
+    }
+    assert_eq!(got, naive);
+}

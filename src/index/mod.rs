@@ -18,11 +18,84 @@ use dictionary::Dictionary;
 use hashbrown::{HashMap, HashTable};
 use std::hash::{BuildHasher, Hash, Hasher};
 
-/// A string dimension being indexed.
+/// A dimension being indexed: a string dictionary, or for a long, float or
+/// double dimension its distinct values (id 0 is null either way).
 pub struct DimensionColumn {
     pub name: String,
     pub slot: usize,
     pub dictionary: Dictionary,
+    pub numeric: Option<NumericDictionary>,
+}
+
+/// The distinct values of a numeric dimension, as bits (i64, f64 or f32
+/// bits), interned so a row key stays a list of u32 ids.
+pub struct NumericDictionary {
+    pub ty: NumType,
+    /// values[0] stands for null.
+    pub values: Vec<u64>,
+    ids: HashMap<u64, u32>,
+}
+
+impl NumericDictionary {
+    fn new(ty: NumType) -> NumericDictionary {
+        NumericDictionary {
+            ty,
+            values: vec![0],
+            ids: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, bits: u64) -> u32 {
+        let next = self.values.len() as u32;
+        let id = *self.ids.entry(bits).or_insert(next);
+        if id == next {
+            self.values.push(bits);
+        }
+        id
+    }
+
+    /// The id of an input value, as Druid converts objects for a numeric
+    /// dimension (DimensionHandlerUtils): numbers cast (12.9 → 12 for a
+    /// long), strings parsed, a long only from an exact integer ("12.0" is
+    /// 12, "12.2" an error); "" and null are null; anything else is an error.
+    fn id_of_value(&mut self, v: &Value) -> Result<u32, String> {
+        let number = match v {
+            Value::Null => return Ok(0),
+            Value::Long(n) => Num::Long(*n),
+            Value::Double(d) => Num::Double(*d),
+            Value::Str(s) if s.trim().is_empty() => return Ok(0),
+            Value::Str(s) => match s.trim().parse::<i64>() {
+                Ok(n) => Num::Long(n),
+                Err(_) => match s.trim().parse::<f64>() {
+                    Ok(d) => Num::Double(d),
+                    Err(_) => return Err(format!("{s:?} is not a number")),
+                },
+            },
+            Value::List(items) if items.len() == 1 => return self.id_of_value(&items[0]),
+            other => return Err(format!("{other:?} is not a number")),
+        };
+        let from_string = matches!(v, Value::Str(_));
+        let bits = match (self.ty, number) {
+            (NumType::Long, Num::Long(n)) => n as u64,
+            (NumType::Long, Num::Double(d))
+                if from_string && (d.fract() != 0.0 || !d.is_finite() || d.abs() >= 9.3e18) =>
+            {
+                return Err(format!("{v:?} is not a whole number for a long dimension"));
+            }
+            (NumType::Long, Num::Double(d)) => d as i64 as u64,
+            (NumType::Double, Num::Long(n)) => (n as f64).to_bits(),
+            (NumType::Double, Num::Double(d)) => d.to_bits(),
+            (NumType::Float, Num::Long(n)) => (n as f32).to_bits() as u64,
+            (NumType::Float, Num::Double(d)) => (d as f32).to_bits() as u64,
+        };
+        Ok(self.intern(bits))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Num {
+    Long(i64),
+    Double(f64),
 }
 
 /// One aggregator's values, one per index row.
@@ -117,10 +190,16 @@ impl IncrementalIndex {
     }
 
     pub fn add_dimension(&mut self, name: &str, slot: usize) {
+        self.add_typed_dimension(name, slot, None);
+    }
+
+    /// A dimension of type `numeric` (None: string).
+    pub fn add_typed_dimension(&mut self, name: &str, slot: usize, numeric: Option<NumType>) {
         self.dimensions.push(DimensionColumn {
             name: name.to_string(),
             slot,
             dictionary: Dictionary::new(),
+            numeric: numeric.map(NumericDictionary::new),
         });
     }
 
@@ -185,7 +264,7 @@ impl IncrementalIndex {
             self.rollup,
         );
         for d in &self.dimensions {
-            fresh.add_dimension(&d.name, d.slot);
+            fresh.add_typed_dimension(&d.name, d.slot, d.numeric.as_ref().map(|n| n.ty));
         }
         for m in &self.metrics {
             fresh.add_metric(&m.aggregator, m.slot);
@@ -205,6 +284,19 @@ impl IncrementalIndex {
         for dim in &mut self.dimensions {
             let id = match values.get(dim.slot) {
                 None | Some(Value::Null) => 0,
+                Some(v) if dim.numeric.is_some() => {
+                    let numeric = dim.numeric.as_mut().expect("checked");
+                    match numeric.id_of_value(v) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            outcome.conversion_errors += 1;
+                            note(&mut self.first_error, || {
+                                format!("dimension {}: {e}", dim.name)
+                            });
+                            0
+                        }
+                    }
+                }
                 Some(v) => match dim.dictionary.id_of_value(v) {
                     Some(id) => id,
                     None => {
@@ -536,6 +628,31 @@ mod tests {
         let out = idx.add(0, &[s("a"), s("twelve")]);
         assert_eq!(out.conversion_errors, 2);
         assert!(idx.first_error.as_deref().unwrap().contains("twelve"));
+    }
+
+    #[test]
+    fn numeric_dimensions_convert_as_druid_does() {
+        let mut idx = IncrementalIndex::new(
+            Granularity::named("DAY").unwrap(),
+            Granularity::named("HOUR").unwrap(),
+            true,
+        );
+        idx.add_typed_dimension("n", 0, Some(NumType::Long));
+        idx.add_metric(&agg(AggregatorKind::Count, "count"), None);
+        assert_eq!(idx.add(0, &[s("12")]).conversion_errors, 0);
+        assert_eq!(idx.add(0, &[Value::Double(12.9)]).conversion_errors, 0);
+        assert_eq!(idx.add(0, &[s(" 12.0 ")]).conversion_errors, 0);
+        // "12", 12.9 and "12.0" are all 12: one row.
+        assert_eq!(idx.row_count(), 1);
+        assert_eq!(idx.add(0, &[s("12.2")]).conversion_errors, 1);
+        idx.first_error = None;
+        assert_eq!(idx.row_count(), 2, "12.2 became null");
+        assert_eq!(idx.add(0, &[s("")]).conversion_errors, 0);
+        assert_eq!(idx.row_count(), 2, "empty is null");
+        let out = idx.add(0, &[s("twelve")]);
+        assert_eq!(out.conversion_errors, 1);
+        assert!(idx.first_error.take().unwrap().contains("twelve"));
+        assert_eq!(idx.row_count(), 2, "an unparseable value is null");
     }
 
     #[test]

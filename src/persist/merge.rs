@@ -10,10 +10,11 @@
 //! holds each persist's dictionaries and one decoded block per column, and
 //! the partition being filled, never whole persists.
 
+use crate::persist::{numeric_column, order_bits};
 use crate::segment::bytes::java_cmp_nullable;
 use crate::segment::cursor::{DiskSegment, NumericCursor, NumericKind, StringCursor};
-use crate::segment::{MetricColumn, NumericValues, SegmentData, StringColumn};
-use crate::spec::{AggOp, Aggregator, AggregatorKind};
+use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
+use crate::spec::{AggOp, Aggregator, AggregatorKind, NumType};
 use anyhow::{Context, Result, bail};
 use roaring::RoaringBitmap;
 use std::cmp::Ordering;
@@ -24,20 +25,43 @@ pub struct MergePlan<'a> {
     /// All dimensions of the task in their final order (declared, then
     /// discovered); inputs hold a subsequence of them.
     pub dimensions: &'a [String],
+    /// Per dimension: its numeric type, None for a string dimension.
+    pub dimension_types: &'a [Option<NumType>],
     pub aggregators: &'a [Aggregator],
     pub rollup: bool,
     pub max_rows_per_segment: usize,
     pub metadata: &'a serde_json::Value,
 }
 
-/// One row of an input, its ids in the input's own dictionaries (per plan
-/// dimension; 0 where the input lacks the dimension) and metrics as bits
+/// One row of an input. Per plan dimension: a string dimension's id in the
+/// input's own dictionary (None where the input lacks the dimension), a
+/// numeric dimension's value as bits (None for null). Metrics as bits
 /// (i64, f64 or f32 bits), None for null.
 #[derive(Default, Clone)]
 pub struct InputRow {
     pub time: i64,
-    pub ids: Vec<u32>,
+    pub dims: Vec<Option<u64>>,
     pub metrics: Vec<Option<u64>>,
+}
+
+/// A column's value in row `row` as bits, None when null.
+fn value_bits(m: &MetricColumn, row: usize) -> Option<u64> {
+    if m.nulls.contains(row as u32) {
+        return None;
+    }
+    Some(match &m.values {
+        NumericValues::Long(v) => v[row] as u64,
+        NumericValues::Double(v) => v[row].to_bits(),
+        NumericValues::Float(v) => v[row].to_bits() as u64,
+    })
+}
+
+fn num_type(kind: NumericKind) -> NumType {
+    match kind {
+        NumericKind::Long => NumType::Long,
+        NumericKind::Double => NumType::Double,
+        NumericKind::Float => NumType::Float,
+    }
 }
 
 /// A sorted segment read row by row, bound to a plan's dimensions and
@@ -61,8 +85,14 @@ fn kind_of(values: &NumericValues) -> NumericKind {
 /// Rows still in memory (a sink turned into segment data).
 pub struct MemoryInput<'a> {
     data: &'a SegmentData,
-    dims: Vec<Option<&'a StringColumn>>,
+    dims: Vec<MemoryDim<'a>>,
     metrics: Vec<&'a MetricColumn>,
+}
+
+enum MemoryDim<'a> {
+    Absent,
+    String(&'a StringColumn),
+    Numeric(&'a MetricColumn),
 }
 
 impl<'a> MemoryInput<'a> {
@@ -73,19 +103,29 @@ impl<'a> MemoryInput<'a> {
                 d.name
             );
         }
-        if let Some(d) = data.numeric_dimensions.first() {
-            bail!(
-                "dimension {}: numeric dimensions are not merged by this build yet",
-                d.column.name
-            );
-        }
+        let dims = plan
+            .dimensions
+            .iter()
+            .zip(plan.dimension_types)
+            .map(|(n, ty)| {
+                if let Some(c) = data.dimensions.iter().find(|d| d.name == *n) {
+                    if ty.is_some() {
+                        bail!("dimension {n} is numeric but stored as strings");
+                    }
+                    return Ok(MemoryDim::String(c));
+                }
+                match data.numeric_dimensions.iter().find(|d| d.column.name == *n) {
+                    Some(d) if Some(num_type(kind_of(&d.column.values))) == *ty => {
+                        Ok(MemoryDim::Numeric(&d.column))
+                    }
+                    Some(_) => bail!("dimension {n} is stored with another type"),
+                    None => Ok(MemoryDim::Absent),
+                }
+            })
+            .collect::<Result<_>>()?;
         Ok(MemoryInput {
             data,
-            dims: plan
-                .dimensions
-                .iter()
-                .map(|n| data.dimensions.iter().find(|d| d.name == *n))
-                .collect(),
+            dims,
             metrics: plan
                 .aggregators
                 .iter()
@@ -106,7 +146,10 @@ impl MergeInput for MemoryInput<'_> {
     }
 
     fn dictionary(&self, d: usize) -> Option<&[Option<String>]> {
-        self.dims[d].map(|c| c.dictionary.as_slice())
+        match self.dims[d] {
+            MemoryDim::String(c) => Some(c.dictionary.as_slice()),
+            _ => None,
+        }
     }
 
     fn metric_kind(&self, m: usize) -> NumericKind {
@@ -115,21 +158,15 @@ impl MergeInput for MemoryInput<'_> {
 
     fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
         out.time = self.data.times[row];
-        out.ids.clear();
-        out.ids
-            .extend(self.dims.iter().map(|c| c.map_or(0, |c| c.ids[row])));
+        out.dims.clear();
+        out.dims.extend(self.dims.iter().map(|d| match d {
+            MemoryDim::Absent => None,
+            MemoryDim::String(c) => Some(c.ids[row] as u64),
+            MemoryDim::Numeric(c) => value_bits(c, row),
+        }));
         out.metrics.clear();
-        for m in &self.metrics {
-            out.metrics.push(if m.nulls.contains(row as u32) {
-                None
-            } else {
-                Some(match &m.values {
-                    NumericValues::Long(v) => v[row] as u64,
-                    NumericValues::Double(v) => v[row].to_bits(),
-                    NumericValues::Float(v) => v[row].to_bits() as u64,
-                })
-            });
-        }
+        out.metrics
+            .extend(self.metrics.iter().map(|m| value_bits(m, row)));
         Ok(())
     }
 }
@@ -138,8 +175,14 @@ impl MergeInput for MemoryInput<'_> {
 pub struct SpillInput {
     rows: usize,
     time: NumericCursor,
-    dims: Vec<Option<StringCursor>>,
+    dims: Vec<SpillDim>,
     metrics: Vec<NumericCursor>,
+}
+
+enum SpillDim {
+    Absent,
+    String(StringCursor),
+    Numeric(NumericCursor),
 }
 
 impl SpillInput {
@@ -149,13 +192,24 @@ impl SpillInput {
         let dims = plan
             .dimensions
             .iter()
-            .map(|n| {
-                segment
-                    .index
-                    .dimensions
-                    .contains(n)
-                    .then(|| segment.strings(n))
-                    .transpose()
+            .zip(plan.dimension_types)
+            .map(|(n, ty)| {
+                if !segment.index.dimensions.contains(n) {
+                    return Ok(SpillDim::Absent);
+                }
+                Ok(match ty {
+                    None => SpillDim::String(segment.strings(n)?),
+                    Some(ty) => {
+                        let c = segment.numeric(n)?;
+                        if num_type(c.kind) != *ty {
+                            bail!(
+                                "{}: dimension {n} is stored with another type",
+                                dir.display()
+                            );
+                        }
+                        SpillDim::Numeric(c)
+                    }
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         if let Some(extra) = segment
@@ -172,8 +226,12 @@ impl SpillInput {
             .map(|a| segment.numeric(&a.name))
             .collect::<Result<Vec<_>>>()?;
         let rows = time.len();
-        if dims.iter().flatten().any(|d| d.len() != rows) || metrics.iter().any(|m| m.len() != rows)
-        {
+        let dim_rows = |d: &SpillDim| match d {
+            SpillDim::Absent => rows,
+            SpillDim::String(c) => c.len(),
+            SpillDim::Numeric(c) => c.len(),
+        };
+        if dims.iter().any(|d| dim_rows(d) != rows) || metrics.iter().any(|m| m.len() != rows) {
             bail!("{}: columns of different lengths", dir.display());
         }
         Ok(SpillInput {
@@ -191,7 +249,10 @@ impl MergeInput for SpillInput {
     }
 
     fn dictionary(&self, d: usize) -> Option<&[Option<String>]> {
-        self.dims[d].as_ref().map(|c| c.dictionary.as_slice())
+        match &self.dims[d] {
+            SpillDim::String(c) => Some(c.dictionary.as_slice()),
+            _ => None,
+        }
     }
 
     fn metric_kind(&self, m: usize) -> NumericKind {
@@ -200,11 +261,18 @@ impl MergeInput for SpillInput {
 
     fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
         out.time = self.time.bits(row)? as i64;
-        out.ids.clear();
+        out.dims.clear();
         for d in &mut self.dims {
-            out.ids.push(match d {
-                Some(c) => c.id(row)?,
-                None => 0,
+            out.dims.push(match d {
+                SpillDim::Absent => None,
+                SpillDim::String(c) => Some(c.id(row)? as u64),
+                SpillDim::Numeric(c) => {
+                    if c.nulls.contains(row as u32) {
+                        None
+                    } else {
+                        Some(c.bits(row)?)
+                    }
+                }
             });
         }
         out.metrics.clear();
@@ -223,16 +291,19 @@ impl MergeInput for SpillInput {
 /// first) and, per input, the union rank of each of its ids.
 struct MergedDimension<'a> {
     name: &'a str,
+    ty: Option<NumType>,
     dictionary: Vec<Option<String>>,
     /// Per input: union rank of each id; None when the input lacks the
     /// dimension (its rows are null, rank 0).
     remap: Vec<Option<Vec<u32>>>,
 }
 
-/// An input's current row with its dimension ids remapped to union ranks.
+/// An input's current row with its dimension values as sort keys: a string
+/// dimension's union rank; a numeric dimension's value in numeric order,
+/// null first (0).
 struct Head {
     row: InputRow,
-    ranks: Vec<u32>,
+    ranks: Vec<u128>,
 }
 
 /// Merge `inputs` (each sorted as a segment is, earlier persists first) and
@@ -243,7 +314,7 @@ pub fn merge(
     plan: &MergePlan,
     mut emit: impl FnMut(SegmentData) -> Result<()>,
 ) -> Result<()> {
-    let dims = merged_dimensions(inputs, plan.dimensions);
+    let dims = merged_dimensions(inputs, plan.dimensions, plan.dimension_types);
     let ops: Vec<AggOp> = plan
         .aggregators
         .iter()
@@ -273,13 +344,18 @@ pub fn merge(
         input.read_row(row, &mut r)?;
         let ranks = dims
             .iter()
-            .zip(&r.ids)
-            .map(|(d, &id)| match &d.remap[i] {
-                Some(ranks) => ranks
-                    .get(id as usize)
-                    .copied()
-                    .context("id outside its dictionary"),
-                None => Ok(0),
+            .zip(&r.dims)
+            .map(|(d, v)| match (d.ty, v) {
+                (Some(ty), Some(bits)) => Ok(order_bits(ty, *bits) as u128 + 1),
+                (Some(_), None) => Ok(0),
+                (None, Some(id)) => match &d.remap[i] {
+                    Some(ranks) => ranks
+                        .get(*id as usize)
+                        .map(|r| *r as u128)
+                        .context("id outside its dictionary"),
+                    None => Ok(0),
+                },
+                (None, None) => Ok(0),
             })
             .collect::<Result<_>>()?;
         Ok(Head { row: r, ranks })
@@ -315,7 +391,7 @@ pub fn merge(
         let same_as_last = plan.rollup
             && out.len() > 0
             && out.times.last() == Some(&head.row.time)
-            && out.last_ranks() == head.ranks;
+            && out.last_key == head.ranks;
         if same_as_last {
             out.combine_last(&head.row, &ops);
             continue;
@@ -324,7 +400,7 @@ pub fn merge(
             let full = std::mem::replace(&mut out, Partition::new(interval, dims.len(), &kinds));
             emit(full.finish(&dims, plan))?;
         }
-        out.push(&head);
+        out.push(&head, &dims);
     }
     if out.len() > 0 {
         emit(out.finish(&dims, plan))?;
@@ -335,11 +411,13 @@ pub fn merge(
 fn merged_dimensions<'a>(
     inputs: &[Box<dyn MergeInput + '_>],
     names: &'a [String],
+    types: &[Option<NumType>],
 ) -> Vec<MergedDimension<'a>> {
     names
         .iter()
+        .zip(types)
         .enumerate()
-        .map(|(d, name)| {
+        .map(|(d, (name, ty))| {
             let mut dictionary: Vec<Option<String>> = Vec::new();
             if inputs.iter().any(|i| i.dictionary(d).is_none()) {
                 dictionary.push(None);
@@ -370,6 +448,7 @@ fn merged_dimensions<'a>(
                 .collect();
             MergedDimension {
                 name,
+                ty: *ty,
                 dictionary,
                 remap,
             }
@@ -382,7 +461,10 @@ fn merged_dimensions<'a>(
 struct Partition {
     interval: (i64, i64),
     times: Vec<i64>,
+    /// Per dimension: string ranks, or numeric values as bits (null: None).
     ranks: Vec<Vec<u32>>,
+    numbers: Vec<Vec<Option<u64>>>,
+    last_key: Vec<u128>,
     kinds: Vec<NumericKind>,
     metrics: Vec<Vec<Option<u64>>>,
 }
@@ -393,6 +475,8 @@ impl Partition {
             interval,
             times: Vec::new(),
             ranks: vec![Vec::new(); dims],
+            numbers: vec![Vec::new(); dims],
+            last_key: Vec::new(),
             kinds: kinds.to_vec(),
             metrics: vec![Vec::new(); kinds.len()],
         }
@@ -402,18 +486,15 @@ impl Partition {
         self.times.len()
     }
 
-    fn last_ranks(&self) -> Vec<u32> {
-        self.ranks
-            .iter()
-            .map(|r| *r.last().expect("a row"))
-            .collect()
-    }
-
-    fn push(&mut self, head: &Head) {
+    fn push(&mut self, head: &Head, dims: &[MergedDimension]) {
         self.times.push(head.row.time);
-        for (d, r) in head.ranks.iter().enumerate() {
-            self.ranks[d].push(*r);
+        for (d, (r, dim)) in head.ranks.iter().zip(dims).enumerate() {
+            match dim.ty {
+                Some(_) => self.numbers[d].push(head.row.dims[d]),
+                None => self.ranks[d].push(*r as u32),
+            }
         }
+        self.last_key.clone_from(&head.ranks);
         for (m, v) in head.row.metrics.iter().enumerate() {
             self.metrics[m].push(*v);
         }
@@ -433,7 +514,19 @@ impl Partition {
 
     fn finish(self, dims: &[MergedDimension], plan: &MergePlan) -> SegmentData {
         let mut dimensions = Vec::new();
-        for (dim, ranks) in dims.iter().zip(&self.ranks) {
+        let mut numeric_dimensions = Vec::new();
+        for ((dim, ranks), numbers) in dims.iter().zip(&self.ranks).zip(&self.numbers) {
+            if let Some(ty) = dim.ty {
+                // A dimension with no value in this partition is not stored.
+                if numbers.iter().all(Option::is_none) {
+                    continue;
+                }
+                numeric_dimensions.push(NumericDimension {
+                    position: dimensions.len() + numeric_dimensions.len(),
+                    column: numeric_column(dim.name, ty, numbers.iter().copied()),
+                });
+                continue;
+            }
             let mut used = vec![false; dim.dictionary.len()];
             for &r in ranks {
                 used[r as usize] = true;
@@ -489,7 +582,7 @@ impl Partition {
             .collect();
         SegmentData {
             interval: self.interval,
-            numeric_dimensions: Vec::new(),
+            numeric_dimensions,
             times: self.times,
             dimensions,
             metrics,
@@ -593,6 +686,7 @@ mod tests {
         let metadata = serde_json::Value::Null;
         let plan = MergePlan {
             dimensions: &dims,
+            dimension_types: &[None],
             aggregators: &aggs,
             rollup,
             max_rows_per_segment: max_rows,

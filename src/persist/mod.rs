@@ -9,8 +9,8 @@ pub mod merge;
 use crate::index::{IncrementalIndex, MetricValues, Sink};
 use crate::segment::bytes::java_cmp;
 use crate::segment::writer::write_segment_dir;
-use crate::segment::{MetricColumn, NumericValues, SegmentData, StringColumn};
-use crate::spec::ResolvedIndexSpec;
+use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
+use crate::spec::{NumType, ResolvedIndexSpec};
 use anyhow::{Context, Result, anyhow};
 use roaring::RoaringBitmap;
 use std::path::PathBuf;
@@ -138,21 +138,31 @@ pub fn sink_to_segment(
     let mut ranks: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
     let mut used_sorted: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
     for (d, dim) in dims.iter().enumerate() {
-        let mut used = vec![false; dim.dictionary.len()];
+        let cardinality = match &dim.numeric {
+            Some(n) => n.values.len(),
+            None => dim.dictionary.len(),
+        };
+        let mut used = vec![false; cardinality];
         for &r in rows {
             used[key_id(index, r as usize, d) as usize] = true;
         }
         let mut ids: Vec<u32> = (0..used.len() as u32)
             .filter(|&i| used[i as usize])
             .collect();
-        ids.sort_by(
-            |&a, &b| match (dim.dictionary.value(a), dim.dictionary.value(b)) {
-                (None, None) => std::cmp::Ordering::Equal,
-                (None, _) => std::cmp::Ordering::Less,
-                (_, None) => std::cmp::Ordering::Greater,
-                (Some(x), Some(y)) => java_cmp(x, y),
-            },
-        );
+        match &dim.numeric {
+            // Numbers in numeric order, null first.
+            Some(n) => ids.sort_by_key(|&id| (id != 0, order_bits(n.ty, n.values[id as usize]))),
+            None => {
+                ids.sort_by(
+                    |&a, &b| match (dim.dictionary.value(a), dim.dictionary.value(b)) {
+                        (None, None) => std::cmp::Ordering::Equal,
+                        (None, _) => std::cmp::Ordering::Less,
+                        (_, None) => std::cmp::Ordering::Greater,
+                        (Some(x), Some(y)) => java_cmp(x, y),
+                    },
+                )
+            }
+        }
         let mut rank = vec![u32::MAX; used.len()];
         for (pos, &id) in ids.iter().enumerate() {
             rank[id as usize] = pos as u32;
@@ -184,10 +194,23 @@ pub fn sink_to_segment(
 
     let times = order.iter().map(|&r| index.times[r as usize]).collect();
     let mut dimensions = Vec::new();
+    let mut numeric_dimensions = Vec::new();
     for (d, dim) in dims.iter().enumerate() {
         let ids = &used_sorted[d];
         // A dimension with no value in this segment is not stored.
         if ids.iter().all(|&id| id == 0) {
+            continue;
+        }
+        if let Some(n) = &dim.numeric {
+            let row_ids = order.iter().map(|&r| key_id(index, r as usize, d));
+            numeric_dimensions.push(NumericDimension {
+                position: dimensions.len() + numeric_dimensions.len(),
+                column: numeric_column(
+                    &dim.name,
+                    n.ty,
+                    row_ids.map(|id| (id != 0).then(|| n.values[id as usize])),
+                ),
+            });
             continue;
         }
         dimensions.push(StringColumn {
@@ -243,11 +266,76 @@ pub fn sink_to_segment(
 
     SegmentData {
         interval: (sink.interval_start, sink.interval_end),
-        numeric_dimensions: Vec::new(),
+        numeric_dimensions,
         times,
         dimensions,
         metrics,
         metadata: Some(metadata),
+    }
+}
+
+/// A key that sorts numbers of type `ty` (given as bits) in numeric order
+/// (Java's Long.compare / Double.compare order, -0.0 before 0.0, NaN last).
+pub fn order_bits(ty: NumType, bits: u64) -> u64 {
+    match ty {
+        NumType::Long => bits ^ (1 << 63),
+        NumType::Double => {
+            if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            }
+        }
+        NumType::Float => {
+            let b = bits as u32;
+            (if b >> 31 == 1 { !b } else { b | (1 << 31) }) as u64
+        }
+    }
+}
+
+/// The inverse of `order_bits`.
+pub fn bits_from_order(ty: NumType, order: u64) -> u64 {
+    match ty {
+        NumType::Long => order ^ (1 << 63),
+        NumType::Double => {
+            if order >> 63 == 1 {
+                order & !(1 << 63)
+            } else {
+                !order
+            }
+        }
+        NumType::Float => {
+            let o = order as u32;
+            (if o >> 31 == 1 { o & !(1 << 31) } else { !o }) as u64
+        }
+    }
+}
+
+/// A numeric column (metric layout) from per-row values as bits.
+pub fn numeric_column(
+    name: &str,
+    ty: NumType,
+    rows: impl Iterator<Item = Option<u64>>,
+) -> MetricColumn {
+    let mut nulls = RoaringBitmap::new();
+    let mut bits = Vec::new();
+    for (i, v) in rows.enumerate() {
+        if v.is_none() {
+            nulls.insert(i as u32);
+        }
+        bits.push(v.unwrap_or(0));
+    }
+    let values = match ty {
+        NumType::Long => NumericValues::Long(bits.into_iter().map(|b| b as i64).collect()),
+        NumType::Double => NumericValues::Double(bits.into_iter().map(f64::from_bits).collect()),
+        NumType::Float => {
+            NumericValues::Float(bits.into_iter().map(|b| f32::from_bits(b as u32)).collect())
+        }
+    };
+    MetricColumn {
+        name: name.to_string(),
+        values,
+        nulls,
     }
 }
 

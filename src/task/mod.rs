@@ -17,7 +17,9 @@ use crate::source::dump::Dump;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
 use crate::spec::time::{format_interval, format_iso};
-use crate::spec::{AggregatorKind, DimensionType, LoadedTask, SequenceSpan, Task, load_task};
+use crate::spec::{
+    AggregatorKind, DimensionType, LoadedTask, NumType, SequenceSpan, Task, load_task,
+};
 use crate::storage::{LocalDeepStorage, storage_dir};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
@@ -531,9 +533,15 @@ impl Runner<'_> {
         let metadata = self.metadata_json();
         let dimension_names: Vec<String> =
             index.dimensions.iter().map(|d| d.name.clone()).collect();
+        let dimension_types: Vec<Option<crate::spec::NumType>> = index
+            .dimensions
+            .iter()
+            .map(|d| d.numeric.as_ref().map(|n| n.ty))
+            .collect();
         let max_rows = task.tuning_config.max_rows_per_segment as usize;
         let plan = MergePlan {
             dimensions: &dimension_names,
+            dimension_types: &dimension_types,
             aggregators: &r.aggregators,
             rollup: task.data_schema.granularity_spec.rollup,
             max_rows_per_segment: max_rows,
@@ -705,7 +713,13 @@ impl Pipeline {
         );
         for d in &r.dimensions {
             let slot = parser.fields.slot(&d.name);
-            index.add_dimension(&d.name, slot);
+            let numeric = match d.kind {
+                DimensionType::String => None,
+                DimensionType::Long => Some(NumType::Long),
+                DimensionType::Float => Some(NumType::Float),
+                DimensionType::Double => Some(NumType::Double),
+            };
+            index.add_typed_dimension(&d.name, slot, numeric);
         }
         for a in &r.aggregators {
             let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
@@ -737,14 +751,6 @@ fn check_supported(task: &Task) -> Result<()> {
         if a.spec.expression.is_some() {
             bail!(
                 "dataSchema.metricsSpec[{i}].expression: aggregator expressions are not supported by this build yet"
-            );
-        }
-    }
-    for (i, d) in r.dimensions.iter().enumerate() {
-        if d.kind != DimensionType::String {
-            bail!(
-                "dataSchema.dimensionsSpec.dimensions[{i}]: {:?} dimensions are not supported by this build yet",
-                d.kind
             );
         }
     }
