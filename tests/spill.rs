@@ -236,3 +236,121 @@ fn typed_dimensions_roll_up_by_value_with_and_without_persists() {
     }
     assert_eq!(got, naive);
 }
+
+/// Multi-value string dimensions under SORTED_ARRAY, SORTED_SET and ARRAY:
+/// rows roll up by their value lists, segments hold multi-value columns,
+/// and persists merge into the same bytes.
+#[test]
+fn multi_value_dimensions_roll_up_by_list_with_and_without_persists() {
+    use std::collections::BTreeMap;
+    let dir = fresh_dir("multi-value");
+    let vocab = ["b", "a", "c", "a", "\u{e9}t\u{e9}", ""];
+    let mut lines = String::new();
+    // (hour, sorted, set, raw) -> count; an empty list is null.
+    type Key = (i64, Vec<String>, Vec<String>, Vec<String>);
+    let mut naive: BTreeMap<Key, i64> = BTreeMap::new();
+    let mut x = 7u64;
+    for i in 0..20_000i64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (x >> 60) as usize % 4;
+        let tags: Vec<&str> = (0..len)
+            .map(|k| vocab[((x >> (8 * k + 8)) % vocab.len() as u64) as usize])
+            .collect();
+        let t = 1_700_000_000_000 + i * 7_000;
+        lines.push_str(
+            &json!({"timestamp": t, "tags": tags, "tags_set": tags, "tags_raw": tags}).to_string(),
+        );
+        lines.push('\n');
+        let owned: Vec<String> = tags.iter().map(|s| s.to_string()).collect();
+        let mut sorted = owned.clone();
+        sorted.sort();
+        let mut set = sorted.clone();
+        set.dedup();
+        *naive
+            .entry((t - t.rem_euclid(3_600_000), sorted, set, owned))
+            .or_default() += 1;
+    }
+    let input = dir.join("tags.ndjson");
+    std::fs::write(&input, lines).unwrap();
+    let dump = dir.join("dump");
+    make_dump(&MakeDumpOptions {
+        input,
+        format: None,
+        shards: 2,
+        out: dump.clone(),
+        stream: "flights".into(),
+        partition_key: None,
+        compression: DumpCompression::None,
+        limit: None,
+        copies: 1,
+    })
+    .unwrap();
+    let task_for = |base: &std::path::Path, name: &str, max_rows_in_memory: i64| {
+        let path = flights_task_tuned(
+            base,
+            name,
+            2,
+            "tags",
+            json!({"type": "KinesisTuningConfig", "maxRowsInMemory": max_rows_in_memory,
+                   "maxRowsPerSegment": 900}),
+        );
+        let mut task: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        task["dataSchema"]["timestampSpec"] = json!({"column": "timestamp", "format": "millis"});
+        task["dataSchema"]["dimensionsSpec"] = json!({"dimensions": [
+            "tags",
+            {"type": "string", "name": "tags_set", "multiValueHandling": "SORTED_SET"},
+            {"type": "string", "name": "tags_raw", "multiValueHandling": "ARRAY"}
+        ]});
+        task["dataSchema"]["metricsSpec"] = json!([{"type": "count", "name": "count"}]);
+        std::fs::write(&path, serde_json::to_vec(&task).unwrap()).unwrap();
+        path
+    };
+    let spilled = fresh_dir("multi-value-a");
+    let direct = fresh_dir("multi-value-b");
+    let a = run_task(&task_for(&spilled, "mv-a", 150), &dump, &spilled);
+    let b = run_task(&task_for(&direct, "mv-b", 10_000_000), &dump, &direct);
+    assert_eq!(a.error, None);
+    assert_eq!(b.error, None);
+    assert!(
+        a.persists > 10,
+        "{} persists, error {:?}, rows {:?}",
+        a.persists,
+        a.error,
+        a.stats
+    );
+    assert_same_zips(&spilled, &direct);
+
+    let mut got: BTreeMap<Key, i64> = BTreeMap::new();
+    let mut multi_columns = 0;
+    for (_, data) in published_segments(&spilled, "flights") {
+        let values = |name: &str, row: usize| -> Vec<String> {
+            let c = data.dimensions.iter().find(|d| d.name == name).unwrap();
+            c.row(row)
+                .iter()
+                .filter_map(|id| c.dictionary[*id as usize].clone())
+                .collect()
+        };
+        multi_columns += data
+            .dimensions
+            .iter()
+            .filter(|d| d.offsets.is_some())
+            .count();
+        let kinesis_peon::segment::NumericValues::Long(counts) = &data.metrics[0].values else {
+            panic!("count is long")
+        };
+        for (row, count) in counts.iter().enumerate() {
+            let key = (
+                data.times[row],
+                values("tags", row),
+                values("tags_set", row),
+                values("tags_raw", row),
+            );
+            *got.entry(key).or_default() += count;
+        }
+    }
+    assert!(multi_columns > 0);
+    assert_eq!(got, naive);
+}

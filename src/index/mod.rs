@@ -13,7 +13,7 @@ pub mod dictionary;
 
 use crate::input::Value;
 use crate::spec::granularity::Granularity;
-use crate::spec::{AggOp, Aggregator, AggregatorKind, NumType};
+use crate::spec::{AggOp, Aggregator, AggregatorKind, MultiValueHandling, NumType};
 use dictionary::Dictionary;
 use hashbrown::{HashMap, HashTable};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -25,6 +25,41 @@ pub struct DimensionColumn {
     pub slot: usize,
     pub dictionary: Dictionary,
     pub numeric: Option<NumericDictionary>,
+    pub multi_value_handling: MultiValueHandling,
+    /// Rows of two or more values: each distinct id list once. A key id
+    /// with `MULTI_VALUE_BIT` set names an entry here.
+    pub lists: ListDictionary,
+}
+
+/// Marks a string dimension's key id as a multi-value list.
+pub const MULTI_VALUE_BIT: u32 = 1 << 31;
+
+/// The distinct value-id lists of a multi-value string dimension.
+#[derive(Default)]
+pub struct ListDictionary {
+    pub lists: Vec<Box<[u32]>>,
+    ids: HashMap<Box<[u32]>, u32>,
+}
+
+impl ListDictionary {
+    fn intern(&mut self, list: &[u32]) -> u32 {
+        if let Some(&id) = self.ids.get(list) {
+            return id;
+        }
+        let id = self.lists.len() as u32;
+        self.lists.push(list.into());
+        self.ids.insert(list.into(), id);
+        id
+    }
+
+    /// The value ids of a key id (one id for a single value).
+    pub fn values<'a>(&'a self, key_id: &'a u32) -> &'a [u32] {
+        if key_id & MULTI_VALUE_BIT != 0 {
+            &self.lists[(key_id & !MULTI_VALUE_BIT) as usize]
+        } else {
+            std::slice::from_ref(key_id)
+        }
+    }
 }
 
 /// The distinct values of a numeric dimension, as bits (i64, f64 or f32
@@ -160,6 +195,7 @@ pub struct IncrementalIndex {
     row_bytes: usize,
     hasher: foldhash::fast::FixedState,
     scratch: Vec<u32>,
+    list_scratch: Vec<u32>,
     pub first_error: Option<String>,
 }
 
@@ -185,6 +221,7 @@ impl IncrementalIndex {
             row_bytes: 0,
             hasher: foldhash::fast::FixedState::with_seed(0x5eed),
             scratch: Vec::new(),
+            list_scratch: Vec::new(),
             first_error: None,
         }
     }
@@ -200,7 +237,16 @@ impl IncrementalIndex {
             slot,
             dictionary: Dictionary::new(),
             numeric: numeric.map(NumericDictionary::new),
+            multi_value_handling: MultiValueHandling::SortedArray,
+            lists: ListDictionary::default(),
         });
+    }
+
+    /// How the last added dimension orders the values of a list.
+    pub fn set_multi_value_handling(&mut self, handling: MultiValueHandling) {
+        if let Some(d) = self.dimensions.last_mut() {
+            d.multi_value_handling = handling;
+        }
     }
 
     pub fn add_metric(&mut self, aggregator: &Aggregator, slot: Option<usize>) {
@@ -265,6 +311,7 @@ impl IncrementalIndex {
         );
         for d in &self.dimensions {
             fresh.add_typed_dimension(&d.name, d.slot, d.numeric.as_ref().map(|n| n.ty));
+            fresh.set_multi_value_handling(d.multi_value_handling);
         }
         for m in &self.metrics {
             fresh.add_metric(&m.aggregator, m.slot);
@@ -287,6 +334,18 @@ impl IncrementalIndex {
                 Some(v) if dim.numeric.is_some() => {
                     let numeric = dim.numeric.as_mut().expect("checked");
                     match numeric.id_of_value(v) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            outcome.conversion_errors += 1;
+                            note(&mut self.first_error, || {
+                                format!("dimension {}: {e}", dim.name)
+                            });
+                            0
+                        }
+                    }
+                }
+                Some(Value::List(items)) if items.len() > 1 => {
+                    match list_key(dim, items, &mut self.list_scratch) {
                         Ok(id) => id,
                         Err(e) => {
                             outcome.conversion_errors += 1;
@@ -411,6 +470,31 @@ impl IncrementalIndex {
         let s = self.key_start[row] as usize;
         &self.arena[s..s + self.key_len[row] as usize]
     }
+}
+
+/// The key id of a list of two or more values, ordered as the dimension's
+/// multiValueHandling says: SORTED_ARRAY sorts (Java string order, null
+/// first), SORTED_SET also drops repeats, ARRAY keeps the input order. A
+/// list that ends up with one value is that value.
+fn list_key(dim: &mut DimensionColumn, items: &[Value], ids: &mut Vec<u32>) -> Result<u32, String> {
+    ids.clear();
+    for item in items {
+        match dim.dictionary.id_of_value(item) {
+            Some(id) if !matches!(item, Value::List(_)) => ids.push(id),
+            _ => return Err(format!("a list item {item:?} cannot be a string value")),
+        }
+    }
+    if dim.multi_value_handling != MultiValueHandling::Array {
+        let d = &dim.dictionary;
+        ids.sort_by(|a, b| crate::segment::bytes::java_cmp_nullable(d.value(*a), d.value(*b)));
+        if dim.multi_value_handling == MultiValueHandling::SortedSet {
+            ids.dedup();
+        }
+    }
+    Ok(match ids.as_slice() {
+        [one] => *one,
+        list => dim.lists.intern(list) | MULTI_VALUE_BIT,
+    })
 }
 
 fn note(slot: &mut Option<String>, message: impl FnOnce() -> String) {

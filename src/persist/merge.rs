@@ -33,15 +33,41 @@ pub struct MergePlan<'a> {
     pub metadata: &'a serde_json::Value,
 }
 
-/// One row of an input. Per plan dimension: a string dimension's id in the
-/// input's own dictionary (None where the input lacks the dimension), a
-/// numeric dimension's value as bits (None for null). Metrics as bits
-/// (i64, f64 or f32 bits), None for null.
+/// One row of an input. Per plan dimension: a string dimension's ids in
+/// the input's own dictionary (`ids[id_ends[d - 1]..id_ends[d]]`; one id,
+/// or several for a multi-value row; none where the input lacks the
+/// dimension), a numeric dimension's value as bits in `numbers` (None for
+/// null). Metrics as bits (i64, f64 or f32 bits), None for null.
 #[derive(Default, Clone)]
 pub struct InputRow {
     pub time: i64,
-    pub dims: Vec<Option<u64>>,
+    pub ids: Vec<u32>,
+    pub id_ends: Vec<usize>,
+    pub present: Vec<bool>,
+    pub numbers: Vec<Option<u64>>,
     pub metrics: Vec<Option<u64>>,
+}
+
+impl InputRow {
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.id_ends.clear();
+        self.present.clear();
+        self.numbers.clear();
+        self.metrics.clear();
+    }
+
+    /// Close dimension `d`'s values.
+    fn end_dimension(&mut self, present: bool, number: Option<u64>) {
+        self.id_ends.push(self.ids.len());
+        self.present.push(present);
+        self.numbers.push(number);
+    }
+
+    fn dimension_ids(&self, d: usize) -> &[u32] {
+        let start = if d == 0 { 0 } else { self.id_ends[d - 1] };
+        &self.ids[start..self.id_ends[d]]
+    }
 }
 
 /// A column's value in row `row` as bits, None when null.
@@ -97,12 +123,6 @@ enum MemoryDim<'a> {
 
 impl<'a> MemoryInput<'a> {
     pub fn new(data: &'a SegmentData, plan: &MergePlan) -> Result<MemoryInput<'a>> {
-        if let Some(d) = data.dimensions.iter().find(|d| d.offsets.is_some()) {
-            bail!(
-                "dimension {}: multi-value columns are not merged by this build yet",
-                d.name
-            );
-        }
         let dims = plan
             .dimensions
             .iter()
@@ -157,14 +177,18 @@ impl MergeInput for MemoryInput<'_> {
     }
 
     fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
+        out.clear();
         out.time = self.data.times[row];
-        out.dims.clear();
-        out.dims.extend(self.dims.iter().map(|d| match d {
-            MemoryDim::Absent => None,
-            MemoryDim::String(c) => Some(c.ids[row] as u64),
-            MemoryDim::Numeric(c) => value_bits(c, row),
-        }));
-        out.metrics.clear();
+        for d in &self.dims {
+            match d {
+                MemoryDim::Absent => out.end_dimension(false, None),
+                MemoryDim::String(c) => {
+                    out.ids.extend_from_slice(c.row(row));
+                    out.end_dimension(true, None);
+                }
+                MemoryDim::Numeric(c) => out.end_dimension(true, value_bits(c, row)),
+            }
+        }
         out.metrics
             .extend(self.metrics.iter().map(|m| value_bits(m, row)));
         Ok(())
@@ -260,22 +284,25 @@ impl MergeInput for SpillInput {
     }
 
     fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
+        out.clear();
         out.time = self.time.bits(row)? as i64;
-        out.dims.clear();
         for d in &mut self.dims {
-            out.dims.push(match d {
-                SpillDim::Absent => None,
-                SpillDim::String(c) => Some(c.id(row)? as u64),
+            match d {
+                SpillDim::Absent => out.end_dimension(false, None),
+                SpillDim::String(c) => {
+                    c.row_ids(row, &mut out.ids)?;
+                    out.end_dimension(true, None);
+                }
                 SpillDim::Numeric(c) => {
-                    if c.nulls.contains(row as u32) {
+                    let v = if c.nulls.contains(row as u32) {
                         None
                     } else {
                         Some(c.bits(row)?)
-                    }
+                    };
+                    out.end_dimension(true, v);
                 }
-            });
+            }
         }
-        out.metrics.clear();
         for m in &mut self.metrics {
             out.metrics.push(if m.nulls.contains(row as u32) {
                 None
@@ -298,12 +325,14 @@ struct MergedDimension<'a> {
     remap: Vec<Option<Vec<u32>>>,
 }
 
-/// An input's current row with its dimension values as sort keys: a string
-/// dimension's union rank; a numeric dimension's value in numeric order,
-/// null first (0).
+/// An input's current row and its sort key, dimension by dimension: a
+/// string dimension as its number of values then their union ranks (Druid
+/// orders multi-value rows by length first), a numeric dimension as
+/// (0, 0) for null or (1, the value in numeric order). Comparing keys as
+/// flat lists compares rows dimension by dimension.
 struct Head {
     row: InputRow,
-    ranks: Vec<u128>,
+    key: Vec<u64>,
 }
 
 /// Merge `inputs` (each sorted as a segment is, earlier persists first) and
@@ -342,23 +371,30 @@ pub fn merge(
     let load = |input: &mut Box<dyn MergeInput + '_>, i: usize, row: usize| -> Result<Head> {
         let mut r = InputRow::default();
         input.read_row(row, &mut r)?;
-        let ranks = dims
-            .iter()
-            .zip(&r.dims)
-            .map(|(d, v)| match (d.ty, v) {
-                (Some(ty), Some(bits)) => Ok(order_bits(ty, *bits) as u128 + 1),
-                (Some(_), None) => Ok(0),
-                (None, Some(id)) => match &d.remap[i] {
-                    Some(ranks) => ranks
-                        .get(*id as usize)
-                        .map(|r| *r as u128)
-                        .context("id outside its dictionary"),
-                    None => Ok(0),
+        let mut key = Vec::with_capacity(2 * dims.len() + 2);
+        for (d, dim) in dims.iter().enumerate() {
+            match dim.ty {
+                Some(ty) => match r.numbers[d] {
+                    Some(bits) => key.extend([1, order_bits(ty, bits)]),
+                    None => key.extend([0, 0]),
                 },
-                (None, None) => Ok(0),
-            })
-            .collect::<Result<_>>()?;
-        Ok(Head { row: r, ranks })
+                None => match (&dim.remap[i], r.present[d]) {
+                    (Some(ranks), true) => {
+                        let ids = r.dimension_ids(d);
+                        key.push(ids.len() as u64);
+                        for id in ids {
+                            let rank = ranks
+                                .get(*id as usize)
+                                .context("id outside its dictionary")?;
+                            key.push(*rank as u64);
+                        }
+                    }
+                    // Absent: null, rank 0 of the union dictionary.
+                    _ => key.extend([1, 0]),
+                },
+            }
+        }
+        Ok(Head { row: r, key })
     };
     let mut pos = vec![0usize; inputs.len()];
     let mut heads: Vec<Option<Head>> = Vec::with_capacity(inputs.len());
@@ -377,7 +413,7 @@ pub fn merge(
             let Some(h) = h else { continue };
             if best.is_none_or(|b| {
                 let bh = heads[b].as_ref().expect("best has a head");
-                (h.row.time, &h.ranks).cmp(&(bh.row.time, &bh.ranks)) == Ordering::Less
+                (h.row.time, &h.key).cmp(&(bh.row.time, &bh.key)) == Ordering::Less
             }) {
                 best = Some(i);
             }
@@ -391,7 +427,7 @@ pub fn merge(
         let same_as_last = plan.rollup
             && out.len() > 0
             && out.times.last() == Some(&head.row.time)
-            && out.last_key == head.ranks;
+            && out.last_key == head.key;
         if same_as_last {
             out.combine_last(&head.row, &ops);
             continue;
@@ -461,10 +497,13 @@ fn merged_dimensions<'a>(
 struct Partition {
     interval: (i64, i64),
     times: Vec<i64>,
-    /// Per dimension: string ranks, or numeric values as bits (null: None).
+    /// Per string dimension: every row's union ranks, and where each row
+    /// ends in them.
     ranks: Vec<Vec<u32>>,
+    rank_ends: Vec<Vec<u32>>,
+    /// Per numeric dimension: values as bits (null: None).
     numbers: Vec<Vec<Option<u64>>>,
-    last_key: Vec<u128>,
+    last_key: Vec<u64>,
     kinds: Vec<NumericKind>,
     metrics: Vec<Vec<Option<u64>>>,
 }
@@ -475,6 +514,7 @@ impl Partition {
             interval,
             times: Vec::new(),
             ranks: vec![Vec::new(); dims],
+            rank_ends: vec![Vec::new(); dims],
             numbers: vec![Vec::new(); dims],
             last_key: Vec::new(),
             kinds: kinds.to_vec(),
@@ -488,13 +528,23 @@ impl Partition {
 
     fn push(&mut self, head: &Head, dims: &[MergedDimension]) {
         self.times.push(head.row.time);
-        for (d, (r, dim)) in head.ranks.iter().zip(dims).enumerate() {
+        // Walk the key: it holds each string dimension's ranks.
+        let mut at = 0;
+        for (d, dim) in dims.iter().enumerate() {
             match dim.ty {
-                Some(_) => self.numbers[d].push(head.row.dims[d]),
-                None => self.ranks[d].push(*r as u32),
+                Some(_) => {
+                    self.numbers[d].push(head.row.numbers[d]);
+                    at += 2;
+                }
+                None => {
+                    let n = head.key[at] as usize;
+                    self.ranks[d].extend(head.key[at + 1..at + 1 + n].iter().map(|r| *r as u32));
+                    self.rank_ends[d].push(self.ranks[d].len() as u32);
+                    at += 1 + n;
+                }
             }
         }
-        self.last_key.clone_from(&head.ranks);
+        self.last_key.clone_from(&head.key);
         for (m, v) in head.row.metrics.iter().enumerate() {
             self.metrics[m].push(*v);
         }
@@ -515,7 +565,12 @@ impl Partition {
     fn finish(self, dims: &[MergedDimension], plan: &MergePlan) -> SegmentData {
         let mut dimensions = Vec::new();
         let mut numeric_dimensions = Vec::new();
-        for ((dim, ranks), numbers) in dims.iter().zip(&self.ranks).zip(&self.numbers) {
+        for (((dim, ranks), ends), numbers) in dims
+            .iter()
+            .zip(&self.ranks)
+            .zip(&self.rank_ends)
+            .zip(&self.numbers)
+        {
             if let Some(ty) = dim.ty {
                 // A dimension with no value in this partition is not stored.
                 if numbers.iter().all(Option::is_none) {
@@ -541,9 +596,14 @@ impl Partition {
             if dictionary.iter().all(Option::is_none) {
                 continue;
             }
+            // Multi-value when any row holds other than one value.
+            let single = ends.len() == ranks.len()
+                && ends.iter().enumerate().all(|(i, e)| *e as usize == i + 1);
+            let mut offsets = vec![0u32];
+            offsets.extend_from_slice(ends);
             dimensions.push(StringColumn {
                 name: dim.name.to_string(),
-                offsets: None,
+                offsets: (!single).then_some(offsets),
                 dictionary,
                 ids: ranks.iter().map(|&r| new_id[r as usize]).collect(),
             });

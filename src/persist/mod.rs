@@ -6,12 +6,13 @@
 
 pub mod merge;
 
-use crate::index::{IncrementalIndex, MetricValues, Sink};
+use crate::index::{IncrementalIndex, MULTI_VALUE_BIT, MetricValues, Sink};
 use crate::segment::bytes::java_cmp;
 use crate::segment::writer::write_segment_dir;
 use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
 use crate::spec::{NumType, ResolvedIndexSpec};
 use anyhow::{Context, Result, anyhow};
+use hashbrown::HashMap;
 use roaring::RoaringBitmap;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -137,14 +138,21 @@ pub fn sink_to_segment(
     // rank of each id in that order (ranks give the row order).
     let mut ranks: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
     let mut used_sorted: Vec<Vec<u32>> = Vec::with_capacity(dims.len());
+    // Multi-value dimensions: each key's row-order rank.
+    let mut key_ranks: Vec<Option<HashMap<u32, u32>>> = Vec::with_capacity(dims.len());
     for (d, dim) in dims.iter().enumerate() {
         let cardinality = match &dim.numeric {
             Some(n) => n.values.len(),
             None => dim.dictionary.len(),
         };
         let mut used = vec![false; cardinality];
+        let mut has_lists = false;
         for &r in rows {
-            used[key_id(index, r as usize, d) as usize] = true;
+            let k = key_id(index, r as usize, d);
+            has_lists |= k & MULTI_VALUE_BIT != 0;
+            for &v in dim.lists.values(&k) {
+                used[v as usize] = true;
+            }
         }
         let mut ids: Vec<u32> = (0..used.len() as u32)
             .filter(|&i| used[i as usize])
@@ -167,6 +175,31 @@ pub fn sink_to_segment(
         for (pos, &id) in ids.iter().enumerate() {
             rank[id as usize] = pos as u32;
         }
+        if has_lists {
+            // Row order of a multi-value dimension: by number of values,
+            // then value by value (Druid's string key comparison).
+            let mut keys: Vec<u32> = rows.iter().map(|&r| key_id(index, r as usize, d)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let ranked_values = |k: &u32| -> Vec<u32> {
+                dim.lists
+                    .values(k)
+                    .iter()
+                    .map(|v| rank[*v as usize])
+                    .collect()
+            };
+            keys.sort_by_cached_key(|k| {
+                let r = ranked_values(k);
+                (r.len(), r)
+            });
+            let mut key_rank: HashMap<u32, u32> = HashMap::with_capacity(keys.len());
+            for (pos, k) in keys.iter().enumerate() {
+                key_rank.insert(*k, pos as u32);
+            }
+            key_ranks.push(Some(key_rank));
+        } else {
+            key_ranks.push(None);
+        }
         ranks.push(rank);
         used_sorted.push(ids);
     }
@@ -176,7 +209,11 @@ pub fn sink_to_segment(
     let mut ranked = Vec::with_capacity(rows.len() * width);
     for &r in rows {
         for (d, rank) in ranks.iter().enumerate() {
-            ranked.push(rank[key_id(index, r as usize, d) as usize]);
+            let k = key_id(index, r as usize, d);
+            ranked.push(match &key_ranks[d] {
+                Some(key_rank) => key_rank[&k],
+                None => rank[k as usize],
+            });
         }
     }
     let mut positions: Vec<u32> = (0..rows.len() as u32).collect();
@@ -213,13 +250,30 @@ pub fn sink_to_segment(
             });
             continue;
         }
+        let dictionary = ids
+            .iter()
+            .map(|&id| dim.dictionary.value(id).map(str::to_string))
+            .collect();
+        if key_ranks[d].is_some() {
+            let mut row_ids = Vec::new();
+            let mut offsets = vec![0u32];
+            for &r in &order {
+                let k = key_id(index, r as usize, d);
+                row_ids.extend(dim.lists.values(&k).iter().map(|v| ranks[d][*v as usize]));
+                offsets.push(row_ids.len() as u32);
+            }
+            dimensions.push(StringColumn {
+                name: dim.name.clone(),
+                offsets: Some(offsets),
+                dictionary,
+                ids: row_ids,
+            });
+            continue;
+        }
         dimensions.push(StringColumn {
             name: dim.name.clone(),
             offsets: None,
-            dictionary: ids
-                .iter()
-                .map(|&id| dim.dictionary.value(id).map(str::to_string))
-                .collect(),
+            dictionary,
             ids: order
                 .iter()
                 .map(|&r| ranks[d][key_id(index, r as usize, d) as usize])

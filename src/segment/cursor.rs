@@ -159,6 +159,21 @@ enum Layout {
 }
 
 impl Blocks {
+    /// `n` values of `width` bytes stored one after another at `start`,
+    /// read in windows.
+    fn contiguous(region: Region, start: u64, n: usize, width: usize) -> Blocks {
+        Blocks {
+            region,
+            compression: 0xFE,
+            n,
+            per_block: WINDOW,
+            layout: Layout::Contiguous { start },
+            block_bytes: plain_bytes,
+            param: width,
+            cached: None,
+        }
+    }
+
     /// Blocks in a GenericIndexed at `at`; returns the offset after it.
     fn elements(region: &Region, at: u64, blocks: usize) -> Result<(Layout, u64)> {
         let head = region.read(at, 6)?;
@@ -430,34 +445,64 @@ fn contiguous_packed_bytes(count: usize, bits: usize) -> usize {
     (count * bits).div_ceil(8)
 }
 
-/// A single-value string column: its dictionary and its ids.
+/// A string column: its dictionary and each row's ids (one, or a list for
+/// a multi-value column).
 pub struct StringCursor {
     pub dictionary: Vec<Option<String>>,
-    blocks: Blocks,
+    ids: Blocks,
     big_endian: bool,
     width: usize,
+    rows: usize,
+    offsets: Option<RowOffsets>,
+}
+
+/// Where each row's ids start and end in a multi-value column.
+enum RowOffsets {
+    /// V3 compressed: rows + 1 little-endian id offsets.
+    Starts(Blocks),
+    /// VSizeColumnarMultiInts: per row, the big-endian byte offset just
+    /// past its ids.
+    EndBytes(Blocks),
+}
+
+/// Value `j` of a blocks stream of `width`-byte unsigned integers.
+fn uint_at(blocks: &mut Blocks, j: usize, width: usize, big_endian: bool) -> Result<u32> {
+    if j >= blocks.n {
+        bail!("{}: value {j} of {}", blocks.region.what, blocks.n);
+    }
+    let per_block = blocks.per_block;
+    let block = blocks.block(j / per_block)?;
+    let at = (j % per_block) * width;
+    let b = &block[at..at + width];
+    Ok(if big_endian {
+        b.iter().fold(0u32, |acc, x| (acc << 8) | *x as u32)
+    } else {
+        b.iter().rev().fold(0u32, |acc, x| (acc << 8) | *x as u32)
+    })
 }
 
 impl StringCursor {
     fn open(region: Region) -> Result<StringCursor> {
         let (descriptor, part, mut at) = region.descriptor()?;
-        if descriptor.value_type != "STRING"
-            || part["type"] != "stringDictionary"
-            || descriptor.has_multiple_values
-        {
-            bail!("{}: not a single-value string column", region.what);
+        if descriptor.value_type != "STRING" || part["type"] != "stringDictionary" {
+            bail!("{}: not a string column", region.what);
         }
+        let multi = descriptor.has_multiple_values;
         let version = region.read(at, 1)?[0];
         at += 1;
-        match version {
-            0 => {}
-            2 => {
-                if region.read(at, 4)? != [0; 4] {
-                    bail!("{}: string column flags are not merged", region.what);
+        match (version, multi) {
+            (0, false) | (1, true) => {}
+            (2, _) => {
+                let flags = region.read(at, 4)?;
+                if flags != [0, 0, 0, if multi { 2 } else { 0 }] {
+                    bail!(
+                        "{}: string column flags {flags:02x?} are not merged",
+                        region.what
+                    );
                 }
                 at += 4;
             }
-            v => bail!("{}: string part version {v} is not merged", region.what),
+            (v, _) => bail!("{}: string part version {v} is not merged", region.what),
         }
         let gi = region.read(at, 6)?;
         let size = i32::from_be_bytes(gi[2..6].try_into().expect("4")).max(0) as usize;
@@ -470,92 +515,161 @@ impl StringCursor {
             .map(|i| i.map(|b| String::from_utf8(b.to_vec())).transpose())
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("{}: a dictionary value is not UTF-8", region.what))?;
+
+        // Version 2 multi-value: 0x03, then the row offsets as
+        // CompressedColumnarInts, then the ids as for single-value.
+        let mut offsets = None;
+        if version == 2 && multi {
+            let h = region.read(at, 11)?;
+            if h[0] != 3 || h[1] != 2 {
+                bail!("{}: not a V3 multi-value id stream", region.what);
+            }
+            let n = i32::from_be_bytes(h[2..6].try_into().expect("4")).max(0) as usize;
+            let per_block = i32::from_be_bytes(h[6..10].try_into().expect("4")).max(0) as usize;
+            if per_block == 0 || n == 0 {
+                bail!("{}: bad multi-value offsets header", region.what);
+            }
+            let (layout, end) = Blocks::elements(&region, at + 11, n.div_ceil(per_block))?;
+            offsets = Some(RowOffsets::Starts(Blocks {
+                region: region.clone(),
+                compression: h[10],
+                n,
+                per_block,
+                layout,
+                block_bytes: plain_bytes,
+                param: 4,
+                cached: None,
+            }));
+            at = end;
+        }
         let head = region.read(at, 2)?;
         let width = head[1] as usize;
         if !(1..=4).contains(&width) {
             bail!("{}: id width {width}", region.what);
         }
-        let (blocks, big_endian) = if version == 0 {
-            if head[0] != 0 {
-                bail!("{}: VSizeColumnarInts version {}", region.what, head[0]);
+        let (ids, big_endian, rows) = match version {
+            0 => {
+                if head[0] != 0 {
+                    bail!("{}: VSizeColumnarInts version {}", region.what, head[0]);
+                }
+                let size = region.i32_at(at + 2)?;
+                let n = (size - (4 - width).min(size)) / width;
+                let ids = Blocks::contiguous(region, at + 6, n, width);
+                (ids, true, n)
             }
-            let size = region.i32_at(at + 2)?;
-            let n = (size - (4 - width).min(size)) / width;
-            let blocks = Blocks {
-                region,
-                compression: 0xFE,
-                n,
-                per_block: WINDOW,
-                layout: Layout::Contiguous { start: at + 6 },
-                block_bytes: plain_bytes,
-                param: width,
-                cached: None,
-            };
-            (blocks, true)
-        } else {
-            if head[0] != 2 {
-                bail!(
-                    "{}: CompressedVSizeColumnarInts version {}",
-                    region.what,
-                    head[0]
-                );
+            1 => {
+                if head[0] != 1 {
+                    bail!(
+                        "{}: VSizeColumnarMultiInts version {}",
+                        region.what,
+                        head[0]
+                    );
+                }
+                let size = region.i32_at(at + 2)?;
+                let rows = region.i32_at(at + 6)?;
+                let id_bytes = size
+                    .checked_sub(4 + 4 * rows + (4 - width))
+                    .with_context(|| format!("{}: multi-value sizes disagree", region.what))?;
+                let ends = Blocks::contiguous(region.clone(), at + 10, rows, 4);
+                offsets = Some(RowOffsets::EndBytes(ends));
+                let ids =
+                    Blocks::contiguous(region, at + 10 + 4 * rows as u64, id_bytes / width, width);
+                (ids, true, rows)
             }
-            let h = region.read(at + 2, 9)?;
-            let n = i32::from_be_bytes(h[..4].try_into().expect("4")).max(0) as usize;
-            let per_block = i32::from_be_bytes(h[4..8].try_into().expect("4")).max(0) as usize;
-            if per_block == 0 {
-                bail!("{}: zero ids per block", region.what);
+            _ => {
+                if head[0] != 2 {
+                    bail!(
+                        "{}: CompressedVSizeColumnarInts version {}",
+                        region.what,
+                        head[0]
+                    );
+                }
+                let h = region.read(at + 2, 9)?;
+                let n = i32::from_be_bytes(h[..4].try_into().expect("4")).max(0) as usize;
+                let per_block = i32::from_be_bytes(h[4..8].try_into().expect("4")).max(0) as usize;
+                if per_block == 0 {
+                    bail!("{}: zero ids per block", region.what);
+                }
+                let (layout, _) = Blocks::elements(&region, at + 11, n.div_ceil(per_block))?;
+                let ids = Blocks {
+                    region,
+                    compression: h[8],
+                    n,
+                    per_block,
+                    layout,
+                    block_bytes: plain_bytes,
+                    param: width,
+                    cached: None,
+                };
+                let rows = match &offsets {
+                    Some(RowOffsets::Starts(o)) => o.n - 1,
+                    _ => n,
+                };
+                (ids, false, rows)
             }
-            let (layout, _) = Blocks::elements(&region, at + 11, n.div_ceil(per_block))?;
-            let blocks = Blocks {
-                region,
-                compression: h[8],
-                n,
-                per_block,
-                layout,
-                block_bytes: plain_bytes,
-                param: width,
-                cached: None,
-            };
-            (blocks, false)
         };
         Ok(StringCursor {
             dictionary,
-            blocks,
+            ids,
             big_endian,
             width,
+            rows,
+            offsets,
         })
     }
 
     pub fn len(&self) -> usize {
-        self.blocks.n
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blocks.n == 0
+        self.rows == 0
     }
 
-    /// Row `i`'s dictionary id.
-    pub fn id(&mut self, i: usize) -> Result<u32> {
-        if i >= self.blocks.n {
-            bail!("{}: row {i} of {}", self.blocks.region.what, self.blocks.n);
+    /// Row `i`'s dictionary ids, appended to `out`.
+    pub fn row_ids(&mut self, i: usize, out: &mut Vec<u32>) -> Result<()> {
+        if i >= self.rows {
+            bail!("{}: row {i} of {}", self.ids.region.what, self.rows);
         }
-        let per_block = self.blocks.per_block;
-        let (k, j) = (i / per_block, i % per_block);
-        let (width, big_endian) = (self.width, self.big_endian);
-        let block = self.blocks.block(k)?;
-        let b = &block[j * width..(j + 1) * width];
-        let id = if big_endian {
-            b.iter().fold(0u32, |acc, x| (acc << 8) | *x as u32)
-        } else {
-            b.iter().rev().fold(0u32, |acc, x| (acc << 8) | *x as u32)
+        let (start, end) = match &mut self.offsets {
+            None => (i, i + 1),
+            Some(RowOffsets::Starts(o)) => (
+                uint_at(o, i, 4, false)? as usize,
+                uint_at(o, i + 1, 4, false)? as usize,
+            ),
+            Some(RowOffsets::EndBytes(o)) => {
+                let w = self.width;
+                let start = if i == 0 {
+                    0
+                } else {
+                    uint_at(o, i - 1, 4, true)? as usize / w
+                };
+                (start, uint_at(o, i, 4, true)? as usize / w)
+            }
         };
-        if id as usize >= self.dictionary.len() {
-            bail!(
-                "{}: row {i} has id {id} outside the dictionary",
-                self.blocks.region.what
-            );
+        if start > end {
+            bail!("{}: row {i} ends before it starts", self.ids.region.what);
         }
-        Ok(id)
+        for j in start..end {
+            let id = uint_at(&mut self.ids, j, self.width, self.big_endian)?;
+            if id as usize >= self.dictionary.len() {
+                bail!(
+                    "{}: row {i} has id {id} outside the dictionary",
+                    self.ids.region.what
+                );
+            }
+            out.push(id);
+        }
+        Ok(())
+    }
+
+    /// Row `i`'s single id (single-value columns).
+    pub fn id(&mut self, i: usize) -> Result<u32> {
+        let mut one = Vec::with_capacity(1);
+        self.row_ids(i, &mut one)?;
+        match one.as_slice() {
+            [id] => Ok(*id),
+            _ => bail!("{}: row {i} is not a single value", self.ids.region.what),
+        }
     }
 }

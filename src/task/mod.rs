@@ -720,6 +720,7 @@ impl Pipeline {
                 DimensionType::Double => Some(NumType::Double),
             };
             index.add_typed_dimension(&d.name, slot, numeric);
+            index.set_multi_value_handling(d.multi_value_handling);
         }
         for a in &r.aggregators {
             let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
