@@ -326,10 +326,10 @@ struct MergedDimension<'a> {
 }
 
 /// An input's current row and its sort key, dimension by dimension: a
-/// string dimension as its number of values then their union ranks (Druid
-/// orders multi-value rows by length first), a numeric dimension as
-/// (0, 0) for null or (1, the value in numeric order). Comparing keys as
-/// flat lists compares rows dimension by dimension.
+/// string dimension as its union ranks plus one, ended by 0 (so a list
+/// that is a prefix of another sorts first, as in Druid's comparator), a
+/// numeric dimension as (0, 0) for null or (1, the value in numeric order).
+/// Comparing keys as flat lists compares rows dimension by dimension.
 struct Head {
     row: InputRow,
     key: Vec<u64>,
@@ -380,16 +380,15 @@ pub fn merge(
                 },
                 None => match (&dim.remap[i], r.present[d]) {
                     (Some(ranks), true) => {
-                        let ids = r.dimension_ids(d);
-                        key.push(ids.len() as u64);
-                        for id in ids {
+                        for id in r.dimension_ids(d) {
                             let rank = ranks
                                 .get(*id as usize)
                                 .context("id outside its dictionary")?;
-                            key.push(*rank as u64);
+                            key.push(*rank as u64 + 1);
                         }
+                        key.push(0);
                     }
-                    // Absent: null, rank 0 of the union dictionary.
+                    // Absent: null (rank 0 of the union dictionary), ended.
                     _ => key.extend([1, 0]),
                 },
             }
@@ -537,10 +536,12 @@ impl Partition {
                     at += 2;
                 }
                 None => {
-                    let n = head.key[at] as usize;
-                    self.ranks[d].extend(head.key[at + 1..at + 1 + n].iter().map(|r| *r as u32));
+                    while head.key[at] != 0 {
+                        self.ranks[d].push(head.key[at] as u32 - 1);
+                        at += 1;
+                    }
                     self.rank_ends[d].push(self.ranks[d].len() as u32);
-                    at += 1 + n;
+                    at += 1;
                 }
             }
         }

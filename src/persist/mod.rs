@@ -176,21 +176,18 @@ pub fn sink_to_segment(
             rank[id as usize] = pos as u32;
         }
         if has_lists {
-            // Row order of a multi-value dimension: by number of values,
-            // then value by value (Druid's string key comparison).
+            // Row order of a multi-value dimension: value by value, a
+            // shorter list first when one is a prefix of the other (Druid's
+            // StringDimensionHandler comparator).
             let mut keys: Vec<u32> = rows.iter().map(|&r| key_id(index, r as usize, d)).collect();
             keys.sort_unstable();
             keys.dedup();
-            let ranked_values = |k: &u32| -> Vec<u32> {
+            keys.sort_by_cached_key(|k| -> Vec<u32> {
                 dim.lists
                     .values(k)
                     .iter()
                     .map(|v| rank[*v as usize])
                     .collect()
-            };
-            keys.sort_by_cached_key(|k| {
-                let r = ranked_values(k);
-                (r.len(), r)
             });
             let mut key_rank: HashMap<u32, u32> = HashMap::with_capacity(keys.len());
             for (pos, k) in keys.iter().enumerate() {
