@@ -344,3 +344,33 @@ fn schemaless_tsv_discovers_every_column_but_the_excluded() {
         .collect();
     assert_eq!(dims, expected);
 }
+
+/// A Joda pattern in timestampSpec reads the same times as "iso"; an
+/// unusable pattern is refused at validation, naming the field.
+#[test]
+fn joda_timestamp_patterns() {
+    let dump = flights_dump("flights2-small", 2, Some(5_000));
+    let base = fresh_dir("joda");
+    let task = flights_task(&base, "joda", 2, "joda", &[]);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&task).unwrap()).unwrap();
+    json["dataSchema"]["timestampSpec"] =
+        serde_json::json!({"column": "timestamp", "format": "yyyy-MM-dd'T'HH:mm:ssZ"});
+    std::fs::write(&task, serde_json::to_vec(&json).unwrap()).unwrap();
+    let summary = run_task(&task, &dump, &base);
+    assert_eq!(summary.error, None);
+    assert_eq!(summary.stats.processed, 5_000);
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
+        naive_groups(Some(5_000))
+    );
+
+    json["dataSchema"]["timestampSpec"]["format"] = "yyyy-MM-dd HH:mm z".into();
+    let Err(err) = kinesis_peon::spec::load_task(&serde_json::to_vec(&json).unwrap()) else {
+        panic!("a z pattern must be refused");
+    };
+    assert!(
+        err.to_string().contains("dataSchema.timestampSpec.format"),
+        "{err}"
+    );
+}

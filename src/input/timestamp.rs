@@ -56,7 +56,7 @@ impl TimestampParser {
             let v: f64 = s.trim().parse().map_err(|_| bad())?;
             scaled(v, scale).ok_or_else(bad)
         };
-        match self.format {
+        match &self.format {
             TimestampFormat::Auto => {
                 let digits = s.strip_prefix('-').unwrap_or(s);
                 if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -71,13 +71,23 @@ impl TimestampParser {
             TimestampFormat::Micro => numeric(0.001),
             TimestampFormat::Nano => numeric(0.000_001),
             TimestampFormat::Ruby => numeric(1000.0),
+            TimestampFormat::Joda(p) => p.parse(s).ok_or_else(|| {
+                format!(
+                    "could not parse timestamp {s:?} with pattern {:?}",
+                    p.pattern()
+                )
+            }),
         }
     }
 
     fn parse_number(&self, v: f64, exact: Option<i64>) -> Result<i64, String> {
         let bad = || format!("timestamp {v} is out of range");
         match self.format {
-            TimestampFormat::Auto | TimestampFormat::Iso | TimestampFormat::Millis => exact
+            // Numbers under a Joda pattern are epoch milliseconds, as in Druid.
+            TimestampFormat::Auto
+            | TimestampFormat::Iso
+            | TimestampFormat::Millis
+            | TimestampFormat::Joda(_) => exact
                 .map(Ok)
                 .unwrap_or_else(|| scaled(v, 1.0).ok_or_else(bad)),
             TimestampFormat::Posix | TimestampFormat::Ruby => match exact {

@@ -715,6 +715,8 @@ pub enum TimestampFormat {
     Micro,
     Nano,
     Ruby,
+    /// A Joda-Time pattern, compiled at validation.
+    Joda(crate::input::joda::JodaPattern),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1014,13 +1016,13 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
         "micro" => Some(TimestampFormat::Micro),
         "nano" => Some(TimestampFormat::Nano),
         "ruby" => Some(TimestampFormat::Ruby),
-        other => {
-            c.fail(
-                "dataSchema.timestampSpec.format",
-                format!("Joda pattern {other:?} is not supported by this build yet (auto, iso, millis, posix, micro, nano, ruby)"),
-            );
-            None
-        }
+        _ => match crate::input::joda::JodaPattern::compile(&ts.format) {
+            Ok(p) => Some(TimestampFormat::Joda(p)),
+            Err(e) => {
+                c.fail("dataSchema.timestampSpec.format", e);
+                None
+            }
+        },
     };
     r.missing_timestamp = match &ts.missing_value {
         None | Some(Value::Null) => None,
