@@ -374,3 +374,43 @@ fn joda_timestamp_patterns() {
         "{err}"
     );
 }
+
+/// A flattenSpec with root, path and jq fields (no discovery) gives the
+/// rows of the plain JSON task; a field not named is not read.
+#[test]
+fn flatten_spec_fields_feed_the_same_rows() {
+    let dump = flights_dump("flights2-small", 2, Some(5_000));
+    let base = fresh_dir("flatten");
+    let task = flights_task(&base, "flatten", 2, "flatten", &[]);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&task).unwrap()).unwrap();
+    json["ioConfig"]["inputFormat"]["flattenSpec"] = serde_json::json!({
+        "useFieldDiscovery": false,
+        "fields": [
+            {"type": "root", "name": "timestamp"},
+            {"type": "path", "name": "carrier", "expr": "$.carrier"},
+            {"type": "jq", "name": "origin", "expr": ".origin"},
+            {"type": "path", "name": "dest", "expr": "$['dest']"},
+            {"type": "root", "name": "dep_delay", "expr": "dep_delay"},
+            {"type": "jq", "name": "distance", "expr": ".[\"distance\"]"}
+        ]
+    });
+    std::fs::write(&task, serde_json::to_vec(&json).unwrap()).unwrap();
+    let summary = run_task(&task, &dump, &base);
+    assert_eq!(summary.error, None);
+    assert_eq!(summary.stats.processed, 5_000);
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
+        naive_groups(Some(5_000))
+    );
+
+    json["ioConfig"]["inputFormat"]["flattenSpec"]["fields"][1]["expr"] = "$.carrier[*]".into();
+    let Err(err) = kinesis_peon::spec::load_task(&serde_json::to_vec(&json).unwrap()) else {
+        panic!("a wildcard must be refused");
+    };
+    assert!(
+        err.to_string()
+            .contains("ioConfig.inputFormat.flattenSpec.fields[1].expr"),
+        "{err}"
+    );
+}

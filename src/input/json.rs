@@ -1,6 +1,7 @@
 //! JSON entities → slot values, through serde visitors that borrow strings
 //! from the record and skip fields no column reads.
 
+use super::flatten::{self, FlattenSpec};
 use super::{FieldTable, FieldUse, ParseError, RowBuffer, Value};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -39,6 +40,68 @@ pub fn parse_entity<'a>(
     }
     rows.clear();
     parse_general(text, fields, rows)
+}
+
+/// An entity under a flattenSpec: each JSON object's named fields taken by
+/// their paths, then (with useFieldDiscovery) its other top-level scalars
+/// and lists of scalars by their own names.
+pub fn parse_flattened<'a>(
+    data: &'a [u8],
+    spec: &FlattenSpec,
+    fields: &mut FieldTable,
+    rows: &mut RowBuffer<'a>,
+) -> Result<(), ParseError> {
+    rows.clear();
+    let text = std::str::from_utf8(data)
+        .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+    let mut objects = Vec::new();
+    for value in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
+        let value = value.map_err(|e| ParseError(format!("Unable to parse row: {e}")))?;
+        if !value.is_object() {
+            return Err(ParseError(format!(
+                "Unable to parse row: expected a JSON object, found {value}"
+            )));
+        }
+        objects.push(value);
+    }
+    if objects.is_empty() {
+        return Err(ParseError("record holds no JSON object".into()));
+    }
+    for object in &objects {
+        let mut values: Vec<(usize, Value<'static>)> = Vec::new();
+        for f in &spec.fields {
+            if let Some(slot) = fields.column_slot(&f.name)
+                && let Some(v) = flatten::follow(object, &f.steps)
+            {
+                values.push((slot, flatten::to_value(v)));
+            }
+        }
+        if spec.use_field_discovery
+            && let Some(map) = object.as_object()
+        {
+            for (key, v) in map {
+                if spec.fields.iter().any(|f| f.name == *key) || v.is_object() {
+                    continue;
+                }
+                let value = flatten::to_value(v);
+                if value == Value::Nested {
+                    continue;
+                }
+                if let Some(slot) = fields.column_slot(key) {
+                    values.push((slot, value));
+                }
+            }
+        }
+        let width = fields.len();
+        let row = rows.next_row(width);
+        for (slot, v) in values {
+            if slot >= row.len() {
+                row.resize(slot + 1, Value::Null);
+            }
+            row[slot] = v;
+        }
+    }
+    Ok(())
 }
 
 /// Records with more brackets than this skip the sonic-rs path.

@@ -4,6 +4,7 @@
 //! `serde_json::Value` is built per row.
 
 pub mod delimited;
+pub mod flatten;
 pub mod joda;
 pub mod json;
 pub mod timestamp;
@@ -222,7 +223,8 @@ impl RowParser {
         let keep_nulls = matches!(
             format,
             InputFormat::Json {
-                keep_null_columns: true
+                keep_null_columns: true,
+                ..
             }
         );
         let fields = FieldTable::new(
@@ -263,6 +265,10 @@ impl RowParser {
     ) -> Result<(), ParseError> {
         rows.clear();
         match &self.format {
+            InputFormat::Json {
+                flatten: Some(spec),
+                ..
+            } => json::parse_flattened(data, spec, &mut self.fields, rows),
             InputFormat::Json { .. } => json::parse_entity(data, &mut self.fields, rows),
             InputFormat::Delimited { .. } => {
                 let layout = self.delimited.as_mut().expect("delimited layout");

@@ -723,6 +723,7 @@ pub enum TimestampFormat {
 pub enum InputFormat {
     Json {
         keep_null_columns: bool,
+        flatten: Option<crate::input::flatten::FlattenSpec>,
     },
     /// csv, tsv and delimited rows.
     Delimited {
@@ -1416,14 +1417,22 @@ fn resolve_io(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
 fn resolve_input_format(f: &InputFormatSpec, c: &mut Checker) -> Option<InputFormat> {
     match f.kind.as_str() {
         "json" => {
-            if f.flatten_spec.as_ref().is_some_and(|v| !v.is_null()) {
-                c.fail(
+            let flatten = match f.flatten_spec.as_ref().filter(|v| !v.is_null()) {
+                None => None,
+                Some(spec) => match crate::input::flatten::FlattenSpec::compile(
+                    spec,
                     "ioConfig.inputFormat.flattenSpec",
-                    "flattenSpec is not supported by this build yet",
-                );
-            }
+                ) {
+                    Ok(spec) => Some(spec),
+                    Err((path, message)) => {
+                        c.fail(&path, message);
+                        None
+                    }
+                },
+            };
             Some(InputFormat::Json {
                 keep_null_columns: f.keep_null_columns.unwrap_or(false),
+                flatten,
             })
         }
         "csv" | "tsv" | "delimited" => {
