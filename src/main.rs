@@ -71,6 +71,17 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         copies: u32,
     },
+    /// The first records of a dump as parsed and as indexed, with each
+    /// parse error beside its record (like Druid's data-loader sampler).
+    Sample {
+        #[arg(long)]
+        task: PathBuf,
+        #[arg(long)]
+        dump: PathBuf,
+        /// Records to read.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        records: usize,
+    },
     /// Print a segment's rows as JSON lines (index.zip or a segment directory).
     DumpSegment {
         path: PathBuf,
@@ -214,6 +225,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(" / ")
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample {
+            task,
+            dump,
+            records,
+        } => {
+            let out = kinesis_peon::task::sample::sample(&task, &dump, records)?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::DumpSegment {

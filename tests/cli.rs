@@ -170,3 +170,72 @@ fn bench_reports_rows_per_cpu_second() {
     assert!(n > 0.0);
     assert!(stdout.contains("peak RSS"));
 }
+
+#[test]
+fn sample_shows_records_parsed_and_indexed_with_errors_beside_them() {
+    let out = peon()
+        .args(["sample", "--task", TASK, "--dump", DUMP, "-n", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["numRowsRead"], 10);
+    assert_eq!(doc["data"].as_array().unwrap().len(), 10);
+    assert_eq!(doc["data"][0]["parsed"][0]["carrier"], "UA");
+    let counted: i64 = doc["indexed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counted, 10);
+
+    // A broken record is shown with its error; the sample goes on.
+    let base = fresh_dir("sample-bad");
+    let dump = base.join("dump");
+    std::fs::create_dir_all(&dump).unwrap();
+    std::fs::write(
+        dump.join("shards.json"),
+        r#"{"StreamName":"flights","Shards":[{"ShardId":"shardId-000000000000","SequenceNumberRange":{"StartingSequenceNumber":"1"}}]}"#,
+    )
+    .unwrap();
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    std::fs::write(
+        dump.join("shardId-000000000000.jsonl"),
+        format!(
+            "{{\"SequenceNumber\":\"2\",\"Data\":\"{}\"}}\n{{\"SequenceNumber\":\"3\",\"Data\":\"{}\"}}\n",
+            b64(r#"{"timestamp":"2013-01-01T10:15:00Z","carrier":"UA"}"#),
+            b64(r#"{"timestamp":"2013-01-01T10:15:00Z","carrier""#)
+        ),
+    )
+    .unwrap();
+    let task = flights_task(&base, "sample", 1, "sample", &[]);
+    let out = peon()
+        .args(["sample", "--task"])
+        .arg(&task)
+        .arg("--dump")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["numRowsRead"], 2);
+    assert_eq!(doc["data"][1]["sequenceNumber"], "3");
+    assert_eq!(doc["data"][1]["unparseable"], true);
+    assert!(
+        doc["data"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Unable to parse")
+    );
+    assert_eq!(doc["indexed"].as_array().unwrap().len(), 1);
+}

@@ -3,6 +3,7 @@
 //! write the status and report files.
 
 pub mod report;
+pub mod sample;
 pub mod stats;
 
 use crate::index::IncrementalIndex;

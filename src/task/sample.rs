@@ -1,0 +1,172 @@
+//! `sample`: the first records of a dump as Druid's data-loader sampler
+//! shows them: each record's input, the rows parsed from it (or the parse
+//! error beside it), then the rows as the index holds them after rollup.
+
+use super::Pipeline;
+use crate::input::{RowBuffer, Value};
+use crate::persist::sink_to_segment;
+use crate::source::dump::Dump;
+use crate::source::replay::{ReplayOptions, ReplaySupplier};
+use crate::source::{SequenceNumber, ShardAssignment};
+use crate::spec::time::format_iso;
+use crate::spec::{LoadedTask, load_task};
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Map, json};
+use std::path::Path;
+
+/// Input text shown per record, at most.
+const INPUT_CHARS: usize = 1000;
+
+fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Str(s) => s.as_ref().into(),
+        Value::Long(n) => (*n).into(),
+        Value::Double(d) => serde_json::Number::from_f64(*d)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| d.to_string().into()),
+        Value::Bool(b) => (*b).into(),
+        Value::List(items) => items.iter().map(value_json).collect(),
+        Value::Nested => "(nested)".into(),
+    }
+}
+
+/// Sample the first `limit` records of the task's first sequence.
+pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(task_file)
+        .with_context(|| format!("reading task {}", task_file.display()))?;
+    let LoadedTask { task, .. } =
+        load_task(&bytes).map_err(|e| anyhow!("{}: invalid task:\n{e}", task_file.display()))?;
+    let r = &task.resolved;
+    let span = r.sequences.first().context("the task has no sequence")?;
+    let dump = Dump::open(dump_dir)?;
+    let assignments: Vec<ShardAssignment> = span
+        .start
+        .iter()
+        .map(|(shard, start)| ShardAssignment {
+            shard_id: shard.clone(),
+            start: start.clone(),
+            exclusive: span.exclusive.contains(shard),
+            end: span
+                .end
+                .get(shard)
+                .cloned()
+                .unwrap_or(SequenceNumber::NoEnd),
+        })
+        .collect();
+    let mut supplier = ReplaySupplier::start(
+        &dump,
+        &assignments,
+        &ReplayOptions {
+            batch_records: limit.clamp(1, 10_000),
+            buffer_records: limit.clamp(1, 10_000),
+            fetch_threads: 1,
+        },
+    )?;
+    let Pipeline {
+        mut parser,
+        mut index,
+        ts_slot,
+        timestamps: mut ts,
+    } = Pipeline::new(&task);
+    let mut known = 0;
+    let mut data = Vec::new();
+    let (mut read, mut indexed_inputs) = (0usize, 0usize);
+    'poll: while let Some(batch) = supplier.poll() {
+        let batch = batch?;
+        let shard = &assignments[batch.shard].shard_id;
+        for record in &batch.records {
+            if read >= limit {
+                break 'poll;
+            }
+            read += 1;
+            let text = String::from_utf8_lossy(&record.data);
+            let mut entry = Map::new();
+            entry.insert("shard".into(), shard.as_str().into());
+            entry.insert("sequenceNumber".into(), record.sequence.to_string().into());
+            entry.insert(
+                "input".into(),
+                text.chars().take(INPUT_CHARS).collect::<String>().into(),
+            );
+            let mut rows = RowBuffer::new();
+            match parser.parse(&record.data, &mut rows) {
+                Err(e) => {
+                    entry.insert("unparseable".into(), true.into());
+                    entry.insert("error".into(), e.to_string().into());
+                }
+                Ok(()) => {
+                    for (name, slot) in parser.fields.discovered_since(known) {
+                        index.add_dimension(name, *slot);
+                    }
+                    known = parser.fields.discovered_count();
+                    let mut parsed = Vec::new();
+                    let mut errors = Vec::new();
+                    for row in rows.rows() {
+                        let mut obj = Map::new();
+                        for (slot, v) in row.iter().enumerate() {
+                            if *v != Value::Null {
+                                obj.insert(parser.fields.name(slot).to_string(), value_json(v));
+                            }
+                        }
+                        parsed.push(serde_json::Value::Object(obj));
+                        match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null)) {
+                            Ok(t) => {
+                                let out = index.add(t, row);
+                                indexed_inputs += 1;
+                                if out.conversion_errors > 0 {
+                                    errors.push(index.first_error.take().unwrap_or_default());
+                                }
+                            }
+                            Err(e) => errors.push(format!("column {}: {e}", r.timestamp.column)),
+                        }
+                    }
+                    entry.insert("parsed".into(), parsed.into());
+                    if !errors.is_empty() {
+                        entry.insert("error".into(), errors.join("; ").into());
+                    }
+                }
+            }
+            data.push(serde_json::Value::Object(entry));
+        }
+    }
+    drop(supplier);
+
+    // The sample's rows as the index holds them: rolled up, sorted.
+    let mut indexed = Vec::new();
+    let mut sinks: Vec<_> = index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
+    sinks.sort_by_key(|s| s.interval_start);
+    for sink in sinks {
+        let seg = sink_to_segment(&index, sink, serde_json::Value::Null);
+        for row in 0..seg.num_rows() {
+            let mut obj = Map::new();
+            obj.insert("__time".into(), format_iso(seg.times[row]).into());
+            for d in &seg.dimensions {
+                obj.insert(d.name.clone(), d.json(row));
+            }
+            for n in &seg.numeric_dimensions {
+                let m = &n.column;
+                let v = if m.nulls.contains(row as u32) {
+                    serde_json::Value::Null
+                } else {
+                    m.values.json(row)
+                };
+                obj.insert(m.name.clone(), v);
+            }
+            for m in &seg.metrics {
+                let v = if m.nulls.contains(row as u32) {
+                    serde_json::Value::Null
+                } else {
+                    m.values.json(row)
+                };
+                obj.insert(m.name.clone(), v);
+            }
+            indexed.push(serde_json::Value::Object(obj));
+        }
+    }
+    Ok(json!({
+        "numRowsRead": read,
+        "numRowsIndexed": indexed_inputs,
+        "data": data,
+        "indexed": indexed,
+    }))
+}
