@@ -419,34 +419,7 @@ fn dump_segment(
     }
     let (_, data) = read_segment(&path)?;
     for row in 0..data.num_rows() {
-        let mut obj = serde_json::Map::new();
-        if wanted("__time") {
-            obj.insert("__time".into(), format_iso(data.times[row]).into());
-        }
-        for d in data.dimensions.iter().filter(|d| wanted(&d.name)) {
-            obj.insert(d.name.clone(), d.json(row));
-        }
-        for n in data
-            .numeric_dimensions
-            .iter()
-            .filter(|n| wanted(&n.column.name))
-        {
-            let m = &n.column;
-            let v = if m.nulls.contains(row as u32) {
-                serde_json::Value::Null
-            } else {
-                m.values.json(row)
-            };
-            obj.insert(m.name.clone(), v);
-        }
-        for m in data.metrics.iter().filter(|m| wanted(&m.name)) {
-            let v = if m.nulls.contains(row as u32) {
-                serde_json::Value::Null
-            } else {
-                m.values.json(row)
-            };
-            obj.insert(m.name.clone(), v);
-        }
+        let obj = data.row_json(row, wanted);
         out.write_all(&serde_json::to_vec(&obj)?)?;
         out.write_all(b"\n")?;
     }

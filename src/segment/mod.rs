@@ -163,6 +163,35 @@ impl SegmentData {
         names.into_iter().collect()
     }
 
+    /// Row `row` as a JSON object of the columns `wanted` accepts: `__time`
+    /// in ISO form, dimensions, numeric dimensions, metrics (null as null).
+    pub fn row_json(
+        &self,
+        row: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut obj = serde_json::Map::new();
+        if wanted("__time") {
+            obj.insert(
+                "__time".into(),
+                crate::spec::time::format_iso(self.times[row]).into(),
+            );
+        }
+        for d in self.dimensions.iter().filter(|d| wanted(&d.name)) {
+            obj.insert(d.name.clone(), d.json(row));
+        }
+        let numeric = self.numeric_dimensions.iter().map(|n| &n.column);
+        for m in numeric.chain(&self.metrics).filter(|m| wanted(&m.name)) {
+            let v = if m.nulls.contains(row as u32) {
+                serde_json::Value::Null
+            } else {
+                m.values.json(row)
+            };
+            obj.insert(m.name.clone(), v);
+        }
+        obj
+    }
+
     /// Metric names in the order Druid stores them (Java-sorted).
     pub fn sorted_metrics(&self) -> Vec<&MetricColumn> {
         let mut m: Vec<&MetricColumn> = self.metrics.iter().collect();

@@ -245,20 +245,10 @@ impl Runner<'_> {
         let task = self.task;
         let r = &task.resolved;
         let tuning = &task.tuning_config;
-        let mut shards: Vec<ShardState> = span
-            .start
-            .iter()
-            .map(|(shard, start)| ShardState {
-                assignment: ShardAssignment {
-                    shard_id: shard.clone(),
-                    start: start.clone(),
-                    exclusive: span.exclusive.contains(shard),
-                    end: span
-                        .end
-                        .get(shard)
-                        .cloned()
-                        .unwrap_or(SequenceNumber::NoEnd),
-                },
+        let mut shards: Vec<ShardState> = shard_assignments(span)
+            .into_iter()
+            .map(|assignment| ShardState {
+                assignment,
                 last_read: None,
                 reached_end_of_shard: false,
                 finished: false,
@@ -692,6 +682,24 @@ impl Runner<'_> {
             }
         }
     }
+}
+
+/// What each shard of a sequence reads: from its start (inclusive unless
+/// listed exclusive) to its end, or until told to stop.
+pub(crate) fn shard_assignments(span: &SequenceSpan) -> Vec<ShardAssignment> {
+    span.start
+        .iter()
+        .map(|(shard, start)| ShardAssignment {
+            shard_id: shard.clone(),
+            start: start.clone(),
+            exclusive: span.exclusive.contains(shard),
+            end: span
+                .end
+                .get(shard)
+                .cloned()
+                .unwrap_or(SequenceNumber::NoEnd),
+        })
+        .collect()
 }
 
 /// The row path of a task: parser, index and timestamp parser, with every

@@ -2,13 +2,11 @@
 //! shows them: each record's input, the rows parsed from it (or the parse
 //! error beside it), then the rows as the index holds them after rollup.
 
-use super::Pipeline;
+use super::{Pipeline, shard_assignments};
 use crate::input::{RowBuffer, Value};
 use crate::persist::sink_to_segment;
 use crate::source::dump::Dump;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
-use crate::source::{SequenceNumber, ShardAssignment};
-use crate::spec::time::format_iso;
 use crate::spec::{LoadedTask, load_task};
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Map, json};
@@ -40,20 +38,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
     let r = &task.resolved;
     let span = r.sequences.first().context("the task has no sequence")?;
     let dump = Dump::open(dump_dir)?;
-    let assignments: Vec<ShardAssignment> = span
-        .start
-        .iter()
-        .map(|(shard, start)| ShardAssignment {
-            shard_id: shard.clone(),
-            start: start.clone(),
-            exclusive: span.exclusive.contains(shard),
-            end: span
-                .end
-                .get(shard)
-                .cloned()
-                .unwrap_or(SequenceNumber::NoEnd),
-        })
-        .collect();
+    let assignments = shard_assignments(span);
     let mut supplier = ReplaySupplier::start(
         &dump,
         &assignments,
@@ -138,29 +123,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
     for sink in sinks {
         let seg = sink_to_segment(&index, sink, serde_json::Value::Null);
         for row in 0..seg.num_rows() {
-            let mut obj = Map::new();
-            obj.insert("__time".into(), format_iso(seg.times[row]).into());
-            for d in &seg.dimensions {
-                obj.insert(d.name.clone(), d.json(row));
-            }
-            for n in &seg.numeric_dimensions {
-                let m = &n.column;
-                let v = if m.nulls.contains(row as u32) {
-                    serde_json::Value::Null
-                } else {
-                    m.values.json(row)
-                };
-                obj.insert(m.name.clone(), v);
-            }
-            for m in &seg.metrics {
-                let v = if m.nulls.contains(row as u32) {
-                    serde_json::Value::Null
-                } else {
-                    m.values.json(row)
-                };
-                obj.insert(m.name.clone(), v);
-            }
-            indexed.push(serde_json::Value::Object(obj));
+            indexed.push(serde_json::Value::Object(seg.row_json(row, |_| true)));
         }
     }
     Ok(json!({
