@@ -352,11 +352,14 @@ fn joda_timestamp_patterns() {
     let dump = flights_dump("flights2-small", 2, Some(5_000));
     let base = fresh_dir("joda");
     let task = flights_task(&base, "joda", 2, "joda", &[]);
-    let mut json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&task).unwrap()).unwrap();
-    json["dataSchema"]["timestampSpec"] =
-        serde_json::json!({"column": "timestamp", "format": "yyyy-MM-dd'T'HH:mm:ssZ"});
-    std::fs::write(&task, serde_json::to_vec(&json).unwrap()).unwrap();
+    let mut json =
+        edit_task(
+            &task,
+            |t| {
+                t["dataSchema"]["timestampSpec"] =
+                    serde_json::json!({"column": "timestamp", "format": "yyyy-MM-dd'T'HH:mm:ssZ"})
+            },
+        );
     let summary = run_task(&task, &dump, &base);
     assert_eq!(summary.error, None);
     assert_eq!(summary.stats.processed, 5_000);
@@ -382,20 +385,19 @@ fn flatten_spec_fields_feed_the_same_rows() {
     let dump = flights_dump("flights2-small", 2, Some(5_000));
     let base = fresh_dir("flatten");
     let task = flights_task(&base, "flatten", 2, "flatten", &[]);
-    let mut json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&task).unwrap()).unwrap();
-    json["ioConfig"]["inputFormat"]["flattenSpec"] = serde_json::json!({
-        "useFieldDiscovery": false,
-        "fields": [
-            {"type": "root", "name": "timestamp"},
-            {"type": "path", "name": "carrier", "expr": "$.carrier"},
-            {"type": "jq", "name": "origin", "expr": ".origin"},
-            {"type": "path", "name": "dest", "expr": "$['dest']"},
-            {"type": "root", "name": "dep_delay", "expr": "dep_delay"},
-            {"type": "jq", "name": "distance", "expr": ".[\"distance\"]"}
-        ]
+    let mut json = edit_task(&task, |t| {
+        t["ioConfig"]["inputFormat"]["flattenSpec"] = serde_json::json!({
+            "useFieldDiscovery": false,
+            "fields": [
+                {"type": "root", "name": "timestamp"},
+                {"type": "path", "name": "carrier", "expr": "$.carrier"},
+                {"type": "jq", "name": "origin", "expr": ".origin"},
+                {"type": "path", "name": "dest", "expr": "$['dest']"},
+                {"type": "root", "name": "dep_delay", "expr": "dep_delay"},
+                {"type": "jq", "name": "distance", "expr": ".[\"distance\"]"}
+            ]
+        })
     });
-    std::fs::write(&task, serde_json::to_vec(&json).unwrap()).unwrap();
     let summary = run_task(&task, &dump, &base);
     assert_eq!(summary.error, None);
     assert_eq!(summary.stats.processed, 5_000);

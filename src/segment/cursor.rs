@@ -8,7 +8,7 @@ use super::VERSION_BIN;
 use super::bytes::{ByteReader, MAX_BLOCK_BYTES, decode_block, unpack_msb};
 use super::reader::{
     Descriptor, IndexDrd, PACKED_WIDTHS, descriptor_part, parse_meta_smoosh, read_index_drd,
-    read_roaring,
+    read_roaring, table_bits,
 };
 use anyhow::{Context, Result, bail};
 use roaring::RoaringBitmap;
@@ -338,12 +338,7 @@ impl NumericCursor {
                         .chunks_exact(8)
                         .map(|c| i64::from_be_bytes(c.try_into().expect("8")))
                         .collect();
-                    let bits = PACKED_WIDTHS
-                        .iter()
-                        .copied()
-                        .find(|w| size <= 1 << w)
-                        .unwrap_or(8);
-                    (Decode::Table(table), bits)
+                    (Decode::Table(table), table_bits(size))
                 }
                 e => bail!("{}: long encoding {e}", region.what),
             }

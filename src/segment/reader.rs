@@ -407,6 +407,15 @@ fn read_numeric(what: &str, value_type: &str, supplier: &[u8]) -> Result<Numeric
 /// Widths Druid's bit-packed long encodings use.
 pub(crate) const PACKED_WIDTHS: [usize; 13] = [1, 2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64];
 
+/// Bits per code of a value table of `size` entries (1..=256).
+pub(crate) fn table_bits(size: usize) -> usize {
+    PACKED_WIDTHS
+        .iter()
+        .copied()
+        .find(|w| size <= 1 << w)
+        .unwrap_or(8)
+}
+
 /// `longEncoding: auto`: a table of up to 256 values or a delta from a base,
 /// bit-packed MSB first with 4 zero bytes after each block (spec §5.3).
 fn read_encoded_longs(
@@ -438,12 +447,7 @@ fn read_encoded_longs(
                 return r.fail(format!("table of {size} values (1..=256 allowed)"));
             }
             let table: Vec<i64> = (0..size).map(|_| r.i64()).collect::<Result<_>>()?;
-            let bits = PACKED_WIDTHS
-                .iter()
-                .copied()
-                .find(|w| size <= 1 << w)
-                .unwrap_or(8);
-            (Decode::Table(table), bits)
+            (Decode::Table(table), table_bits(size))
         }
         other => {
             return r.fail(format!(

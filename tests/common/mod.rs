@@ -141,6 +141,15 @@ pub fn flights_task(
     path
 }
 
+/// Change a task file in place.
+pub fn edit_task(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+    let mut task: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut task);
+    std::fs::write(path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
+    task
+}
+
 /// `flights_task` with its tuningConfig replaced.
 pub fn flights_task_tuned(
     dir: &Path,
@@ -150,10 +159,7 @@ pub fn flights_task_tuned(
     tuning: serde_json::Value,
 ) -> PathBuf {
     let path = flights_task(dir, name, shards, base_sequence, &[]);
-    let mut task: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    task["tuningConfig"] = tuning;
-    std::fs::write(&path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
+    edit_task(&path, |task| task["tuningConfig"] = tuning);
     path
 }
 
