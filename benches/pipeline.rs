@@ -63,6 +63,7 @@ fn pipeline(c: &mut Criterion) {
                 mut index,
                 ts_slot,
                 timestamps: mut ts,
+                ..
             } = Pipeline::new(&task);
             let mut rows = RowBuffer::new();
             for rec in &records {

@@ -416,3 +416,46 @@ fn flatten_spec_fields_feed_the_same_rows() {
         "{err}"
     );
 }
+
+/// transformSpec.filter (fixture task 04's filter): rejected rows count as
+/// thrownAway; the kept rows are exactly those a naive reading keeps.
+#[test]
+fn transform_filter_throws_rows_away() {
+    let rows = 30_000usize;
+    let dump = flights_dump("flights3-30k", 3, Some(rows as u64));
+    let base = fresh_dir("filter");
+    let task = flights_task(&base, "filter", 3, "filter", &[]);
+    edit_task(&task, |t| {
+        t["dataSchema"]["transformSpec"] = serde_json::json!({"filter": {"type": "and", "fields": [
+            {"type": "not", "field": {"type": "selector", "dimension": "carrier", "value": "HA"}},
+            {"type": "in", "dimension": "origin", "values": ["EWR", "JFK"]},
+            {"type": "bound", "dimension": "distance", "lower": "500", "ordering": {"type": "numeric"}}
+        ]}});
+    });
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(flights_ndjson()).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let kept = text
+        .lines()
+        .take(rows)
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["carrier"] != "HA"
+                && (v["origin"] == "EWR" || v["origin"] == "JFK")
+                && v["distance"].as_i64().unwrap() >= 500
+        })
+        .count() as u64;
+    assert!(kept > 1000 && kept < rows as u64 - 1000);
+    let s = run_task(&task, &dump, &base);
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.processed, kept);
+    assert_eq!(s.stats.thrown_away, rows as u64 - kept);
+    let groups = groups_from_segments(&published_segments(&base, "flights"));
+    assert_eq!(groups.values().map(|g| g.0).sum::<i64>() as u64, kept);
+    assert!(groups.keys().all(|k| k.1 != "HA" && k.2 != "LGA"));
+}

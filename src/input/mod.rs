@@ -4,6 +4,7 @@
 //! `serde_json::Value` is built per row.
 
 pub mod delimited;
+pub mod filter;
 pub mod flatten;
 pub mod joda;
 pub mod json;

@@ -1178,13 +1178,27 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
             "intervals are not supported by this build yet; leave them empty for streaming",
         );
     }
-    if task.data_schema.transform_spec.filter.is_some()
-        || !task.data_schema.transform_spec.transforms.is_empty()
-    {
+    if !task.data_schema.transform_spec.transforms.is_empty() {
         c.fail(
-            "dataSchema.transformSpec",
-            "transforms and filters are not supported by this build yet",
+            "dataSchema.transformSpec.transforms",
+            "expression transforms are not supported by this build yet",
         );
+    }
+    if let Some(filter) = task
+        .data_schema
+        .transform_spec
+        .filter
+        .as_ref()
+        .filter(|f| !f.is_null())
+    {
+        // Checked here for the messages; the pipeline compiles it again
+        // against its own field table.
+        let mut scratch = crate::input::FieldTable::new(false, false, &[]);
+        if let Err((path, message)) =
+            crate::input::filter::compile(filter, "dataSchema.transformSpec.filter", &mut scratch)
+        {
+            c.fail(&path, message);
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod sample;
 pub mod stats;
 
 use crate::index::IncrementalIndex;
+use crate::input::filter::Filter;
 use crate::input::timestamp::TimestampParser;
 use crate::input::{RowBuffer, RowParser, Value};
 use crate::persist::merge::{MemoryInput, MergeInput, MergePlan, SpillInput, merge};
@@ -294,6 +295,7 @@ impl Runner<'_> {
             mut index,
             ts_slot,
             timestamps: mut ts,
+            filter,
         } = Pipeline::new(task);
         let mut known_discovered = 0;
         let progress = Progress::new(self.opts.progress);
@@ -382,6 +384,7 @@ impl Runner<'_> {
                                 };
                                 if r.minimum_message_time.is_some_and(|m| time < m)
                                     || r.maximum_message_time.is_some_and(|m| time > m)
+                                    || filter.as_ref().is_some_and(|f| !f.matches(row, time))
                                 {
                                     self.stats.thrown_away += 1;
                                     continue;
@@ -709,6 +712,8 @@ pub struct Pipeline {
     pub index: IncrementalIndex,
     pub ts_slot: usize,
     pub timestamps: TimestampParser,
+    /// transformSpec.filter: rows it rejects are thrown away.
+    pub filter: Option<Filter>,
 }
 
 impl Pipeline {
@@ -736,6 +741,20 @@ impl Pipeline {
             index.add_metric(a, slot);
         }
         let ts_slot = parser.fields.slot(&r.timestamp.column);
+        let filter = task
+            .data_schema
+            .transform_spec
+            .filter
+            .as_ref()
+            .filter(|f| !f.is_null())
+            .map(|f| {
+                crate::input::filter::compile(
+                    f,
+                    "dataSchema.transformSpec.filter",
+                    &mut parser.fields,
+                )
+                .expect("the filter was checked at validation")
+            });
         let timestamps = TimestampParser::new(
             r.timestamp_format.clone().expect("validated task"),
             r.missing_timestamp,
@@ -745,6 +764,7 @@ impl Pipeline {
             index,
             ts_slot,
             timestamps,
+            filter,
         }
     }
 }

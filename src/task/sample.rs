@@ -53,6 +53,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
         mut index,
         ts_slot,
         timestamps: mut ts,
+        filter,
     } = Pipeline::new(&task);
     let mut known = 0;
     let mut data = Vec::new();
@@ -95,6 +96,9 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
                         }
                         parsed.push(serde_json::Value::Object(obj));
                         match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null)) {
+                            Ok(t) if filter.as_ref().is_some_and(|f| !f.matches(row, t)) => {
+                                errors.push("thrown away by the transformSpec filter".into());
+                            }
                             Ok(t) => {
                                 let out = index.add(t, row);
                                 indexed_inputs += 1;
