@@ -432,19 +432,9 @@ fn transform_filter_throws_rows_away() {
             {"type": "bound", "dimension": "distance", "lower": "500", "ordering": {"type": "numeric"}}
         ]}});
     });
-    let text = {
-        use std::io::Read;
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(flights_ndjson()).unwrap())
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    };
-    let kept = text
-        .lines()
-        .take(rows)
-        .filter(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    let kept = flights_rows(rows)
+        .iter()
+        .filter(|v| {
             v["carrier"] != "HA"
                 && (v["origin"] == "EWR" || v["origin"] == "JFK")
                 && v["distance"].as_i64().unwrap() >= 500

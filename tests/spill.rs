@@ -174,16 +174,7 @@ fn typed_dimensions_roll_up_by_value_with_and_without_persists() {
     // (hour, carrier, flight, hour column, distance, air_time) -> count
     type Key = (i64, String, i64, i64, u64, Option<u32>);
     let mut naive: std::collections::BTreeMap<Key, i64> = Default::default();
-    let text = {
-        use std::io::Read;
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(flights_ndjson()).unwrap())
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    };
-    for line in text.lines().take(rows) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in flights_rows(rows) {
         let t = kinesis_peon::spec::time::parse_iso(v["timestamp"].as_str().unwrap()).unwrap();
         let key = (
             t - t.rem_euclid(3_600_000),

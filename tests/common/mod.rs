@@ -274,6 +274,17 @@ fn add_opt(a: Option<i64>, b: Option<i64>, f: impl Fn(i64, i64) -> i64) -> Optio
 }
 
 /// The same rollup computed naively: serde_json::Value per row, a BTreeMap.
+/// The first `limit` flights rows as parsed JSON.
+pub fn flights_rows(limit: usize) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(flights_ndjson()).unwrap();
+    std::io::BufReader::new(flights_gz(file))
+        .lines()
+        .take(limit)
+        .map(|line| serde_json::from_str(&line.unwrap()).unwrap())
+        .collect()
+}
+
 pub fn naive_groups(limit: Option<usize>) -> Groups {
     use std::io::BufRead;
     let file = std::fs::File::open(flights_ndjson()).unwrap();
