@@ -16,7 +16,7 @@ struct Entry {
 }
 
 fn corpus(file: &str) -> Vec<Entry> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bad-input");
+    let dir = common::repo().join("fixtures/bad-input");
     std::fs::read_to_string(dir.join(file))
         .unwrap()
         .lines()

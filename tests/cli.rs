@@ -11,8 +11,13 @@ fn peon() -> Command {
 }
 
 /// The shipped task and dump (the README's run command).
-const TASK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flights-task.json");
-const DUMP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/flights-dump");
+fn shipped_task() -> std::path::PathBuf {
+    repo().join("fixtures/flights-task.json")
+}
+
+fn shipped_dump() -> std::path::PathBuf {
+    repo().join("fixtures/flights-dump")
+}
 
 #[test]
 fn readme_run_command_on_the_shipped_dump() {
@@ -20,9 +25,9 @@ fn readme_run_command_on_the_shipped_dump() {
     let out = peon()
         .current_dir(&dir)
         .args(["run", "--task"])
-        .arg(TASK)
+        .arg(shipped_task())
         .arg("--dump")
-        .arg(DUMP)
+        .arg(shipped_dump())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -49,13 +54,14 @@ fn readme_run_command_on_the_shipped_dump() {
 #[test]
 fn validate_prints_errors_with_paths() {
     let dir = fresh_dir("validate");
-    let ok = peon().args(["validate", TASK]).output().unwrap();
+    let ok = peon().arg("validate").arg(shipped_task()).output().unwrap();
     assert!(ok.status.success());
     let effective: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(effective["tuningConfig"]["maxRecordsPerPoll"], 100);
     assert_eq!(effective["ioConfig"]["recordsPerFetch"], 4000);
 
-    let mut bad: serde_json::Value = serde_json::from_slice(&std::fs::read(TASK).unwrap()).unwrap();
+    let mut bad: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped_task()).unwrap()).unwrap();
     bad["tuningConfig"]["maxRowsInMemory"] = (-5).into();
     bad["tuningConfig"]["someKnob"] = 1.into();
     let path = dir.join("bad.json");
@@ -155,9 +161,9 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
 fn bench_reports_rows_per_cpu_second() {
     let out = peon()
         .args(["bench", "--task"])
-        .arg(TASK)
+        .arg(shipped_task())
         .arg("--dump")
-        .arg(DUMP)
+        .arg(shipped_dump())
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -174,7 +180,11 @@ fn bench_reports_rows_per_cpu_second() {
 #[test]
 fn sample_shows_records_parsed_and_indexed_with_errors_beside_them() {
     let out = peon()
-        .args(["sample", "--task", TASK, "--dump", DUMP, "-n", "10"])
+        .args(["sample", "--task"])
+        .arg(shipped_task())
+        .arg("--dump")
+        .arg(shipped_dump())
+        .args(["-n", "10"])
         .output()
         .unwrap();
     assert!(

@@ -39,6 +39,8 @@ pub const MULTI_VALUE_BIT: u32 = 1 << 31;
 pub struct ListDictionary {
     pub lists: Vec<Box<[u32]>>,
     ids: HashMap<Box<[u32]>, u32>,
+    /// Estimated heap bytes, kept as lists are added.
+    bytes: usize,
 }
 
 impl ListDictionary {
@@ -49,6 +51,8 @@ impl ListDictionary {
         let id = self.lists.len() as u32;
         self.lists.push(list.into());
         self.ids.insert(list.into(), id);
+        // Two boxed copies (list and table key) and a table slot.
+        self.bytes += 2 * (16 + 4 * list.len()) + 16;
         id
     }
 
@@ -297,7 +301,11 @@ impl IncrementalIndex {
             + self
                 .dimensions
                 .iter()
-                .map(|d| d.dictionary.bytes())
+                .map(|d| {
+                    d.dictionary.bytes()
+                        + d.lists.bytes
+                        + d.numeric.as_ref().map_or(0, |n| 24 * n.values.len())
+                })
                 .sum::<usize>()
     }
 

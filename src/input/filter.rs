@@ -9,6 +9,7 @@ use crate::index::dictionary::java_double_string;
 use crate::segment::bytes::java_cmp;
 use crate::spec::time::parse_iso;
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 #[derive(Debug, Clone)]
@@ -245,14 +246,15 @@ fn like_to_regex(pattern: &str, escape: Option<char>) -> String {
     out
 }
 
-/// A value as Druid's row-based selectors show it to filters.
-fn text(v: &Value) -> Option<String> {
+/// A value as Druid's row-based selectors show it to filters (strings
+/// borrowed, so a filter on string columns allocates nothing per row).
+fn text<'v>(v: &'v Value) -> Option<Cow<'v, str>> {
     match v {
         Value::Null => None,
-        Value::Str(s) => Some(s.to_string()),
-        Value::Long(n) => Some(n.to_string()),
-        Value::Double(d) => Some(java_double_string(*d)),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+        Value::Long(n) => Some(Cow::Owned(n.to_string())),
+        Value::Double(d) => Some(Cow::Owned(java_double_string(*d))),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         Value::List(_) | Value::Nested => None,
     }
 }
@@ -329,7 +331,6 @@ fn any_value(
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::borrow::Cow;
 
     fn table() -> FieldTable {
         FieldTable::new(false, false, &[])

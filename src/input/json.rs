@@ -14,8 +14,7 @@ pub fn parse_entity<'a>(
     rows: &mut RowBuffer<'a>,
 ) -> Result<(), ParseError> {
     rows.clear();
-    let text = std::str::from_utf8(data)
-        .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+    let text = utf8(data)?;
     // The common case, one object per record, through sonic-rs's SIMD
     // scanner; several objects or any error take serde_json's path, whose
     // messages are the ones reported.
@@ -52,8 +51,7 @@ pub fn parse_flattened<'a>(
     rows: &mut RowBuffer<'a>,
 ) -> Result<(), ParseError> {
     rows.clear();
-    let text = std::str::from_utf8(data)
-        .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+    let text = utf8(data)?;
     let mut objects = Vec::new();
     for value in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
         let value = value.map_err(|e| ParseError(format!("Unable to parse row: {e}")))?;
@@ -102,6 +100,10 @@ pub fn parse_flattened<'a>(
         }
     }
     Ok(())
+}
+
+fn utf8(data: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))
 }
 
 /// Records with more brackets than this skip the sonic-rs path.

@@ -1736,9 +1736,17 @@ mod tests {
         );
     }
 
+    /// The checkout, read when the test runs (a binary from a shared build
+    /// cache may have been compiled in another clone).
+    fn fixture_root() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+    }
+
     #[test]
     fn all_fixture_tasks_parse() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tasks");
+        let dir = fixture_root().join("../shared/fixtures/tasks");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             panic!("fixtures missing at {}", dir.display());
         };
@@ -1759,8 +1767,7 @@ mod tests {
     #[test]
     fn checkpoints_make_sequences() {
         let bytes = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/fixtures/tasks/03-tsv-typed-dimensions.json"),
+            fixture_root().join("../shared/fixtures/tasks/03-tsv-typed-dimensions.json"),
         )
         .unwrap();
         let mut task: Task = serde_json::from_slice(&bytes).unwrap();

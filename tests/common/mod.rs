@@ -12,10 +12,19 @@ use kinesis_peon::task::{RunOptions, RunSummary, layout_for, run};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// The checkout, looked up when the test runs: cargo sets the variable then,
+/// and a binary reused from a shared build cache may have been compiled in
+/// another clone.
+pub fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn shared() -> PathBuf {
     std::env::var_os("KINESIS_PEON_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .unwrap_or_else(|| repo().join("../shared"))
 }
 
 pub fn flights_ndjson() -> PathBuf {
