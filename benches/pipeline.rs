@@ -6,7 +6,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kinesis_peon::input::{RowBuffer, RowParser};
 use kinesis_peon::source::dump::{Dump, ShardReader};
 use kinesis_peon::spec::load_task;
-use kinesis_peon::task::Pipeline;
+use kinesis_peon::task::{Pipeline, RowFate};
 use std::path::Path;
 
 fn records() -> Vec<Vec<u8>> {
@@ -61,16 +61,15 @@ fn pipeline(c: &mut Criterion) {
             let Pipeline {
                 mut parser,
                 mut index,
-                ts_slot,
-                timestamps: mut ts,
-                ..
+                rows: mut stage,
             } = Pipeline::new(&task);
             let mut rows = RowBuffer::new();
             for rec in &records {
                 parser.parse(rec, &mut rows).unwrap();
-                for row in rows.rows() {
-                    let t = ts.parse(&row[ts_slot]).unwrap();
-                    index.add(t, row);
+                for row in rows.rows_mut() {
+                    if let RowFate::Index(t) = stage.prepare(row) {
+                        index.add(t, row);
+                    }
                 }
             }
             index.row_count()

@@ -4,6 +4,7 @@
 //! Values compare in their string form (numbers as Java prints them), a
 //! multi-value row matches when any of its values does, as in Druid.
 
+use super::expr::Expr;
 use super::{FieldTable, Value};
 use crate::index::dictionary::java_double_string;
 use crate::segment::bytes::java_cmp;
@@ -37,6 +38,8 @@ pub enum Filter {
     Interval {
         intervals: Vec<(i64, i64)>,
     },
+    /// `expression`: the row passes when the expression is true.
+    Expression(Expr),
 }
 
 /// The input field a filter reads, by slot; `__time` is the row time.
@@ -190,6 +193,13 @@ pub fn compile(
                 regex,
             }
         }
+        "expression" => {
+            let source = string("expression")
+                .ok_or_else(|| (format!("{path}.expression"), "is required".to_string()))?;
+            Filter::Expression(
+                Expr::compile(&source, fields).map_err(|e| (format!("{path}.expression"), e))?,
+            )
+        }
         "interval" => {
             if !matches!(column("dimension")?, Column::Time) {
                 return fail(&format!("{path}.dimension"), "interval filters on columns other than __time are not supported by this build yet".into());
@@ -227,7 +237,7 @@ pub fn compile(
 }
 
 /// SQL LIKE as an anchored regex: `%` any run, `_` one character.
-fn like_to_regex(pattern: &str, escape: Option<char>) -> String {
+pub(crate) fn like_to_regex(pattern: &str, escape: Option<char>) -> String {
     let mut out = String::from("(?s)^");
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
@@ -260,14 +270,30 @@ fn text<'v>(v: &'v Value) -> Option<Cow<'v, str>> {
 }
 
 impl Filter {
-    /// Does the row (slot values, event time) pass?
-    pub fn matches(&self, row: &[Value], time: i64) -> bool {
-        match self {
+    /// Does the row (slot values, event time) pass? An error is an
+    /// expression that cannot be evaluated on this row.
+    pub fn test(&self, row: &[Value], time: i64) -> Result<bool, String> {
+        Ok(match self {
             Filter::True => true,
             Filter::False => false,
-            Filter::And(fs) => fs.iter().all(|f| f.matches(row, time)),
-            Filter::Or(fs) => fs.iter().any(|f| f.matches(row, time)),
-            Filter::Not(f) => !f.matches(row, time),
+            Filter::And(fs) => {
+                for f in fs {
+                    if !f.test(row, time)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Filter::Or(fs) => {
+                for f in fs {
+                    if f.test(row, time)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Filter::Not(f) => !f.test(row, time)?,
+            Filter::Expression(expr) => expr.eval(row, time)?.as_bool(),
             Filter::In { column, values } => any_value(*column, row, time, |v| {
                 values.iter().any(|x| x.as_deref() == v)
             }),
@@ -305,7 +331,12 @@ impl Filter {
             Filter::Interval { intervals } => {
                 intervals.iter().any(|(s, e)| (*s..*e).contains(&time))
             }
-        }
+        })
+    }
+
+    #[cfg(test)]
+    fn matches(&self, row: &[Value], time: i64) -> bool {
+        self.test(row, time).unwrap()
     }
 }
 
@@ -446,10 +477,58 @@ mod tests {
     }
 
     #[test]
+    fn expression_filters_pass_rows_whose_expression_is_true() {
+        // math-expr.md / ExpressionDimFilter: true is a number above zero
+        // or the string "true"; null is false.
+        let mut f = table();
+        let filter = compile(
+            &json!({"type": "expression", "expression": "concat(carrier, '-', origin) == 'UA-EWR' && distance > 100"}),
+            "f",
+            &mut f,
+        )
+        .unwrap();
+        let carrier = f.slot("carrier");
+        let origin = f.slot("origin");
+        let distance = f.slot("distance");
+        let mut row = vec![Value::Null; f.len()];
+        row[carrier] = s("UA");
+        row[origin] = s("EWR");
+        row[distance] = Value::Long(1400);
+        assert!(filter.matches(&row, 0));
+        row[distance] = s("99");
+        assert!(!filter.matches(&row, 0));
+        row[distance] = Value::Null;
+        assert!(!filter.matches(&row, 0), "null is not true");
+        let failing = compile(
+            &json!({"type": "expression", "expression": "distance / 0 > 1"}),
+            "f",
+            &mut f,
+        )
+        .unwrap();
+        row[distance] = Value::Long(5);
+        assert!(
+            failing
+                .test(&row, 0)
+                .unwrap_err()
+                .contains("division by zero")
+        );
+    }
+
+    #[test]
     fn unsupported_parts_are_refused_by_path() {
         let mut f = table();
         let err = compile(
-            &json!({"type": "and", "fields": [{"type": "expression", "expression": "x > 1"}]}),
+            &json!({"type": "and", "fields": [{"type": "expression", "expression": "x >"}]}),
+            "dataSchema.transformSpec.filter",
+            &mut f,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "dataSchema.transformSpec.filter.fields[0].expression"
+        );
+        let err = compile(
+            &json!({"type": "and", "fields": [{"type": "columnComparison", "dimensions": ["a", "b"]}]}),
             "dataSchema.transformSpec.filter",
             &mut f,
         )

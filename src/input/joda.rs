@@ -160,6 +160,63 @@ impl JodaPattern {
         &self.pattern
     }
 
+    /// Print a UTC instant with this pattern, as Joda's formatter does
+    /// (numbers zero-padded to the letter count, names in English).
+    pub fn format(&self, millis: i64, out: &mut String) {
+        use std::fmt::Write;
+        let days = millis.div_euclid(86_400_000);
+        let ms = millis.rem_euclid(86_400_000);
+        let (year, month, day) = crate::spec::time::civil_from_days(days);
+        let hour = ms / 3_600_000;
+        let title = |s: &str, n: usize| -> String {
+            let full = if n >= 4 { s } else { &s[..3] };
+            let mut c = full.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        };
+        for (field, count) in &self.fields {
+            let n = *count;
+            let _ = match field {
+                Field::Literal(l) => write!(out, "{l}"),
+                Field::Year if year < 0 => write!(out, "-{:0n$}", -year),
+                Field::Year => write!(out, "{year:0n$}"),
+                Field::TwoDigitYear => write!(out, "{:02}", year.rem_euclid(100)),
+                Field::Month => write!(out, "{month:0n$}"),
+                Field::MonthName => write!(out, "{}", title(MONTHS[month as usize - 1], n)),
+                Field::Day => write!(out, "{day:0n$}"),
+                Field::DayOfYear => {
+                    let doy = days - days_from_civil(year, 1, 1) + 1;
+                    write!(out, "{doy:0n$}")
+                }
+                Field::DayName => {
+                    let dow = (days + 3).rem_euclid(7) as usize;
+                    write!(out, "{}", title(DAYS[dow], n))
+                }
+                Field::Hour24 => write!(out, "{hour:0n$}"),
+                Field::Hour24Clock => write!(out, "{:0n$}", if hour == 0 { 24 } else { hour }),
+                Field::Hour12 { clock: true } => {
+                    write!(out, "{:0n$}", if hour % 12 == 0 { 12 } else { hour % 12 })
+                }
+                Field::Hour12 { clock: false } => write!(out, "{:0n$}", hour % 12),
+                Field::HalfDay => write!(out, "{}", if hour < 12 { "AM" } else { "PM" }),
+                Field::Minute => write!(out, "{:0n$}", ms / 60_000 % 60),
+                Field::Second => write!(out, "{:0n$}", ms / 1000 % 60),
+                Field::Fraction => {
+                    // Milliseconds as a fraction: S is tenths, SSS millis,
+                    // more letters pad with zeros.
+                    let frac = format!("{:03}", ms % 1000);
+                    let shown: String =
+                        frac.chars().chain(std::iter::repeat('0')).take(n).collect();
+                    write!(out, "{shown}")
+                }
+                Field::Offset if n >= 2 => write!(out, "+00:00"),
+                Field::Offset => write!(out, "+0000"),
+                Field::ZoneId => write!(out, "UTC"),
+            };
+        }
+    }
+
     /// Epoch milliseconds of `text`, or None when it does not match.
     pub fn parse(&self, text: &str) -> Option<i64> {
         let text = text

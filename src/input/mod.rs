@@ -4,11 +4,13 @@
 //! `serde_json::Value` is built per row.
 
 pub mod delimited;
+pub mod expr;
 pub mod filter;
 pub mod flatten;
 pub mod joda;
 pub mod json;
 pub mod timestamp;
+pub mod transform;
 
 use crate::spec::{InputFormat, Task};
 use hashbrown::HashMap;
@@ -188,6 +190,11 @@ impl<'a> RowBuffer<'a> {
 
     pub fn rows(&self) -> &[Vec<Value<'a>>] {
         &self.rows[..self.len]
+    }
+
+    /// The rows, for transforms to write into.
+    pub fn rows_mut(&mut self) -> &mut [Vec<Value<'a>>] {
+        &mut self.rows[..self.len]
     }
 
     pub fn len(&self) -> usize {

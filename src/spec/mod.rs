@@ -1178,11 +1178,15 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
             "intervals are not supported by this build yet; leave them empty for streaming",
         );
     }
-    if !task.data_schema.transform_spec.transforms.is_empty() {
-        c.fail(
-            "dataSchema.transformSpec.transforms",
-            "expression transforms are not supported by this build yet",
-        );
+    // Checked here for the messages; the pipeline compiles them again
+    // against its own field table.
+    let mut scratch = crate::input::FieldTable::new(false, false, &[]);
+    if let Err((path, message)) = crate::input::transform::Transforms::compile(
+        &task.data_schema.transform_spec.transforms,
+        "dataSchema.transformSpec.transforms",
+        &mut scratch,
+    ) {
+        c.fail(&path, message);
     }
     if let Some(filter) = task
         .data_schema
@@ -1190,15 +1194,10 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
         .filter
         .as_ref()
         .filter(|f| !f.is_null())
-    {
-        // Checked here for the messages; the pipeline compiles it again
-        // against its own field table.
-        let mut scratch = crate::input::FieldTable::new(false, false, &[]);
-        if let Err((path, message)) =
+        && let Err((path, message)) =
             crate::input::filter::compile(filter, "dataSchema.transformSpec.filter", &mut scratch)
-        {
-            c.fail(&path, message);
-        }
+    {
+        c.fail(&path, message);
     }
 }
 

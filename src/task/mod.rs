@@ -9,6 +9,7 @@ pub mod stats;
 use crate::index::IncrementalIndex;
 use crate::input::filter::Filter;
 use crate::input::timestamp::TimestampParser;
+use crate::input::transform::Transforms;
 use crate::input::{RowBuffer, RowParser, Value};
 use crate::persist::merge::{MemoryInput, MergeInput, MergePlan, SpillInput, merge};
 use crate::persist::{PersistResult, Persister, sink_to_segment};
@@ -293,9 +294,7 @@ impl Runner<'_> {
         let Pipeline {
             mut parser,
             mut index,
-            ts_slot,
-            timestamps: mut ts,
-            filter,
+            rows: mut stage,
         } = Pipeline::new(task);
         let mut known_discovered = 0;
         let progress = Progress::new(self.opts.progress);
@@ -369,26 +368,21 @@ impl Runner<'_> {
                                 .map_err(anyhow::Error::msg)?;
                         }
                         Ok(()) => {
-                            for row in rows.rows() {
-                                let time = match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null))
-                                {
-                                    Ok(t) => t,
-                                    Err(e) => {
-                                        let msg =
-                                            format!("{}: column {}: {e}", at(), r.timestamp.column);
+                            for row in rows.rows_mut() {
+                                let time = match stage.prepare(row) {
+                                    RowFate::Index(t) => t,
+                                    RowFate::ThrownAway(_) => {
+                                        self.stats.thrown_away += 1;
+                                        continue;
+                                    }
+                                    RowFate::Unparseable(e) => {
+                                        let msg = format!("{}: {e}", at());
                                         self.errors
                                             .record(&mut self.stats, ErrorKind::Unparseable, msg)
                                             .map_err(anyhow::Error::msg)?;
                                         continue;
                                     }
                                 };
-                                if r.minimum_message_time.is_some_and(|m| time < m)
-                                    || r.maximum_message_time.is_some_and(|m| time > m)
-                                    || filter.as_ref().is_some_and(|f| !f.matches(row, time))
-                                {
-                                    self.stats.thrown_away += 1;
-                                    continue;
-                                }
                                 let outcome = index.add(time, row);
                                 if outcome.conversion_errors > 0 {
                                     let why = index.first_error.take().unwrap_or_default();
@@ -710,10 +704,60 @@ pub(crate) fn shard_assignments(span: &SequenceSpan) -> Vec<ShardAssignment> {
 pub struct Pipeline {
     pub parser: RowParser,
     pub index: IncrementalIndex,
-    pub ts_slot: usize,
-    pub timestamps: TimestampParser,
+    pub rows: RowStage,
+}
+
+/// What happens to a parsed row before the index: its timestamp, the
+/// transforms, the message-time window and the filter.
+pub struct RowStage {
+    ts_slot: usize,
+    ts_column: String,
+    timestamps: TimestampParser,
+    transforms: Option<Transforms>,
     /// transformSpec.filter: rows it rejects are thrown away.
-    pub filter: Option<Filter>,
+    filter: Option<Filter>,
+    minimum_message_time: Option<i64>,
+    maximum_message_time: Option<i64>,
+}
+
+/// A parsed row's fate.
+pub enum RowFate {
+    /// Index it at this time.
+    Index(i64),
+    /// Thrown away (filter or message-time window), with the reason.
+    ThrownAway(&'static str),
+    /// Unparseable, with the reason.
+    Unparseable(String),
+}
+
+impl RowStage {
+    pub fn prepare(&mut self, row: &mut Vec<Value<'_>>) -> RowFate {
+        let mut time = match self
+            .timestamps
+            .parse(row.get(self.ts_slot).unwrap_or(&Value::Null))
+        {
+            Ok(t) => t,
+            Err(e) => return RowFate::Unparseable(format!("column {}: {e}", self.ts_column)),
+        };
+        if let Some(t) = &mut self.transforms
+            && let Err(e) = t.apply(row, &mut time)
+        {
+            return RowFate::Unparseable(e);
+        }
+        if self.minimum_message_time.is_some_and(|m| time < m)
+            || self.maximum_message_time.is_some_and(|m| time > m)
+        {
+            return RowFate::ThrownAway("outside minimumMessageTime / maximumMessageTime");
+        }
+        if let Some(f) = &self.filter {
+            match f.test(row, time) {
+                Ok(true) => {}
+                Ok(false) => return RowFate::ThrownAway("rejected by the transformSpec filter"),
+                Err(e) => return RowFate::Unparseable(format!("filter: {e}")),
+            }
+        }
+        RowFate::Index(time)
+    }
 }
 
 impl Pipeline {
@@ -741,20 +785,19 @@ impl Pipeline {
             index.add_metric(a, slot);
         }
         let ts_slot = parser.fields.slot(&r.timestamp.column);
-        let filter = task
-            .data_schema
-            .transform_spec
-            .filter
-            .as_ref()
-            .filter(|f| !f.is_null())
-            .map(|f| {
-                crate::input::filter::compile(
-                    f,
-                    "dataSchema.transformSpec.filter",
-                    &mut parser.fields,
-                )
+        let spec = &task.data_schema.transform_spec;
+        let transforms = (!spec.transforms.is_empty()).then(|| {
+            Transforms::compile(
+                &spec.transforms,
+                "dataSchema.transformSpec.transforms",
+                &mut parser.fields,
+            )
+            .expect("the transforms were checked at validation")
+        });
+        let filter = spec.filter.as_ref().filter(|f| !f.is_null()).map(|f| {
+            crate::input::filter::compile(f, "dataSchema.transformSpec.filter", &mut parser.fields)
                 .expect("the filter was checked at validation")
-            });
+        });
         let timestamps = TimestampParser::new(
             r.timestamp_format.clone().expect("validated task"),
             r.missing_timestamp,
@@ -762,9 +805,15 @@ impl Pipeline {
         Pipeline {
             parser,
             index,
-            ts_slot,
-            timestamps,
-            filter,
+            rows: RowStage {
+                ts_slot,
+                ts_column: r.timestamp.column.clone(),
+                timestamps,
+                transforms,
+                filter,
+                minimum_message_time: r.minimum_message_time,
+                maximum_message_time: r.maximum_message_time,
+            },
         }
     }
 }

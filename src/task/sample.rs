@@ -2,7 +2,7 @@
 //! shows them: each record's input, the rows parsed from it (or the parse
 //! error beside it), then the rows as the index holds them after rollup.
 
-use super::{Pipeline, shard_assignments};
+use super::{Pipeline, RowFate, shard_assignments};
 use crate::input::{RowBuffer, Value};
 use crate::persist::sink_to_segment;
 use crate::source::dump::Dump;
@@ -51,9 +51,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
     let Pipeline {
         mut parser,
         mut index,
-        ts_slot,
-        timestamps: mut ts,
-        filter,
+        rows: mut stage,
     } = Pipeline::new(&task);
     let mut known = 0;
     let mut data = Vec::new();
@@ -87,7 +85,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
                     known = parser.fields.discovered_count();
                     let mut parsed = Vec::new();
                     let mut errors = Vec::new();
-                    for row in rows.rows() {
+                    for row in rows.rows_mut() {
                         let mut obj = Map::new();
                         for (slot, v) in row.iter().enumerate() {
                             if *v != Value::Null {
@@ -95,18 +93,16 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
                             }
                         }
                         parsed.push(serde_json::Value::Object(obj));
-                        match ts.parse(row.get(ts_slot).unwrap_or(&Value::Null)) {
-                            Ok(t) if filter.as_ref().is_some_and(|f| !f.matches(row, t)) => {
-                                errors.push("thrown away by the transformSpec filter".into());
-                            }
-                            Ok(t) => {
+                        match stage.prepare(row) {
+                            RowFate::Index(t) => {
                                 let out = index.add(t, row);
                                 indexed_inputs += 1;
                                 if out.conversion_errors > 0 {
                                     errors.push(index.first_error.take().unwrap_or_default());
                                 }
                             }
-                            Err(e) => errors.push(format!("column {}: {e}", r.timestamp.column)),
+                            RowFate::ThrownAway(why) => errors.push(format!("thrown away: {why}")),
+                            RowFate::Unparseable(e) => errors.push(e),
                         }
                     }
                     entry.insert("parsed".into(), parsed.into());

@@ -1,0 +1,1357 @@
+//! Druid's expression language, as transformSpec transforms and `expression`
+//! filters use it: parsed and checked once (function names, arities, literal
+//! arguments such as patterns and periods), then evaluated per row against
+//! the row's slots. Numbers never allocate; strings borrow from the row or
+//! the expression where they can.
+//!
+//! Semantics follow current Druid (read in its source: `Expr.g4`,
+//! `ExpressionTypeConversion`, `BinaryLogicalOperatorExpr`,
+//! `BinaryMathOperatorExpr`, `Function`, the `query/expression` macros) with
+//! SQL-compatible null handling and strict booleans, Druid's defaults since
+//! 28.0: an operator with a null operand is null, comparisons give 1 or 0 as
+//! longs, a string and a number combine as doubles (a string that is not a
+//! number is null there).
+
+use super::joda::JodaPattern;
+use super::{FieldTable, Value};
+use crate::index::dictionary::java_double_string;
+use crate::segment::bytes::java_cmp;
+use crate::spec::granularity::Granularity;
+use crate::spec::time::{civil_from_days, days_from_civil, parse_iso, write_iso};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+/// An evaluated value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Eval<'a> {
+    Null,
+    Long(i64),
+    Double(f64),
+    Str(Cow<'a, str>),
+}
+
+/// A number read from a value (strings parse as Java's Long, then Double).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Long(i64),
+    Double(f64),
+}
+
+impl Num {
+    fn as_long(self) -> i64 {
+        match self {
+            Num::Long(v) => v,
+            // Java's (long) cast: saturating, NaN is 0; so is Rust's `as`.
+            Num::Double(v) => v as i64,
+        }
+    }
+    fn as_double(self) -> f64 {
+        match self {
+            Num::Long(v) => v as f64,
+            Num::Double(v) => v,
+        }
+    }
+}
+
+fn parse_number(s: &str) -> Option<Num> {
+    if let Ok(v) = s.parse::<i64>() {
+        return Some(Num::Long(v));
+    }
+    java_double(s).map(Num::Double)
+}
+
+/// Guava's Doubles.tryParse: Java's decimal forms plus NaN and Infinity,
+/// not Rust's extra spellings (`inf`, `nan`).
+fn java_double(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" | "+Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ if s
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') =>
+        {
+            None
+        }
+        _ => s.parse().ok(),
+    }
+}
+
+impl<'a> Eval<'a> {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Eval::Null)
+    }
+
+    fn number(&self) -> Option<Num> {
+        match self {
+            Eval::Null => None,
+            Eval::Long(v) => Some(Num::Long(*v)),
+            Eval::Double(v) => Some(Num::Double(*v)),
+            Eval::Str(s) => parse_number(s),
+        }
+    }
+
+    fn as_long(&self) -> Option<i64> {
+        self.number().map(Num::as_long)
+    }
+
+    /// Druid's asBoolean: numbers above zero, the string "true" (any case).
+    pub fn as_bool(&self) -> bool {
+        match self {
+            Eval::Null => false,
+            Eval::Long(v) => *v > 0,
+            Eval::Double(v) => *v > 0.0,
+            Eval::Str(s) => s.eq_ignore_ascii_case("true"),
+        }
+    }
+
+    /// The string form (numbers as Java prints them).
+    pub fn as_str(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Eval::Null => None,
+            Eval::Long(v) => Some(Cow::Owned(v.to_string())),
+            Eval::Double(v) => Some(Cow::Owned(java_double_string(*v))),
+            Eval::Str(s) => Some(Cow::Borrowed(s)),
+        }
+    }
+
+    /// The value as a row slot holds it.
+    pub fn into_value(self) -> Value<'static> {
+        match self {
+            Eval::Null => Value::Null,
+            Eval::Long(v) => Value::Long(v),
+            Eval::Double(v) => Value::Double(v),
+            Eval::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+        }
+    }
+
+    fn boolean(b: bool) -> Eval<'a> {
+        Eval::Long(b as i64)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CastType {
+    Long,
+    Double,
+    String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Unit {
+    Epoch,
+    Microsecond,
+    Millisecond,
+    Second,
+    Minute,
+    Hour,
+    Day,
+    Dow,
+    Doy,
+    Week,
+    Month,
+    Quarter,
+    Year,
+    IsoYear,
+    Decade,
+    Century,
+    Millennium,
+}
+
+#[derive(Debug, Clone)]
+enum Func {
+    Concat,
+    Like(regex::Regex),
+    Substring,
+    Strlen,
+    Lower,
+    Upper,
+    Replace,
+    Nvl,
+    If,
+    CaseSearched,
+    CaseSimple,
+    Cast(CastType),
+    TimestampFloor(Granularity),
+    TimestampParse(Option<JodaPattern>),
+    TimestampFormat(Option<JodaPattern>),
+    TimestampExtract(Unit),
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Const(Eval<'static>),
+    Field(usize),
+    Time,
+    Neg(Box<Node>),
+    Not(Box<Node>),
+    Binary(BinOp, Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    /// Only the arguments evaluated per row (literal ones are compiled in).
+    Call(Func, Vec<Node>),
+}
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    root: Node,
+    source: String,
+}
+
+impl Expr {
+    /// Parse and check an expression, registering the fields it reads.
+    pub fn compile(source: &str, fields: &mut FieldTable) -> Result<Expr, String> {
+        let tokens = tokenize(source)?;
+        let mut p = Parser {
+            tokens,
+            at: 0,
+            fields,
+        };
+        let root = p.expr(0)?;
+        if p.at < p.tokens.len() {
+            return Err(format!(
+                "unexpected {} in expression {source:?}",
+                p.tokens[p.at].describe()
+            ));
+        }
+        Ok(Expr {
+            root,
+            source: source.to_string(),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluate on a row's slots at row time `time`. An error is a reason
+    /// the row cannot be transformed (Druid fails such a row too).
+    pub fn eval<'a>(&'a self, row: &'a [Value<'a>], time: i64) -> Result<Eval<'a>, String> {
+        eval(&self.root, row, time).map_err(|e| format!("expression {:?}: {e}", self.source))
+    }
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Long(i64),
+    Double(f64),
+    Str(String),
+    Ident(String),
+    Op(&'static str),
+    Open,
+    Close,
+    Comma,
+}
+
+impl Token {
+    fn describe(&self) -> String {
+        match self {
+            Token::Long(v) => format!("number {v}"),
+            Token::Double(v) => format!("number {v}"),
+            Token::Str(s) => format!("string '{s}'"),
+            Token::Ident(s) => format!("name {s}"),
+            Token::Op(o) => format!("operator {o}"),
+            Token::Open => "'('".into(),
+            Token::Close => "')'".into(),
+            Token::Comma => "','".into(),
+        }
+    }
+}
+
+fn tokenize(src: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' | '\r' | '\n' => i += 1,
+            '(' => {
+                out.push(Token::Open);
+                i += 1
+            }
+            ')' => {
+                out.push(Token::Close);
+                i += 1
+            }
+            ',' => {
+                out.push(Token::Comma);
+                i += 1
+            }
+            '\'' | '"' => {
+                let (text, next) = quoted(&chars, i, src)?;
+                out.push(if c == '\'' {
+                    Token::Str(text)
+                } else {
+                    Token::Ident(text)
+                });
+                i = next;
+            }
+            '0'..='9' => {
+                let start = i;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let mut double = false;
+                if i < chars.len() && chars[i] == '.' {
+                    double = true;
+                    i += 1;
+                    while i < chars.len() && chars[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if i < chars.len() && matches!(chars[i], 'e' | 'E') {
+                    let mut j = i + 1;
+                    if j < chars.len() && matches!(chars[j], '-' | '+') {
+                        j += 1;
+                    }
+                    if j < chars.len() && chars[j].is_ascii_digit() {
+                        double = true;
+                        i = j;
+                        while i < chars.len() && chars[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                    }
+                }
+                let text: String = chars[start..i].iter().collect();
+                out.push(if double {
+                    Token::Double(text.parse().map_err(|_| format!("bad number {text}"))?)
+                } else {
+                    Token::Long(
+                        text.parse()
+                            .map_err(|_| format!("number {text} does not fit a long"))?,
+                    )
+                });
+            }
+            c if c == '_' || c == '$' || c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i] == '_' || chars[i] == '$' || chars[i].is_ascii_alphanumeric())
+                {
+                    i += 1;
+                }
+                out.push(Token::Ident(chars[start..i].iter().collect()));
+            }
+            _ => {
+                let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+                let op = ["<=", ">=", "==", "!=", "&&", "||"]
+                    .into_iter()
+                    .find(|o| *o == two)
+                    .or_else(|| {
+                        ["-", "!", "^", "*", "/", "%", "+", "<", ">"]
+                            .into_iter()
+                            .find(|o| o.starts_with(c))
+                    })
+                    .ok_or_else(|| format!("unexpected character {c:?} in expression {src:?}"))?;
+                out.push(Token::Op(op));
+                i += op.len();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A quoted string or identifier with Java escapes; returns the text and the
+/// index after the closing quote.
+fn quoted(chars: &[char], start: usize, src: &str) -> Result<(String, usize), String> {
+    let quote = chars[start];
+    let mut out = String::new();
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            c if c == quote => return Ok((out, i + 1)),
+            '\\' => {
+                let e = *chars
+                    .get(i + 1)
+                    .ok_or_else(|| format!("unterminated string in {src:?}"))?;
+                i += 2;
+                out.push(match e {
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'u' => {
+                        let hex: String = chars.get(i..i + 4).unwrap_or(&[]).iter().collect();
+                        let code = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .filter(|_| hex.len() == 4)
+                            .ok_or_else(|| format!("bad \\u escape in {src:?}"))?;
+                        i += 4;
+                        char::from_u32(code).unwrap_or('\u{FFFD}')
+                    }
+                    other => other,
+                });
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err(format!("unterminated quote in expression {src:?}"))
+}
+
+// ---------------------------------------------------------------- parser
+
+struct Parser<'f> {
+    tokens: Vec<Token>,
+    at: usize,
+    fields: &'f mut FieldTable,
+}
+
+/// Binary operators by precedence (higher binds tighter), as in Expr.g4.
+fn binary(op: &str) -> Option<(u8, bool)> {
+    Some(match op {
+        "||" => (1, false),
+        "&&" => (2, false),
+        "<" | "<=" | ">" | ">=" | "==" | "!=" => (3, false),
+        "+" | "-" => (4, false),
+        "*" | "/" | "%" => (5, false),
+        "^" => (6, true),
+        _ => return None,
+    })
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Result<Token, String> {
+        let t = self
+            .tokens
+            .get(self.at)
+            .cloned()
+            .ok_or("the expression ends too early")?;
+        self.at += 1;
+        Ok(t)
+    }
+
+    fn expr(&mut self, min: u8) -> Result<Node, String> {
+        let mut lhs = self.unary()?;
+        while let Some(Token::Op(op)) = self.peek() {
+            let op = *op;
+            let Some((prec, right)) = binary(op) else {
+                return Err(format!("unexpected operator {op}"));
+            };
+            if prec < min {
+                break;
+            }
+            self.at += 1;
+            let rhs = self.expr(if right { prec } else { prec + 1 })?;
+            let (l, r) = (Box::new(lhs), Box::new(rhs));
+            lhs = match op {
+                "||" => Node::Or(l, r),
+                "&&" => Node::And(l, r),
+                _ => Node::Binary(
+                    match op {
+                        "+" => BinOp::Add,
+                        "-" => BinOp::Sub,
+                        "*" => BinOp::Mul,
+                        "/" => BinOp::Div,
+                        "%" => BinOp::Mod,
+                        "^" => BinOp::Pow,
+                        "<" => BinOp::Lt,
+                        "<=" => BinOp::Le,
+                        ">" => BinOp::Gt,
+                        ">=" => BinOp::Ge,
+                        "==" => BinOp::Eq,
+                        _ => BinOp::Ne,
+                    },
+                    l,
+                    r,
+                ),
+            };
+        }
+        Ok(lhs)
+    }
+
+    /// Prefix `-` and `!` bind tighter than every binary operator
+    /// (`-2^2` is 4, as in Druid's grammar).
+    fn unary(&mut self) -> Result<Node, String> {
+        match self.next()? {
+            Token::Op("-") => Ok(match self.unary()? {
+                Node::Const(Eval::Long(v)) => Node::Const(Eval::Long(v.wrapping_neg())),
+                Node::Const(Eval::Double(v)) => Node::Const(Eval::Double(-v)),
+                other => Node::Neg(Box::new(other)),
+            }),
+            Token::Op("!") => Ok(Node::Not(Box::new(self.unary()?))),
+            Token::Open => {
+                let inner = self.expr(0)?;
+                match self.next()? {
+                    Token::Close => Ok(inner),
+                    t => Err(format!("expected ')' but found {}", t.describe())),
+                }
+            }
+            Token::Long(v) => Ok(Node::Const(Eval::Long(v))),
+            Token::Double(v) => Ok(Node::Const(Eval::Double(v))),
+            Token::Str(s) => Ok(Node::Const(Eval::Str(Cow::Owned(s)))),
+            Token::Ident(name) if self.peek() == Some(&Token::Open) => {
+                self.at += 1;
+                let mut args = Vec::new();
+                if self.peek() == Some(&Token::Close) {
+                    self.at += 1;
+                } else {
+                    loop {
+                        args.push(self.expr(0)?);
+                        match self.next()? {
+                            Token::Comma => {}
+                            Token::Close => break,
+                            t => {
+                                return Err(format!(
+                                    "expected ',' or ')' in the arguments of {name} but found {}",
+                                    t.describe()
+                                ));
+                            }
+                        }
+                    }
+                }
+                function(&name, args)
+            }
+            Token::Ident(name) => Ok(match name.as_str() {
+                "null" => Node::Const(Eval::Null),
+                "NaN" => Node::Const(Eval::Double(f64::NAN)),
+                "Infinity" => Node::Const(Eval::Double(f64::INFINITY)),
+                "__time" => Node::Time,
+                _ => Node::Field(self.fields.slot(&name)),
+            }),
+            t => Err(format!("unexpected {}", t.describe())),
+        }
+    }
+}
+
+/// A literal string argument (patterns, periods, units, time zones).
+fn literal(args: &[Node], i: usize, fname: &str, what: &str) -> Result<Option<String>, String> {
+    match args.get(i) {
+        None | Some(Node::Const(Eval::Null)) => Ok(None),
+        Some(Node::Const(Eval::Str(s))) => Ok(Some(s.to_string())),
+        Some(_) => Err(format!("{fname}: the {what} must be a string literal")),
+    }
+}
+
+fn utc_only(args: &[Node], i: usize, fname: &str) -> Result<(), String> {
+    match literal(args, i, fname, "time zone")?.as_deref() {
+        None | Some("UTC" | "Etc/UTC" | "Z" | "+00:00" | "GMT") => Ok(()),
+        Some(tz) => Err(format!(
+            "{fname}: time zone {tz:?} is not supported by this build yet (UTC only)"
+        )),
+    }
+}
+
+fn function(name: &str, mut args: Vec<Node>) -> Result<Node, String> {
+    let lower = name.to_ascii_lowercase();
+    let n = args.len();
+    let arity = |ok: bool, want: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{lower} takes {want}, got {n}"))
+        }
+    };
+    let func = match lower.as_str() {
+        "concat" => Func::Concat,
+        "like" => {
+            arity((2..=3).contains(&n), "2 or 3 arguments")?;
+            let pattern = literal(&args, 1, "like", "pattern")?
+                .ok_or("like: the pattern must not be null")?;
+            let escape = literal(&args, 2, "like", "escape")?;
+            let escape = match escape.as_deref().map(|e| e.chars().collect::<Vec<_>>()) {
+                None => None,
+                Some(c) if c.len() == 1 => Some(c[0]),
+                Some(_) => return Err("like: the escape must be one character".into()),
+            };
+            let regex = regex::Regex::new(&super::filter::like_to_regex(&pattern, escape))
+                .map_err(|e| format!("like: bad pattern: {e}"))?;
+            args.truncate(1);
+            Func::Like(regex)
+        }
+        "substring" => {
+            arity(n == 3, "3 arguments")?;
+            Func::Substring
+        }
+        "strlen" | "lower" | "upper" => {
+            arity(n == 1, "1 argument")?;
+            match lower.as_str() {
+                "strlen" => Func::Strlen,
+                "lower" => Func::Lower,
+                _ => Func::Upper,
+            }
+        }
+        "replace" => {
+            arity(n == 3, "3 arguments")?;
+            Func::Replace
+        }
+        "nvl" => {
+            arity(n == 2, "2 arguments")?;
+            Func::Nvl
+        }
+        "if" => {
+            arity(n == 3, "3 arguments")?;
+            Func::If
+        }
+        "case_searched" => {
+            arity(n >= 2, "at least 2 arguments")?;
+            Func::CaseSearched
+        }
+        "case_simple" => {
+            arity(n >= 3, "at least 3 arguments")?;
+            Func::CaseSimple
+        }
+        "cast" => {
+            arity(n == 2, "2 arguments")?;
+            let ty = literal(&args, 1, "cast", "type")?.unwrap_or_default();
+            let ty = match ty.to_ascii_uppercase().as_str() {
+                "LONG" => CastType::Long,
+                "DOUBLE" => CastType::Double,
+                "STRING" => CastType::String,
+                other => {
+                    return Err(format!(
+                        "cast: type {other:?} is not supported (LONG, DOUBLE, STRING)"
+                    ));
+                }
+            };
+            args.truncate(1);
+            Func::Cast(ty)
+        }
+        "timestamp_floor" => {
+            arity((2..=4).contains(&n), "2 to 4 arguments")?;
+            let period = literal(&args, 1, "timestamp_floor", "period")?
+                .ok_or("timestamp_floor: the period must not be null")?;
+            let origin = match args.get(2) {
+                None | Some(Node::Const(Eval::Null)) => serde_json::Value::Null,
+                Some(Node::Const(Eval::Str(s))) => serde_json::Value::from(s.to_string()),
+                Some(Node::Const(Eval::Long(v))) => serde_json::Value::from(*v),
+                Some(_) => return Err("timestamp_floor: the origin must be a literal".into()),
+            };
+            utc_only(&args, 3, "timestamp_floor")?;
+            let gran = Granularity::from_json(&serde_json::json!({
+                "type": "period", "period": period, "origin": origin
+            }))
+            .map_err(|e| format!("timestamp_floor: {e}"))?;
+            args.truncate(1);
+            Func::TimestampFloor(gran)
+        }
+        "timestamp_parse" | "timestamp_format" => {
+            arity((1..=3).contains(&n), "1 to 3 arguments")?;
+            let pattern = literal(&args, 1, &lower, "pattern")?
+                .map(|p| JodaPattern::compile(&p))
+                .transpose()
+                .map_err(|e| format!("{lower}: {e}"))?;
+            utc_only(&args, 2, &lower)?;
+            args.truncate(1);
+            if lower == "timestamp_parse" {
+                Func::TimestampParse(pattern)
+            } else {
+                Func::TimestampFormat(pattern)
+            }
+        }
+        "timestamp_extract" => {
+            arity((2..=3).contains(&n), "2 or 3 arguments")?;
+            let unit = literal(&args, 1, "timestamp_extract", "unit")?.unwrap_or_default();
+            let unit = match unit.to_ascii_uppercase().as_str() {
+                "EPOCH" => Unit::Epoch,
+                "MICROSECOND" => Unit::Microsecond,
+                "MILLISECOND" => Unit::Millisecond,
+                "SECOND" => Unit::Second,
+                "MINUTE" => Unit::Minute,
+                "HOUR" => Unit::Hour,
+                "DAY" => Unit::Day,
+                "DOW" | "ISODOW" => Unit::Dow,
+                "DOY" => Unit::Doy,
+                "WEEK" => Unit::Week,
+                "MONTH" => Unit::Month,
+                "QUARTER" => Unit::Quarter,
+                "YEAR" => Unit::Year,
+                "ISOYEAR" => Unit::IsoYear,
+                "DECADE" => Unit::Decade,
+                "CENTURY" => Unit::Century,
+                "MILLENNIUM" => Unit::Millennium,
+                other => return Err(format!("timestamp_extract: unknown unit {other:?}")),
+            };
+            utc_only(&args, 2, "timestamp_extract")?;
+            args.truncate(1);
+            Func::TimestampExtract(unit)
+        }
+        _ => return Err(format!("unknown function {name}")),
+    };
+    Ok(Node::Call(func, args))
+}
+
+// ---------------------------------------------------------------- eval
+
+fn field<'a>(v: &'a Value<'a>) -> Result<Eval<'a>, String> {
+    Ok(match v {
+        Value::Null | Value::Nested => Eval::Null,
+        Value::Str(s) => Eval::Str(Cow::Borrowed(s)),
+        Value::Long(v) => Eval::Long(*v),
+        Value::Double(v) => Eval::Double(*v),
+        Value::Bool(b) => Eval::Long(*b as i64),
+        Value::List(items) => match items.as_slice() {
+            [] => Eval::Null,
+            [one] => field(one)?,
+            _ => return Err("multi-value inputs are not supported in expressions yet".into()),
+        },
+    })
+}
+
+fn eval<'a>(node: &'a Node, row: &'a [Value<'a>], time: i64) -> Result<Eval<'a>, String> {
+    Ok(match node {
+        Node::Const(v) => match v {
+            Eval::Str(s) => Eval::Str(Cow::Borrowed(s)),
+            other => other.clone(),
+        },
+        Node::Field(slot) => match row.get(*slot) {
+            Some(v) => field(v)?,
+            None => Eval::Null,
+        },
+        Node::Time => Eval::Long(time),
+        Node::Neg(inner) => match eval(inner, row, time)? {
+            Eval::Null => Eval::Null,
+            Eval::Long(v) => Eval::Long(v.wrapping_neg()),
+            Eval::Double(v) => Eval::Double(-v),
+            Eval::Str(_) => return Err("unary '-' is not supported on strings".into()),
+        },
+        Node::Not(inner) => match eval(inner, row, time)? {
+            Eval::Null => Eval::Null,
+            v => Eval::boolean(!v.as_bool()),
+        },
+        Node::And(l, r) => {
+            let left = eval(l, row, time)?;
+            if !left.is_null() && !left.as_bool() {
+                return Ok(Eval::boolean(false));
+            }
+            let right = eval(r, row, time)?;
+            if left.is_null() {
+                // null && true = null && null = null; null && false = false.
+                if right.is_null() || right.as_bool() {
+                    Eval::Null
+                } else {
+                    Eval::boolean(false)
+                }
+            } else if right.is_null() {
+                Eval::Null
+            } else {
+                Eval::boolean(right.as_bool())
+            }
+        }
+        Node::Or(l, r) => {
+            let left = eval(l, row, time)?;
+            if !left.is_null() && left.as_bool() {
+                return Ok(Eval::boolean(true));
+            }
+            let right = eval(r, row, time)?;
+            if left.is_null() {
+                if right.is_null() || !right.as_bool() {
+                    Eval::Null
+                } else {
+                    Eval::boolean(true)
+                }
+            } else if right.is_null() {
+                Eval::Null
+            } else {
+                Eval::boolean(right.as_bool())
+            }
+        }
+        Node::Binary(op, l, r) => binary_op(*op, eval(l, row, time)?, eval(r, row, time)?)?,
+        Node::Call(func, args) => call(func, args, row, time)?,
+    })
+}
+
+fn binary_op<'a>(op: BinOp, l: Eval<'a>, r: Eval<'a>) -> Result<Eval<'a>, String> {
+    use BinOp::*;
+    if l.is_null() || r.is_null() {
+        return Ok(Eval::Null);
+    }
+    if let (Eval::Str(a), Eval::Str(b)) = (&l, &r) {
+        let cmp = || java_cmp(a, b);
+        return Ok(match op {
+            Add => Eval::Str(Cow::Owned(format!("{a}{b}"))),
+            Lt => Eval::boolean(cmp() == Ordering::Less),
+            Le => Eval::boolean(cmp() != Ordering::Greater),
+            Gt => Eval::boolean(cmp() == Ordering::Greater),
+            Ge => Eval::boolean(cmp() != Ordering::Less),
+            Eq => Eval::boolean(a == b),
+            Ne => Eval::boolean(a != b),
+            _ => return Err(format!("operator {op:?} is not supported on strings")),
+        });
+    }
+    // Both present, not both strings: numbers (a string that is not one is null).
+    let (Some(a), Some(b)) = (l.number(), r.number()) else {
+        return Ok(Eval::Null);
+    };
+    if let (Eval::Long(a), Eval::Long(b)) = (&l, &r) {
+        let (a, b) = (*a, *b);
+        return Ok(match op {
+            Add => Eval::Long(a.wrapping_add(b)),
+            Sub => Eval::Long(a.wrapping_sub(b)),
+            Mul => Eval::Long(a.wrapping_mul(b)),
+            Div | Mod if b == 0 => return Err("division by zero".into()),
+            Div => Eval::Long(a.wrapping_div(b)),
+            Mod => Eval::Long(a.wrapping_rem(b)),
+            Pow => {
+                let exp = u32::try_from(b).map_err(|_| format!("exponent {b} out of range"))?;
+                Eval::Long(a.wrapping_pow(exp))
+            }
+            Lt => Eval::boolean(a < b),
+            Le => Eval::boolean(a <= b),
+            Gt => Eval::boolean(a > b),
+            Ge => Eval::boolean(a >= b),
+            Eq => Eval::boolean(a == b),
+            Ne => Eval::boolean(a != b),
+        });
+    }
+    let (a, b) = (a.as_double(), b.as_double());
+    // Double.compare order for <, <=, >, >= (NaN above everything).
+    let cmp = a.total_cmp(&b);
+    let cmp = if a == b { Ordering::Equal } else { cmp };
+    Ok(match op {
+        Add => Eval::Double(a + b),
+        Sub => Eval::Double(a - b),
+        Mul => Eval::Double(a * b),
+        Div => Eval::Double(a / b),
+        Mod => Eval::Double(a % b),
+        Pow => Eval::Double(a.powf(b)),
+        Lt => Eval::boolean(cmp == Ordering::Less),
+        Le => Eval::boolean(cmp != Ordering::Greater),
+        Gt => Eval::boolean(cmp == Ordering::Greater),
+        Ge => Eval::boolean(cmp != Ordering::Less),
+        Eq => Eval::boolean(a == b),
+        Ne => Eval::boolean(a != b),
+    })
+}
+
+fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// Java's substring by UTF-16 index, on char boundaries.
+fn utf16_slice(s: &str, from: usize, to: Option<usize>) -> String {
+    let mut out = String::new();
+    let mut at = 0;
+    for c in s.chars() {
+        if to.is_some_and(|t| at >= t) {
+            break;
+        }
+        if at >= from {
+            out.push(c);
+        }
+        at += c.len_utf16();
+    }
+    out
+}
+
+fn call<'a>(
+    func: &'a Func,
+    args: &'a [Node],
+    row: &'a [Value<'a>],
+    time: i64,
+) -> Result<Eval<'a>, String> {
+    let arg = |i: usize| eval(&args[i], row, time);
+    let text = |v: Eval<'a>| -> Option<Cow<'a, str>> {
+        match v {
+            Eval::Str(s) => Some(s),
+            other => other.as_str().map(|s| Cow::Owned(s.into_owned())),
+        }
+    };
+    Ok(match func {
+        Func::Concat => {
+            let mut out = String::new();
+            for i in 0..args.len() {
+                match text(arg(i)?) {
+                    Some(s) => out.push_str(&s),
+                    None => return Ok(Eval::Null),
+                }
+            }
+            if args.is_empty() {
+                Eval::Null
+            } else {
+                Eval::Str(Cow::Owned(out))
+            }
+        }
+        Func::Like(regex) => match text(arg(0)?) {
+            Some(s) => Eval::boolean(regex.is_match(&s)),
+            None => Eval::boolean(false),
+        },
+        Func::Substring => {
+            let Some(s) = text(arg(0)?) else {
+                return Ok(Eval::Null);
+            };
+            let index = arg(1)?.as_long().unwrap_or(0);
+            let length = arg(2)?.as_long().unwrap_or(0);
+            if index < 0 {
+                return Err(format!("substring: index {index} is negative"));
+            }
+            let index = index as usize;
+            if index >= utf16_len(&s) {
+                // Druid: past the end is the default string, null here.
+                Eval::Null
+            } else if length >= 0 {
+                Eval::Str(Cow::Owned(utf16_slice(
+                    &s,
+                    index,
+                    Some(index.saturating_add(length as usize)),
+                )))
+            } else {
+                Eval::Str(Cow::Owned(utf16_slice(&s, index, None)))
+            }
+        }
+        Func::Strlen => match text(arg(0)?) {
+            Some(s) => Eval::Long(utf16_len(&s) as i64),
+            None => Eval::Null,
+        },
+        Func::Lower => match text(arg(0)?) {
+            Some(s) => Eval::Str(Cow::Owned(s.to_lowercase())),
+            None => Eval::Null,
+        },
+        Func::Upper => match text(arg(0)?) {
+            Some(s) => Eval::Str(Cow::Owned(s.to_uppercase())),
+            None => Eval::Null,
+        },
+        Func::Replace => {
+            let Some(s) = text(arg(0)?) else {
+                return Ok(Eval::Null);
+            };
+            let from = text(arg(1)?).unwrap_or_default();
+            let to = text(arg(2)?).unwrap_or_default();
+            if from.is_empty() {
+                Eval::Str(s)
+            } else {
+                Eval::Str(Cow::Owned(s.replace(&*from, &to)))
+            }
+        }
+        Func::Nvl => match arg(0)? {
+            Eval::Null => arg(1)?,
+            v => v,
+        },
+        Func::If => {
+            if arg(0)?.as_bool() {
+                arg(1)?
+            } else {
+                arg(2)?
+            }
+        }
+        Func::CaseSearched => {
+            let mut i = 0;
+            while i < args.len() {
+                if i == args.len() - 1 {
+                    return arg(i);
+                }
+                if arg(i)?.as_bool() {
+                    return arg(i + 1);
+                }
+                i += 2;
+            }
+            Eval::Null
+        }
+        Func::CaseSimple => {
+            let subject = arg(0)?;
+            let mut i = 1;
+            while i < args.len() {
+                if i == args.len() - 1 {
+                    return arg(i);
+                }
+                if binary_op(BinOp::Eq, subject.clone(), arg(i)?)?.as_bool() {
+                    return arg(i + 1);
+                }
+                i += 2;
+            }
+            Eval::Null
+        }
+        Func::Cast(ty) => {
+            let v = arg(0)?;
+            match ty {
+                CastType::Long => v.number().map_or(Eval::Null, |n| Eval::Long(n.as_long())),
+                CastType::Double => v
+                    .number()
+                    .map_or(Eval::Null, |n| Eval::Double(n.as_double())),
+                CastType::String => text(v).map_or(Eval::Null, Eval::Str),
+            }
+        }
+        Func::TimestampFloor(gran) => match arg(0)?.as_long() {
+            Some(t) => Eval::Long(gran.bucket_start(t)),
+            None => Eval::Null,
+        },
+        Func::TimestampParse(pattern) => {
+            let Some(s) = text(arg(0)?) else {
+                return Ok(Eval::Null);
+            };
+            let parsed = match pattern {
+                Some(p) => p.parse(&s),
+                None => parse_sql_or_iso(&s),
+            };
+            parsed.map_or(Eval::Null, Eval::Long)
+        }
+        Func::TimestampFormat(pattern) => match arg(0)?.as_long() {
+            Some(t) => {
+                let mut out = String::new();
+                match pattern {
+                    Some(p) => p.format(t, &mut out),
+                    None => write_iso(&mut out, t),
+                }
+                Eval::Str(Cow::Owned(out))
+            }
+            None => Eval::Null,
+        },
+        Func::TimestampExtract(unit) => {
+            let t = match arg(0)? {
+                Eval::Null => return Ok(Eval::Null),
+                Eval::Long(t) => t,
+                // Joda reads a string instant as ISO-8601.
+                Eval::Str(s) => parse_iso(&s)
+                    .ok_or_else(|| format!("timestamp_extract: {s:?} is not an ISO instant"))?,
+                Eval::Double(_) => {
+                    return Err("timestamp_extract: a double is not an instant".into());
+                }
+            };
+            extract(*unit, t)
+        }
+    })
+}
+
+/// timestamp_parse without a pattern: an ISO date, then optionally `T` or a
+/// space and a time, then optionally an offset.
+fn parse_sql_or_iso(s: &str) -> Option<i64> {
+    if s.len() > 10 && s.as_bytes()[10] == b' ' {
+        let mut iso = s.to_string();
+        iso.replace_range(10..11, "T");
+        return parse_iso(&iso);
+    }
+    parse_iso(s)
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Fields of a UTC instant, as Joda's ISO chronology numbers them.
+fn extract(unit: Unit, t: i64) -> Eval<'static> {
+    let days = t.div_euclid(MS_PER_DAY);
+    let ms_of_day = t.rem_euclid(MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    // ISO weekday: 1970-01-01 was a Thursday (4).
+    let dow = (days + 3).rem_euclid(7) + 1;
+    let doy = days - days_from_civil(year, 1, 1) + 1;
+    // ISO week: the week holding this week's Thursday.
+    let thursday = days - dow + 4;
+    let (week_year, _, _) = civil_from_days(thursday);
+    let week = (thursday - days_from_civil(week_year, 1, 1)) / 7 + 1;
+    Eval::Long(match unit {
+        Unit::Epoch => t / 1000,
+        Unit::Microsecond => t / 1000 / 1000,
+        Unit::Millisecond => ms_of_day % 1000,
+        Unit::Second => ms_of_day / 1000 % 60,
+        Unit::Minute => ms_of_day / 60_000 % 60,
+        Unit::Hour => ms_of_day / 3_600_000,
+        Unit::Day => day as i64,
+        Unit::Dow => dow,
+        Unit::Doy => doy,
+        Unit::Week => week,
+        Unit::Month => month as i64,
+        Unit::Quarter => (month as i64 - 1) / 3 + 1,
+        Unit::Year => year,
+        Unit::IsoYear => week_year,
+        Unit::Decade => year / 10,
+        Unit::Century => return Eval::Double((year as f64 / 100.0).ceil()),
+        Unit::Millennium => return Eval::Double((year as f64 / 1000.0).ceil()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected values from Druid's own tests and documentation, cited per
+    //! case: `EvalTest`, `ParserTest`, `FunctionTest` (core/src/test/.../math/expr),
+    //! `TimestampExtractExprMacroTest`, `TimestampFloorExprMacroTest`,
+    //! `TimestampParseExprMacroTest`, `TimestampFormatExprMacroTest`,
+    //! `LikeExprMacroTest` (processing/src/test/.../query/expression) and
+    //! docs/querying/math-expr.md. Druid's test bindings are x = "foo",
+    //! y = 2, z = 3.1 and t = 2000-02-03T04:05:06.789Z.
+    use super::*;
+    use crate::spec::time::parse_iso;
+
+    fn run(src: &str) -> Eval<'static> {
+        let mut fields = FieldTable::new(false, false, &[]);
+        let expr = Expr::compile(src, &mut fields).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut row = vec![Value::Null; fields.len()];
+        for (name, v) in [
+            ("x", Value::Str("foo".into())),
+            ("y", Value::Long(2)),
+            ("z", Value::Double(3.1)),
+            ("s", Value::Str("75".into())),
+            ("t", Value::Long(t0())),
+            ("iso", Value::Str("2000-02-03T04:05:06.789Z".into())),
+        ] {
+            if let Some(slot) = (0..fields.len()).find(|&i| fields.name(i) == name) {
+                row[slot] = v;
+            }
+        }
+        match expr.eval(&row, t0()) {
+            Ok(Eval::Str(s)) => Eval::Str(Cow::Owned(s.into_owned())),
+            Ok(Eval::Null) => Eval::Null,
+            Ok(Eval::Long(v)) => Eval::Long(v),
+            Ok(Eval::Double(v)) => Eval::Double(v),
+            Err(e) => panic!("{src}: {e}"),
+        }
+    }
+
+    fn t0() -> i64 {
+        parse_iso("2000-02-03T04:05:06.789Z").unwrap()
+    }
+
+    fn s(v: &str) -> Eval<'static> {
+        Eval::Str(Cow::Owned(v.to_string()))
+    }
+
+    fn compile_error(src: &str) -> String {
+        let mut fields = FieldTable::new(false, false, &[]);
+        Expr::compile(src, &mut fields).unwrap_err()
+    }
+
+    #[test]
+    fn arithmetic_and_precedence() {
+        // EvalTest.testLongEval / testDoubleEval.
+        assert_eq!(run("1 + 1"), Eval::Long(2));
+        assert_eq!(run("1 - 1"), Eval::Long(0));
+        assert_eq!(run("2 * 3"), Eval::Long(6));
+        assert_eq!(run("7 / 2"), Eval::Long(3));
+        assert_eq!(run("7 % 4"), Eval::Long(3));
+        assert_eq!(run("2 ^ 10"), Eval::Long(1024));
+        assert_eq!(run("1.0 + 1"), Eval::Double(2.0));
+        assert_eq!(run("7.0 / 2"), Eval::Double(3.5));
+        assert_eq!(run("2.0 ^ 3"), Eval::Double(8.0));
+        assert_eq!(run("1 + 2 * 3"), Eval::Long(7));
+        assert_eq!(run("(1 + 2) * 3"), Eval::Long(9));
+        // Expr.g4: ^ is right-associative; unary minus binds tighter than ^.
+        assert_eq!(run("2 ^ 3 ^ 2"), Eval::Long(512));
+        assert_eq!(run("-3 ^ 2"), Eval::Long(9));
+        assert_eq!(run("10 - 4 - 3"), Eval::Long(3));
+        assert_eq!(run("y * z"), Eval::Double(2.0 * 3.1));
+        // String plus string concatenates (BinPlusExpr.evalString).
+        assert_eq!(run("x + 'bar'"), s("foobar"));
+        // A numeric string with a number combines as doubles.
+        assert_eq!(run("s + 1"), Eval::Double(76.0));
+        assert_eq!(run("x + 1"), Eval::Null);
+    }
+
+    #[test]
+    fn division_by_zero_is_a_row_error() {
+        let mut fields = FieldTable::new(false, false, &[]);
+        let e = Expr::compile("y / 0", &mut fields).unwrap();
+        let row = vec![Value::Long(2)];
+        assert!(e.eval(&row, 0).unwrap_err().contains("division by zero"));
+        assert_eq!(run("y / 0.0"), Eval::Double(f64::INFINITY));
+    }
+
+    #[test]
+    fn comparisons_and_logic_with_strict_booleans() {
+        // EvalTest: comparisons give 1/0 (useStrictBooleans, Druid 28+).
+        assert_eq!(run("1 < 2"), Eval::Long(1));
+        assert_eq!(run("2.0 <= 1"), Eval::Long(0));
+        assert_eq!(run("y == 2"), Eval::Long(1));
+        assert_eq!(run("z != 3.1"), Eval::Long(0));
+        assert_eq!(run("x == 'foo'"), Eval::Long(1));
+        assert_eq!(run("'a' < 'b'"), Eval::Long(1));
+        assert_eq!(run("s > 60"), Eval::Long(1), "numeric string vs long");
+        assert_eq!(run("!0"), Eval::Long(1));
+        assert_eq!(run("!-1"), Eval::Long(1), "-1 is not true (asBoolean: > 0)");
+        assert_eq!(run("1 && 0"), Eval::Long(0));
+        assert_eq!(run("1 || 0"), Eval::Long(1));
+        assert_eq!(run("1 || 0 && 0"), Eval::Long(1), "&& binds tighter");
+        // SQL three-valued logic (EvalTest.testBooleanReturn, sql mode).
+        assert_eq!(run("null && 1"), Eval::Null);
+        assert_eq!(run("null && 0"), Eval::Long(0));
+        assert_eq!(run("null || 1"), Eval::Long(1));
+        assert_eq!(run("null || 0"), Eval::Null);
+        assert_eq!(run("null + 1"), Eval::Null);
+        assert_eq!(run("nonexistent > 1"), Eval::Null);
+        assert_eq!(run("'true' && 1"), Eval::Long(1));
+    }
+
+    #[test]
+    fn string_functions() {
+        // FunctionTest.testConcat / testStrlen / testSubstring / testReplace
+        // / testLower / testUpper.
+        assert_eq!(run("concat(x, 'foo')"), s("foofoo"));
+        assert_eq!(run("concat(x, y)"), s("foo2"));
+        assert_eq!(run("concat(z, '-', y)"), s("3.1-2"));
+        assert_eq!(run("concat(x, nonexistent)"), Eval::Null);
+        assert_eq!(run("strlen(x)"), Eval::Long(3));
+        assert_eq!(run("strlen(nonexistent)"), Eval::Null);
+        assert_eq!(run("strlen('\u{1F600}')"), Eval::Long(2), "UTF-16 units");
+        assert_eq!(run("substring(x, 0, 2)"), s("fo"));
+        assert_eq!(run("substring(x, 1, 2)"), s("oo"));
+        assert_eq!(run("substring(x, 1, -1)"), s("oo"));
+        assert_eq!(run("substring(x, 0, 10)"), s("foo"));
+        assert_eq!(run("substring(x, 3, 1)"), Eval::Null);
+        assert_eq!(run("substring(nonexistent, 0, 1)"), Eval::Null);
+        assert_eq!(run("replace(x, 'oo', 'ab')"), s("fab"));
+        assert_eq!(run("replace(x, x, 'ab')"), s("ab"));
+        assert_eq!(run("replace(x, 'oo', y)"), s("f2"));
+        assert_eq!(run("lower('FOO')"), s("foo"));
+        assert_eq!(run("upper(x)"), s("FOO"));
+        assert_eq!(
+            run("UPPER(x)"),
+            s("FOO"),
+            "function names are case-insensitive"
+        );
+        // LikeExprMacroTest / math-expr.md: like(expr, pattern[, escape]).
+        assert_eq!(run("like(x, 'f%')"), Eval::Long(1));
+        assert_eq!(run("like(x, '_o_')"), Eval::Long(1));
+        assert_eq!(run("like(x, 'o%')"), Eval::Long(0));
+        assert_eq!(run("like('a%b', 'a!%b', '!')"), Eval::Long(1));
+        assert_eq!(run("like(nonexistent, '%')"), Eval::Long(0));
+        // Escapes in string literals (Java's).
+        assert_eq!(run("'it\\'s'"), s("it's"));
+        assert_eq!(run("'\\u0041'"), s("A"));
+        // A quoted identifier reads a field.
+        assert_eq!(run("\"x\""), s("foo"));
+    }
+
+    #[test]
+    fn conditionals_and_casts() {
+        // FunctionTest.testIf / testNvl / testCaseSimple / testCaseSearched.
+        assert_eq!(run("if(y, 'foo', 'bar')"), s("foo"));
+        assert_eq!(run("if(y == 3, 'foo', 'bar')"), s("bar"));
+        assert_eq!(run("nvl(nonexistent, 'foo')"), s("foo"));
+        assert_eq!(run("nvl(x, 'bar')"), s("foo"));
+        assert_eq!(
+            run("case_searched(x == 'baz', 'is baz', x == 'foo', 'is foo', 'is other')"),
+            s("is foo")
+        );
+        assert_eq!(
+            run("case_searched(x == 'baz', 'is baz', x == 'bar', 'is bar', 'is other')"),
+            s("is other")
+        );
+        assert_eq!(run("case_searched(x == 'baz', 'is baz')"), Eval::Null);
+        assert_eq!(
+            run("case_simple(x, 'baz', 'is baz', 'foo', 'is foo', 'is other')"),
+            s("is foo")
+        );
+        assert_eq!(
+            run("case_simple(y, 2, 'is 2', 3, 'is 3', 'is other')"),
+            s("is 2")
+        );
+        assert_eq!(
+            run("case_simple(z, 2.0, 'is 2.0', 3.0, 'is 3.0', 'is other')"),
+            s("is other")
+        );
+        // ExprEval.castTo: strings parse as long then double; doubles truncate.
+        assert_eq!(run("cast('5', 'LONG')"), Eval::Long(5));
+        assert_eq!(run("cast('5.9', 'long')"), Eval::Long(5));
+        assert_eq!(run("cast(z, 'LONG')"), Eval::Long(3));
+        assert_eq!(run("cast(y, 'DOUBLE')"), Eval::Double(2.0));
+        assert_eq!(run("cast(y, 'STRING')"), s("2"));
+        assert_eq!(run("cast(1e10, 'STRING')"), s("1.0E10"));
+        assert_eq!(run("cast(x, 'LONG')"), Eval::Null);
+    }
+
+    #[test]
+    fn timestamp_functions() {
+        // TimestampExtractExprMacroTest (t = 2000-02-03T04:05:06.789Z).
+        let ex = |unit: &str| run(&format!("timestamp_extract(t, '{unit}')"));
+        assert_eq!(ex("EPOCH"), Eval::Long(949550706));
+        assert_eq!(ex("MILLISECOND"), Eval::Long(789));
+        assert_eq!(ex("SECOND"), Eval::Long(6));
+        assert_eq!(ex("MINUTE"), Eval::Long(5));
+        assert_eq!(ex("HOUR"), Eval::Long(4));
+        assert_eq!(ex("DAY"), Eval::Long(3));
+        assert_eq!(ex("DOW"), Eval::Long(4), "a Thursday");
+        assert_eq!(ex("DOY"), Eval::Long(34));
+        assert_eq!(ex("WEEK"), Eval::Long(5));
+        assert_eq!(ex("MONTH"), Eval::Long(2));
+        assert_eq!(ex("QUARTER"), Eval::Long(1));
+        assert_eq!(ex("YEAR"), Eval::Long(2000));
+        assert_eq!(ex("ISOYEAR"), Eval::Long(2000));
+        assert_eq!(ex("DECADE"), Eval::Long(200));
+        assert_eq!(ex("CENTURY"), Eval::Double(20.0));
+        assert_eq!(ex("MILLENNIUM"), Eval::Double(2.0));
+        assert_eq!(
+            run("timestamp_extract(iso, 'YEAR')"),
+            Eval::Long(2000),
+            "strings are read as ISO instants"
+        );
+        // ISO week-year at a year boundary: 2021-01-01 is in 2020-W53.
+        assert_eq!(
+            run("timestamp_extract(timestamp_parse('2021-01-01'), 'ISOYEAR')"),
+            Eval::Long(2020)
+        );
+        assert_eq!(
+            run("timestamp_extract(timestamp_parse('2021-01-01'), 'WEEK')"),
+            Eval::Long(53)
+        );
+        // TimestampFloorExprMacroTest / math-expr.md.
+        assert_eq!(
+            run("timestamp_floor(t, 'P1D')"),
+            Eval::Long(parse_iso("2000-02-03").unwrap())
+        );
+        assert_eq!(
+            run("timestamp_floor(t, 'PT1H')"),
+            Eval::Long(parse_iso("2000-02-03T04:00:00Z").unwrap())
+        );
+        assert_eq!(
+            run("timestamp_floor(t, 'P1M')"),
+            Eval::Long(parse_iso("2000-02-01").unwrap())
+        );
+        assert_eq!(run("timestamp_floor(nonexistent, 'P1D')"), Eval::Null);
+        // TimestampParseExprMacroTest: ISO with T or a space, patterns,
+        // unparseable text is null.
+        assert_eq!(
+            run("timestamp_parse('2000-02-03T04:05:06.789Z')"),
+            Eval::Long(t0())
+        );
+        assert_eq!(
+            run("timestamp_parse('2000-02-03 04:05:06.789')"),
+            Eval::Long(t0())
+        );
+        assert_eq!(
+            run("timestamp_parse('03/Feb/2000:04:05:06 +0000', 'dd/MMM/yyyy:HH:mm:ss Z')"),
+            Eval::Long(t0() - 789)
+        );
+        assert_eq!(run("timestamp_parse('not a time')"), Eval::Null);
+        // TimestampFormatExprMacroTest.
+        assert_eq!(run("timestamp_format(t)"), s("2000-02-03T04:05:06.789Z"));
+        assert_eq!(run("timestamp_format(t, 'yyyy-MM-dd')"), s("2000-02-03"));
+        assert_eq!(
+            run("timestamp_format(t, 'EEE dd MMM yyyy hh:mm:ss.SSS a Z')"),
+            s("Thu 03 Feb 2000 04:05:06.789 AM +0000")
+        );
+        assert_eq!(run("timestamp_format(__time, 'yyyy')"), s("2000"));
+    }
+
+    #[test]
+    fn mistakes_are_caught_when_compiling() {
+        assert!(compile_error("concat(x,").contains("ends too early"));
+        assert!(compile_error("nosuch(x)").contains("unknown function nosuch"));
+        assert!(compile_error("substring(x, 1)").contains("substring takes 3"));
+        assert!(compile_error("like(x, y)").contains("string literal"));
+        assert!(compile_error("timestamp_floor(t, 'PT1X')").contains("timestamp_floor"));
+        assert!(compile_error("timestamp_extract(t, 'FORTNIGHT')").contains("unknown unit"));
+        assert!(compile_error("cast(x, 'BLOB')").contains("BLOB"));
+        assert!(compile_error("1 +").contains("ends too early"));
+        assert!(compile_error("(1 + 2").contains("ends too early"));
+        assert!(compile_error("1 2").contains("unexpected number 2"));
+        assert!(compile_error("'open").contains("unterminated"));
+        assert!(compile_error("x # y").contains("unexpected character"));
+        assert!(
+            compile_error("timestamp_floor(t, 'P1D', null, 'America/New_York')")
+                .contains("UTC only")
+        );
+    }
+}
