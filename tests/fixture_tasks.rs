@@ -204,3 +204,264 @@ fn fixture_04_flatten_transform_filter() {
         ["late", "on_time", "severe"]
     );
 }
+
+fn csv_number(v: &Value) -> Option<i64> {
+    v.as_i64()
+}
+
+/// 02: CSV with an explicit column list; sums, a max and a hyperUnique of
+/// flight numbers: the published collectors fold into the collector of all
+/// flight numbers, whose estimate is within 5% of the exact distinct count
+/// (HLL with 2,048 registers has a 2.3% standard error).
+#[test]
+fn fixture_02_csv_with_hyper_unique() {
+    use kinesis_peon::index::hll::Hll;
+    use kinesis_peon::segment::NumericValues;
+    let (base, s) = run_fixture("02-csv-flights.json", "csv");
+    assert_eq!(s.stats.processed, ROWS as u64);
+    let naive = flights_rows(ROWS);
+    let rows = published_rows(&base, "flights_csv");
+    assert_eq!(sum_long(&rows, "count"), ROWS as i64);
+    let sum = |c: &str| naive.iter().filter_map(|r| csv_number(&r[c])).sum::<i64>();
+    assert_eq!(sum_long(&rows, "dep_delay_sum"), sum("dep_delay"));
+    assert_eq!(sum_long(&rows, "arr_delay_sum"), sum("arr_delay"));
+    assert_eq!(
+        rows.iter()
+            .filter_map(|r| r["arr_delay_max"].as_i64())
+            .max(),
+        naive.iter().filter_map(|r| r["arr_delay"].as_i64()).max()
+    );
+    let distance: f64 = rows
+        .iter()
+        .map(|r| r["distance_sum"].as_f64().unwrap())
+        .sum();
+    let naive_distance: f64 = naive.iter().map(|r| r["distance"].as_f64().unwrap()).sum();
+    assert!((distance - naive_distance).abs() < 1e-6);
+
+    let mut all = Hll::default();
+    for (_, seg) in published_segments(&base, "flights_csv") {
+        let m = seg
+            .metrics
+            .iter()
+            .find(|m| m.name == "flights_unique")
+            .unwrap();
+        let NumericValues::Complex(_, cells) = &m.values else {
+            panic!("flights_unique is not complex");
+        };
+        for c in cells {
+            all.fold(&Hll::from_bytes(c).unwrap());
+        }
+    }
+    // A collector is a deterministic function of the values added, and
+    // folding is a union: the published ones fold into exactly the
+    // collector of every flight number read naively.
+    let mut direct = Hll::default();
+    for r in &naive {
+        direct.add_str(r["flight"].as_str().unwrap());
+    }
+    assert_eq!(all.to_bytes(), direct.to_bytes());
+    let distinct: std::collections::HashSet<&str> = naive
+        .iter()
+        .map(|r| r["flight"].as_str().unwrap())
+        .collect();
+    let err = (all.estimate() - distinct.len() as f64).abs() / distinct.len() as f64;
+    assert!(
+        err < 0.05,
+        "estimate {} for {} flights",
+        all.estimate(),
+        distinct.len()
+    );
+}
+
+/// 03: TSV with long/double/float dimensions, two checkpointed sequences
+/// in the fixture (rewritten to one here), low thresholds, and a longLast
+/// of dep_time: per group the value at the latest event time.
+#[test]
+fn fixture_03_tsv_typed_dimensions_and_long_last() {
+    let (base, s) = run_fixture("03-tsv-typed-dimensions.json", "tsv");
+    assert_eq!(s.stats.processed, ROWS as u64);
+    type Key = (i64, String, String, String, i64, i64, String, String);
+    let key_of = |time: i64, r: &Map<String, Value>| -> Key {
+        let num = |c: &str| r.get(c).map(|v| v.to_string()).unwrap_or("null".into());
+        (
+            time,
+            r["carrier"].as_str().unwrap().to_string(),
+            r["origin"].as_str().unwrap().to_string(),
+            r["dest"].as_str().unwrap().to_string(),
+            r["flight"]
+                .as_str()
+                .map_or_else(|| r["flight"].as_i64().unwrap(), |f| f.parse().unwrap()),
+            r["hour"].as_i64().unwrap(),
+            num("distance").replace(".0", ""),
+            num("air_time").replace(".0", ""),
+        )
+    };
+    // Naive: per group, count and the candidates for last (latest time).
+    let mut naive: BTreeMap<Key, (i64, i64, Vec<Option<i64>>)> = BTreeMap::new();
+    for r in flights_rows(ROWS) {
+        let t = kinesis_peon::spec::time::parse_iso(r["timestamp"].as_str().unwrap()).unwrap();
+        let mut obj = r.as_object().unwrap().clone();
+        obj.retain(|_, v| !v.is_null());
+        let e = naive
+            .entry(key_of(t / 3_600_000 * 3_600_000, &obj))
+            .or_insert((0, i64::MIN, vec![]));
+        e.0 += 1;
+        let value = r["dep_time"].as_i64();
+        if t > e.1 {
+            e.1 = t;
+            e.2 = vec![value];
+        } else if t == e.1 {
+            e.2.push(value);
+        }
+    }
+    let rows = published_rows(&base, "flights_tsv");
+    assert_eq!(rows.len(), naive.len());
+    for r in &rows {
+        let t = kinesis_peon::spec::time::parse_iso(r["__time"].as_str().unwrap()).unwrap();
+        let key = key_of(t, r);
+        let (count, last_time, candidates) = naive.get(&key).unwrap_or_else(|| panic!("{key:?}"));
+        assert_eq!(r["count"].as_i64().unwrap(), *count);
+        let pair = &r["last_dep_time"];
+        assert_eq!(pair["lhs"].as_i64().unwrap(), *last_time);
+        assert!(
+            candidates.contains(&pair["rhs"].as_i64()),
+            "{key:?}: {pair}"
+        );
+    }
+}
+
+/// Intermediate persists do not change complex columns: fixtures 02 and 03
+/// with 1,500-row persists publish the same index.zip bytes as without.
+#[test]
+fn complex_metrics_survive_persists_byte_for_byte() {
+    for (fixture, flavour, ds) in [
+        ("02-csv-flights.json", "csv", "flights_csv"),
+        ("03-tsv-typed-dimensions.json", "tsv", "flights_tsv"),
+    ] {
+        let dump = flights_dump_of(
+            flavour,
+            &format!("fixture-{flavour}-20k"),
+            2,
+            Some(ROWS as u64),
+        );
+        let whole = fresh_dir(&format!("whole-{flavour}"));
+        let task = adapt(fixture, &dump, &whole);
+        assert_eq!(run_task(&task, &dump, &whole).error, None);
+        let spilled = fresh_dir(&format!("spilled-{flavour}"));
+        let task = adapt(fixture, &dump, &spilled);
+        edit_task(&task, |t| {
+            t["tuningConfig"]["maxRowsInMemory"] = 1_500.into()
+        });
+        let s = run_task(&task, &dump, &spilled);
+        assert_eq!(s.error, None);
+        assert!(s.persists >= 10, "{fixture}: {} persists", s.persists);
+        assert_eq!(
+            zips_by_interval(&whole, ds),
+            zips_by_interval(&spilled, ds),
+            "{fixture}"
+        );
+    }
+}
+
+/// cardinality over two fields, a filtered longSum, a count filtered by an
+/// expression, an expression-fed doubleSum and longFirst, against naive sums.
+#[test]
+fn cardinality_filtered_and_expression_aggregators() {
+    use kinesis_peon::index::hll::{Hll, murmur3_128_chars};
+    use kinesis_peon::segment::NumericValues;
+    let rows_n = 5_000usize;
+    let dump = flights_dump("flights2-5k-aggs", 2, Some(rows_n as u64));
+    let base = fresh_dir("aggs");
+    let task = flights_task(&base, "aggs", 2, "aggs", &[]);
+    edit_task(&task, |t| {
+        t["dataSchema"]["dimensionsSpec"]["dimensions"] = json!(["origin"]);
+        t["dataSchema"]["granularitySpec"]["queryGranularity"] = "DAY".into();
+        t["dataSchema"]["metricsSpec"] = json!([
+            {"type": "count", "name": "count"},
+            {"type": "cardinality", "name": "routes", "fields": ["carrier", {"type": "default", "dimension": "dest"}], "byRow": false},
+            {"type": "filtered", "filter": {"type": "selector", "dimension": "carrier", "value": "UA"},
+             "aggregator": {"type": "longSum", "name": "ua_delay", "fieldName": "dep_delay"}},
+            {"type": "filtered", "name": "late", "filter": {"type": "expression", "expression": "arr_delay > 15"},
+             "aggregator": {"type": "count", "name": "ignored"}},
+            {"type": "doubleSum", "name": "km", "expression": "distance * 1.609344"},
+            {"type": "longFirst", "name": "first_dep", "fieldName": "dep_time"}
+        ]);
+    });
+    let s = run_task(&task, &dump, &base);
+    assert_eq!(s.error, None);
+    let naive = flights_rows(rows_n);
+    let segments = published_segments(&base, "flights");
+    let rows = published_rows(&base, "flights");
+    assert_eq!(sum_long(&rows, "count"), rows_n as i64);
+    let ua: i64 = naive
+        .iter()
+        .filter(|r| r["carrier"] == "UA")
+        .filter_map(|r| r["dep_delay"].as_i64())
+        .sum();
+    assert_eq!(sum_long(&rows, "ua_delay"), ua);
+    let late = naive
+        .iter()
+        .filter(|r| r["arr_delay"].as_i64().is_some_and(|a| a > 15))
+        .count();
+    assert_eq!(sum_long(&rows, "late"), late as i64);
+    let km: f64 = rows.iter().map(|r| r["km"].as_f64().unwrap()).sum();
+    let naive_km: f64 = naive
+        .iter()
+        .map(|r| r["distance"].as_f64().unwrap() * 1.609344)
+        .sum();
+    assert!((km - naive_km).abs() < 1e-3, "{km} {naive_km}");
+    // cardinality (byRow false) hashes each field's value as UTF-16.
+    let mut direct = Hll::default();
+    for r in &naive {
+        for f in ["carrier", "dest"] {
+            direct.add_hash(&murmur3_128_chars(r[f].as_str().unwrap()));
+        }
+    }
+    let mut all = Hll::default();
+    for (_, seg) in &segments {
+        let m = seg.metrics.iter().find(|m| m.name == "routes").unwrap();
+        let NumericValues::Complex(_, cells) = &m.values else {
+            panic!()
+        };
+        cells
+            .iter()
+            .for_each(|c| all.fold(&Hll::from_bytes(c).unwrap()));
+    }
+    assert_eq!(all.to_bytes(), direct.to_bytes());
+    // longFirst: the earliest departure time's value per (day, origin).
+    for r in &rows {
+        let day = &r["__time"].as_str().unwrap()[..10];
+        let origin = r["origin"].as_str().unwrap();
+        let group: Vec<&Value> = naive
+            .iter()
+            .filter(|n| &n["timestamp"].as_str().unwrap()[..10] == day && n["origin"] == origin)
+            .collect();
+        let earliest = group
+            .iter()
+            .map(|n| n["timestamp"].as_str().unwrap())
+            .min()
+            .unwrap();
+        let candidates: Vec<Option<i64>> = group
+            .iter()
+            .filter(|n| n["timestamp"] == earliest)
+            .map(|n| n["dep_time"].as_i64())
+            .collect();
+        assert!(
+            candidates.contains(&r["first_dep"]["rhs"].as_i64()),
+            "{r:?}"
+        );
+    }
+    // The metadata keeps Druid's combining forms.
+    let meta = segments[0].1.metadata.clone().unwrap();
+    let aggs = meta["aggregators"].as_array().unwrap();
+    assert_eq!(
+        aggs[1],
+        json!({"type": "hyperUnique", "name": "routes", "fieldName": "routes", "isInputHyperUnique": false, "round": false})
+    );
+    assert_eq!(aggs[2]["type"], "longSum");
+    assert_eq!(aggs[2]["name"], "ua_delay");
+    assert_eq!(
+        aggs[5],
+        json!({"type": "longFirst", "name": "first_dep", "fieldName": "first_dep", "timeColumn": "__time"})
+    );
+}

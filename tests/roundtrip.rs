@@ -72,6 +72,7 @@ fn metric_bits(metrics: &[MetricColumn]) -> Vec<(String, Vec<u64>, RoaringBitmap
                 NumericValues::Long(v) => v.iter().map(|x| *x as u64).collect(),
                 NumericValues::Double(v) => v.iter().map(|x| x.to_bits()).collect(),
                 NumericValues::Float(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+                NumericValues::Complex(..) => panic!("no complex metrics here"),
             };
             (m.name.clone(), bits, m.nulls.clone())
         })
@@ -100,6 +101,7 @@ fn metric(name: &str, values: NumericValues, null_rows: &[bool]) -> MetricColumn
                 .map(|(x, n)| if *n { 0.0 } else { *x })
                 .collect(),
         ),
+        other => other,
     };
     for (i, n) in null_rows.iter().enumerate() {
         if *n {
@@ -442,6 +444,7 @@ fn disk_cursors_read_every_layout() {
                     NumericValues::Long(v) => v[row] as u64,
                     NumericValues::Double(v) => v[row].to_bits(),
                     NumericValues::Float(v) => v[row].to_bits() as u64,
+                    NumericValues::Complex(..) => panic!("no complex metrics here"),
                 };
                 assert_eq!(
                     cursor.bits(row).unwrap(),

@@ -205,6 +205,7 @@ fn typed_dimensions_roll_up_by_value_with_and_without_persists() {
                 NumericValues::Long(v) => v[row] as u64,
                 NumericValues::Double(v) => v[row].to_bits(),
                 NumericValues::Float(v) => v[row].to_bits() as u64,
+                NumericValues::Complex(..) => panic!("a numeric dimension is not complex"),
             })
         };
         let NumericValues::Long(counts) = &data.metrics[0].values else {

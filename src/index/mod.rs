@@ -10,8 +10,11 @@
 //! unless it is new. Aggregators are stored column by column.
 
 pub mod dictionary;
+pub mod hll;
 
 use crate::input::Value;
+use crate::input::expr::Expr;
+use crate::input::filter::Filter;
 use crate::spec::granularity::Granularity;
 use crate::spec::{AggOp, Aggregator, AggregatorKind, MultiValueHandling, NumType};
 use dictionary::Dictionary;
@@ -139,6 +142,20 @@ enum Num {
 
 /// One aggregator's values, one per index row.
 pub enum MetricValues {
+    /// First/last: per row the chosen event time and value (as bits; f32
+    /// bits for floats) and its state: 0 nothing yet, 1 a null value, 2 a value.
+    FirstLast {
+        last: bool,
+        ty: NumType,
+        times: Vec<i64>,
+        values: Vec<u64>,
+        state: Vec<u8>,
+    },
+    /// hyperUnique / cardinality collectors.
+    Sketch {
+        cardinality: bool,
+        sketches: Vec<hll::Hll>,
+    },
     Count(Vec<i64>),
     Long {
         op: AggOp,
@@ -159,8 +176,19 @@ pub enum MetricValues {
 
 pub struct MetricColumn {
     pub aggregator: Aggregator,
-    pub slot: Option<usize>,
+    pub input: MetricInput,
+    /// A filtered aggregator's filter.
+    pub filter: Option<Filter>,
     pub values: MetricValues,
+}
+
+/// Where an aggregator reads its input.
+#[derive(Clone)]
+pub enum MetricInput {
+    None,
+    /// Field slots (several for cardinality).
+    Slots(Vec<usize>),
+    Expr(Expr),
 }
 
 /// The rows of one segment interval held in memory.
@@ -254,7 +282,28 @@ impl IncrementalIndex {
     }
 
     pub fn add_metric(&mut self, aggregator: &Aggregator, slot: Option<usize>) {
+        let input = slot.map_or(MetricInput::None, |s| MetricInput::Slots(vec![s]));
+        self.add_metric_with(aggregator, input, None);
+    }
+
+    pub fn add_metric_with(
+        &mut self,
+        aggregator: &Aggregator,
+        input: MetricInput,
+        filter: Option<Filter>,
+    ) {
         let values = match &aggregator.kind {
+            AggregatorKind::FirstLast { last, ty } => MetricValues::FirstLast {
+                last: *last,
+                ty: *ty,
+                times: Vec::new(),
+                values: Vec::new(),
+                state: Vec::new(),
+            },
+            AggregatorKind::HyperUnique { cardinality } => MetricValues::Sketch {
+                cardinality: *cardinality,
+                sketches: Vec::new(),
+            },
             AggregatorKind::Count => MetricValues::Count(Vec::new()),
             AggregatorKind::Numeric {
                 op,
@@ -284,7 +333,8 @@ impl IncrementalIndex {
         };
         self.metrics.push(MetricColumn {
             aggregator: aggregator.clone(),
-            slot,
+            input,
+            filter,
             values,
         });
     }
@@ -322,7 +372,7 @@ impl IncrementalIndex {
             fresh.set_multi_value_handling(d.multi_value_handling);
         }
         for m in &self.metrics {
-            fresh.add_metric(&m.aggregator, m.slot);
+            fresh.add_metric_with(&m.aggregator, m.input.clone(), m.filter.clone());
         }
         std::mem::replace(self, fresh)
     }
@@ -412,10 +462,11 @@ impl IncrementalIndex {
                 self.key_start.push(self.arena.len() as u32);
                 self.key_len.push(key.len() as u16);
                 self.arena.extend_from_slice(&key);
+                let mut metric_bytes = 0;
                 for m in &mut self.metrics {
-                    m.values.push_empty();
+                    metric_bytes += m.values.push_empty();
                 }
-                self.row_bytes += ROW_OVERHEAD_BYTES + 4 * key.len() + 9 * self.metrics.len();
+                self.row_bytes += ROW_OVERHEAD_BYTES + 4 * key.len() + metric_bytes;
                 let s = &mut self.sinks[sink];
                 s.rows.push(r as u32);
                 if self.rollup {
@@ -437,11 +488,29 @@ impl IncrementalIndex {
         self.scratch = key;
 
         for m in &mut self.metrics {
-            let input = m.slot.and_then(|s| values.get(s)).unwrap_or(&Value::Null);
-            if let Err(e) = m.values.aggregate(row, input) {
+            let MetricColumn {
+                aggregator,
+                input,
+                filter,
+                values: state,
+            } = m;
+            let result = match filter.as_ref().map(|f| f.test(values, time)) {
+                Some(Ok(false)) => Ok(()),
+                Some(Err(e)) => Err(e),
+                _ => match input {
+                    MetricInput::None => state.aggregate(row, &Value::Null, time),
+                    MetricInput::Slots(slots) => slots.iter().try_for_each(|s| {
+                        state.aggregate(row, values.get(*s).unwrap_or(&Value::Null), time)
+                    }),
+                    MetricInput::Expr(e) => e
+                        .eval(values, time)
+                        .and_then(|v| state.aggregate(row, &v.into_value(), time)),
+                },
+            };
+            if let Err(e) = result {
                 outcome.conversion_errors += 1;
                 note(&mut self.first_error, || {
-                    format!("metric {}: {e}", m.aggregator.name)
+                    format!("metric {}: {e}", aggregator.name)
                 });
             }
         }
@@ -537,8 +606,40 @@ fn long(v: &Value) -> Result<Option<i64>, String> {
     }
 }
 
+/// A value's string form for a collector (Java's String.valueOf).
+fn sketch_text<'a>(v: &'a Value<'a>) -> Result<Option<std::borrow::Cow<'a, str>>, String> {
+    use std::borrow::Cow;
+    Ok(match v {
+        Value::Null => None,
+        Value::Str(s) => Some(Cow::Borrowed(s)),
+        Value::Long(n) => Some(Cow::Owned(n.to_string())),
+        Value::Double(d) => Some(Cow::Owned(dictionary::java_double_string(*d))),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::List(_) | Value::Nested => return Err(format!("{v:?} cannot be counted")),
+    })
+}
+
 impl MetricValues {
-    fn push_empty(&mut self) {
+    /// Add a row's empty state; returns its estimated bytes.
+    fn push_empty(&mut self) -> usize {
+        match self {
+            MetricValues::FirstLast {
+                times,
+                values,
+                state,
+                ..
+            } => {
+                times.push(0);
+                values.push(0);
+                state.push(0);
+                return 17;
+            }
+            MetricValues::Sketch { sketches, .. } => {
+                sketches.push(hll::Hll::default());
+                return 1_056;
+            }
+            _ => {}
+        }
         match self {
             MetricValues::Count(v) => v.push(0),
             MetricValues::Long { values, set, .. } => {
@@ -553,13 +654,57 @@ impl MetricValues {
                 values.push(0.0);
                 set.push(false);
             }
+            MetricValues::FirstLast { .. } | MetricValues::Sketch { .. } => {}
         }
+        9
     }
 
     /// Fold one input into a row's value. Null inputs leave it untouched
     /// (an all-null row stays null, as with SQL-compatible null handling).
-    fn aggregate(&mut self, row: usize, input: &Value) -> Result<(), String> {
+    fn aggregate(&mut self, row: usize, input: &Value, time: i64) -> Result<(), String> {
         match self {
+            MetricValues::FirstLast {
+                last,
+                ty,
+                times,
+                values,
+                state,
+            } => {
+                let value = match ty {
+                    NumType::Long => long(input)?.map(|v| v as u64),
+                    NumType::Double => number(input)?.map(f64::to_bits),
+                    NumType::Float => number(input)?.map(|v| (v as f32).to_bits() as u64),
+                };
+                // Last takes a later or equal time, first only an earlier one.
+                let take = state[row] == 0
+                    || (*last && time >= times[row])
+                    || (!*last && time < times[row]);
+                if take {
+                    times[row] = time;
+                    values[row] = value.unwrap_or(0);
+                    state[row] = if value.is_some() { 2 } else { 1 };
+                }
+                Ok(())
+            }
+            MetricValues::Sketch {
+                cardinality,
+                sketches,
+            } => {
+                let items = match input {
+                    Value::List(items) => items.as_slice(),
+                    one => std::slice::from_ref(one),
+                };
+                for item in items {
+                    if let Some(text) = sketch_text(item)? {
+                        if *cardinality {
+                            sketches[row].add_hash(&hll::murmur3_128_chars(&text));
+                        } else {
+                            sketches[row].add_str(&text);
+                        }
+                    }
+                }
+                Ok(())
+            }
             MetricValues::Count(v) => {
                 v[row] += 1;
                 Ok(())
@@ -620,20 +765,13 @@ mod tests {
             name: name.into(),
             kind,
             field_name: Some(name.into()),
-            spec: AggregatorSpec {
-                kind: "longSum".into(),
-                name: name.into(),
-                field_name: None,
-                field_names: None,
-                expression: None,
-                is_input_hyper_unique: None,
-                round: None,
-                by_row: None,
-                time_column: None,
-                max_string_bytes: None,
-                filter: None,
-                aggregator: None,
-            },
+            fields: vec![name.into()],
+            expression: None,
+            filter: None,
+            spec: serde_json::from_value::<AggregatorSpec>(
+                serde_json::json!({"type": "longSum", "name": name}),
+            )
+            .unwrap(),
         }
     }
 

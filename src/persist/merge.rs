@@ -10,9 +10,12 @@
 //! holds each persist's dictionaries and one decoded block per column, and
 //! the partition being filled, never whole persists.
 
+use crate::index::hll::Hll;
 use crate::persist::{numeric_column, order_bits};
 use crate::segment::bytes::java_cmp_nullable;
+use crate::segment::complex::{ComplexKind, read_pair};
 use crate::segment::cursor::{DiskSegment, NumericCursor, NumericKind, StringCursor};
+use crate::segment::reader::{Column, read_column};
 use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
 use crate::spec::{AggOp, Aggregator, AggregatorKind, NumType};
 use anyhow::{Context, Result, bail};
@@ -46,6 +49,8 @@ pub struct InputRow {
     pub present: Vec<bool>,
     pub numbers: Vec<Option<u64>>,
     pub metrics: Vec<Option<u64>>,
+    /// Per metric: a complex metric's cell (empty for numeric metrics).
+    pub cells: Vec<Vec<u8>>,
 }
 
 impl InputRow {
@@ -55,6 +60,7 @@ impl InputRow {
         self.present.clear();
         self.numbers.clear();
         self.metrics.clear();
+        self.cells.clear();
     }
 
     /// Close dimension `d`'s values.
@@ -79,7 +85,32 @@ fn value_bits(m: &MetricColumn, row: usize) -> Option<u64> {
         NumericValues::Long(v) => v[row] as u64,
         NumericValues::Double(v) => v[row].to_bits(),
         NumericValues::Float(v) => v[row].to_bits() as u64,
+        NumericValues::Complex(..) => return None,
     })
+}
+
+/// A metric's stored type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Numeric(NumericKind),
+    Complex(ComplexKind),
+}
+
+/// How rows that meet roll a metric up.
+#[derive(Debug, Clone, Copy)]
+enum Combine {
+    Numeric(AggOp),
+    First,
+    Last,
+    Fold,
+}
+
+/// A numeric column's type; None for a complex one.
+fn numeric_type_of(values: &NumericValues) -> Option<NumType> {
+    match kind_of(values) {
+        MetricKind::Numeric(k) => Some(num_type(k)),
+        MetricKind::Complex(_) => None,
+    }
 }
 
 fn num_type(kind: NumericKind) -> NumType {
@@ -96,15 +127,16 @@ pub trait MergeInput {
     fn num_rows(&self) -> usize;
     /// The dictionary of plan dimension `d`; None when the input lacks it.
     fn dictionary(&self, d: usize) -> Option<&[Option<String>]>;
-    fn metric_kind(&self, m: usize) -> NumericKind;
+    fn metric_kind(&self, m: usize) -> MetricKind;
     fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()>;
 }
 
-fn kind_of(values: &NumericValues) -> NumericKind {
+fn kind_of(values: &NumericValues) -> MetricKind {
     match values {
-        NumericValues::Long(_) => NumericKind::Long,
-        NumericValues::Double(_) => NumericKind::Double,
-        NumericValues::Float(_) => NumericKind::Float,
+        NumericValues::Long(_) => MetricKind::Numeric(NumericKind::Long),
+        NumericValues::Double(_) => MetricKind::Numeric(NumericKind::Double),
+        NumericValues::Float(_) => MetricKind::Numeric(NumericKind::Float),
+        NumericValues::Complex(k, _) => MetricKind::Complex(*k),
     }
 }
 
@@ -135,7 +167,7 @@ impl<'a> MemoryInput<'a> {
                     return Ok(MemoryDim::String(c));
                 }
                 match data.numeric_dimensions.iter().find(|d| d.column.name == *n) {
-                    Some(d) if Some(num_type(kind_of(&d.column.values))) == *ty => {
+                    Some(d) if numeric_type_of(&d.column.values) == *ty => {
                         Ok(MemoryDim::Numeric(&d.column))
                     }
                     Some(_) => bail!("dimension {n} is stored with another type"),
@@ -172,7 +204,7 @@ impl MergeInput for MemoryInput<'_> {
         }
     }
 
-    fn metric_kind(&self, m: usize) -> NumericKind {
+    fn metric_kind(&self, m: usize) -> MetricKind {
         kind_of(&self.metrics[m].values)
     }
 
@@ -189,8 +221,13 @@ impl MergeInput for MemoryInput<'_> {
                 MemoryDim::Numeric(c) => out.end_dimension(true, value_bits(c, row)),
             }
         }
-        out.metrics
-            .extend(self.metrics.iter().map(|m| value_bits(m, row)));
+        for m in &self.metrics {
+            out.metrics.push(value_bits(m, row));
+            out.cells.push(match &m.values {
+                NumericValues::Complex(_, cells) => cells[row].clone(),
+                _ => Vec::new(),
+            });
+        }
         Ok(())
     }
 }
@@ -200,7 +237,22 @@ pub struct SpillInput {
     rows: usize,
     time: NumericCursor,
     dims: Vec<SpillDim>,
-    metrics: Vec<NumericCursor>,
+    metrics: Vec<SpillMetric>,
+}
+
+/// A persist's metric: numbers read block by block, complex cells whole.
+enum SpillMetric {
+    Numeric(NumericCursor),
+    Complex(ComplexKind, Vec<Vec<u8>>),
+}
+
+impl SpillMetric {
+    fn len(&self) -> usize {
+        match self {
+            SpillMetric::Numeric(c) => c.len(),
+            SpillMetric::Complex(_, cells) => cells.len(),
+        }
+    }
 }
 
 enum SpillDim {
@@ -247,7 +299,17 @@ impl SpillInput {
         let metrics = plan
             .aggregators
             .iter()
-            .map(|a| segment.numeric(&a.name))
+            .map(|a| match a.kind {
+                AggregatorKind::FirstLast { .. } | AggregatorKind::HyperUnique { .. } => {
+                    match read_column(&a.name, &segment.column_bytes(&a.name)?)? {
+                        Column::Numeric(NumericValues::Complex(kind, cells), _) => {
+                            Ok(SpillMetric::Complex(kind, cells))
+                        }
+                        _ => bail!("{}: metric {} is not complex", dir.display(), a.name),
+                    }
+                }
+                _ => Ok(SpillMetric::Numeric(segment.numeric(&a.name)?)),
+            })
             .collect::<Result<Vec<_>>>()?;
         let rows = time.len();
         let dim_rows = |d: &SpillDim| match d {
@@ -279,8 +341,11 @@ impl MergeInput for SpillInput {
         }
     }
 
-    fn metric_kind(&self, m: usize) -> NumericKind {
-        self.metrics[m].kind
+    fn metric_kind(&self, m: usize) -> MetricKind {
+        match &self.metrics[m] {
+            SpillMetric::Numeric(c) => MetricKind::Numeric(c.kind),
+            SpillMetric::Complex(k, _) => MetricKind::Complex(*k),
+        }
     }
 
     fn read_row(&mut self, row: usize, out: &mut InputRow) -> Result<()> {
@@ -304,11 +369,20 @@ impl MergeInput for SpillInput {
             }
         }
         for m in &mut self.metrics {
-            out.metrics.push(if m.nulls.contains(row as u32) {
-                None
-            } else {
-                Some(m.bits(row)?)
-            });
+            match m {
+                SpillMetric::Numeric(m) => {
+                    out.metrics.push(if m.nulls.contains(row as u32) {
+                        None
+                    } else {
+                        Some(m.bits(row)?)
+                    });
+                    out.cells.push(Vec::new());
+                }
+                SpillMetric::Complex(_, cells) => {
+                    out.metrics.push(None);
+                    out.cells.push(std::mem::take(&mut cells[row]));
+                }
+            }
         }
         Ok(())
     }
@@ -344,19 +418,22 @@ pub fn merge(
     mut emit: impl FnMut(SegmentData) -> Result<()>,
 ) -> Result<()> {
     let dims = merged_dimensions(inputs, plan.dimensions, plan.dimension_types);
-    let ops: Vec<AggOp> = plan
+    let ops: Vec<Combine> = plan
         .aggregators
         .iter()
         .map(|a| match &a.kind {
-            AggregatorKind::Numeric { op, .. } => *op,
-            _ => AggOp::Sum,
+            AggregatorKind::Numeric { op, .. } => Combine::Numeric(*op),
+            AggregatorKind::FirstLast { last: false, .. } => Combine::First,
+            AggregatorKind::FirstLast { last: true, .. } => Combine::Last,
+            AggregatorKind::HyperUnique { .. } => Combine::Fold,
+            _ => Combine::Numeric(AggOp::Sum),
         })
         .collect();
-    let kinds: Vec<NumericKind> = (0..plan.aggregators.len())
+    let kinds: Vec<MetricKind> = (0..plan.aggregators.len())
         .map(|m| {
             inputs
                 .first()
-                .map_or(NumericKind::Long, |i| i.metric_kind(m))
+                .map_or(MetricKind::Numeric(NumericKind::Long), |i| i.metric_kind(m))
         })
         .collect();
     for (m, a) in plan.aggregators.iter().enumerate() {
@@ -428,7 +505,7 @@ pub fn merge(
             && out.times.last() == Some(&head.row.time)
             && out.last_key == head.key;
         if same_as_last {
-            out.combine_last(&head.row, &ops);
+            out.combine_last(&head.row, &ops)?;
             continue;
         }
         if out.len() >= plan.max_rows_per_segment {
@@ -503,12 +580,14 @@ struct Partition {
     /// Per numeric dimension: values as bits (null: None).
     numbers: Vec<Vec<Option<u64>>>,
     last_key: Vec<u64>,
-    kinds: Vec<NumericKind>,
+    kinds: Vec<MetricKind>,
     metrics: Vec<Vec<Option<u64>>>,
+    /// Per complex metric, its cells (empty lists for numeric metrics).
+    cells: Vec<Vec<Vec<u8>>>,
 }
 
 impl Partition {
-    fn new(interval: (i64, i64), dims: usize, kinds: &[NumericKind]) -> Partition {
+    fn new(interval: (i64, i64), dims: usize, kinds: &[MetricKind]) -> Partition {
         Partition {
             interval,
             times: Vec::new(),
@@ -518,6 +597,7 @@ impl Partition {
             last_key: Vec::new(),
             kinds: kinds.to_vec(),
             metrics: vec![Vec::new(); kinds.len()],
+            cells: vec![Vec::new(); kinds.len()],
         }
     }
 
@@ -548,19 +628,34 @@ impl Partition {
         self.last_key.clone_from(&head.key);
         for (m, v) in head.row.metrics.iter().enumerate() {
             self.metrics[m].push(*v);
+            if let MetricKind::Complex(_) = self.kinds[m] {
+                self.cells[m].push(head.row.cells[m].clone());
+            }
         }
     }
 
     /// Roll an input row into the last row, as the index rolls up inputs.
-    fn combine_last(&mut self, row: &InputRow, ops: &[AggOp]) {
+    fn combine_last(&mut self, row: &InputRow, ops: &[Combine]) -> Result<()> {
         for (m, incoming) in row.metrics.iter().enumerate() {
+            let kind = match self.kinds[m] {
+                MetricKind::Complex(_) => {
+                    let last = self.cells[m].last_mut().expect("a row");
+                    combine_cells(ops[m], last, &row.cells[m])?;
+                    continue;
+                }
+                MetricKind::Numeric(kind) => kind,
+            };
+            let Combine::Numeric(op) = ops[m] else {
+                bail!("a numeric metric with a complex rule");
+            };
             let Some(x) = *incoming else { continue };
             let last = self.metrics[m].last_mut().expect("a row");
             *last = Some(match *last {
                 None => x,
-                Some(acc) => combine(self.kinds[m], ops[m], acc, x),
+                Some(acc) => combine(kind, op, acc, x),
             });
         }
+        Ok(())
     }
 
     fn finish(self, dims: &[MergedDimension], plan: &MergePlan) -> SegmentData {
@@ -612,33 +707,46 @@ impl Partition {
         let metrics = self
             .metrics
             .into_iter()
+            .zip(self.cells)
             .zip(&self.kinds)
             .zip(plan.aggregators)
-            .map(|((values, kind), a)| MetricColumn {
-                name: a.name.clone(),
-                nulls: values
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.is_none())
-                    .map(|(i, _)| i as u32)
-                    .collect::<RoaringBitmap>(),
-                values: match kind {
-                    NumericKind::Long => {
-                        NumericValues::Long(values.iter().map(|v| v.unwrap_or(0) as i64).collect())
+            .map(|(((values, cells), kind), a)| {
+                let kind = match kind {
+                    MetricKind::Complex(k) => {
+                        return MetricColumn {
+                            name: a.name.clone(),
+                            nulls: RoaringBitmap::new(),
+                            values: NumericValues::Complex(*k, cells),
+                        };
                     }
-                    NumericKind::Double => NumericValues::Double(
-                        values
-                            .iter()
-                            .map(|v| f64::from_bits(v.unwrap_or(0)))
-                            .collect(),
-                    ),
-                    NumericKind::Float => NumericValues::Float(
-                        values
-                            .iter()
-                            .map(|v| f32::from_bits(v.unwrap_or(0) as u32))
-                            .collect(),
-                    ),
-                },
+                    MetricKind::Numeric(k) => k,
+                };
+                MetricColumn {
+                    name: a.name.clone(),
+                    nulls: values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_none())
+                        .map(|(i, _)| i as u32)
+                        .collect::<RoaringBitmap>(),
+                    values: match kind {
+                        NumericKind::Long => NumericValues::Long(
+                            values.iter().map(|v| v.unwrap_or(0) as i64).collect(),
+                        ),
+                        NumericKind::Double => NumericValues::Double(
+                            values
+                                .iter()
+                                .map(|v| f64::from_bits(v.unwrap_or(0)))
+                                .collect(),
+                        ),
+                        NumericKind::Float => NumericValues::Float(
+                            values
+                                .iter()
+                                .map(|v| f32::from_bits(v.unwrap_or(0) as u32))
+                                .collect(),
+                        ),
+                    },
+                }
             })
             .collect();
         SegmentData {
@@ -650,6 +758,37 @@ impl Partition {
             metadata: Some(plan.metadata.clone()),
         }
     }
+}
+
+/// Roll an incoming complex cell into the accumulated one: collectors
+/// fold; pairs keep the earliest (first) or the latest-or-equal (last) time,
+/// as Druid's first/last combiners do; an empty cell is nothing yet.
+fn combine_cells(rule: Combine, acc: &mut Vec<u8>, incoming: &[u8]) -> Result<()> {
+    match rule {
+        Combine::Fold => {
+            let mut a = Hll::from_bytes(acc).map_err(anyhow::Error::msg)?;
+            a.fold(&Hll::from_bytes(incoming).map_err(anyhow::Error::msg)?);
+            *acc = a.to_bytes();
+        }
+        Combine::First | Combine::Last => {
+            let Some((t_in, _)) = read_pair(incoming) else {
+                return Ok(());
+            };
+            let take = match read_pair(acc) {
+                None => true,
+                Some((t_acc, _)) => match rule {
+                    Combine::First => t_in < t_acc,
+                    _ => t_in >= t_acc,
+                },
+            };
+            if take {
+                acc.clear();
+                acc.extend_from_slice(incoming);
+            }
+        }
+        Combine::Numeric(_) => bail!("a complex metric with a numeric rule"),
+    }
+    Ok(())
 }
 
 /// Combine two non-null values (as bits) of one metric.
@@ -696,6 +835,9 @@ mod tests {
             name: name.into(),
             kind,
             field_name: Some(name.into()),
+            fields: vec![name.into()],
+            expression: None,
+            filter: None,
             spec: serde_json::from_value::<AggregatorSpec>(
                 serde_json::json!({"type": "longSum", "name": name}),
             )

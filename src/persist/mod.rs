@@ -8,6 +8,7 @@ pub mod merge;
 
 use crate::index::{IncrementalIndex, MULTI_VALUE_BIT, MetricValues, Sink};
 use crate::segment::bytes::java_cmp;
+use crate::segment::complex::{ComplexKind, pair_cell};
 use crate::segment::writer::write_segment_dir;
 use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
 use crate::spec::{NumType, ResolvedIndexSpec};
@@ -306,6 +307,32 @@ pub fn sink_to_segment(
                     note_nulls(set);
                     NumericValues::Float(order.iter().map(|&r| values[r as usize]).collect())
                 }
+                MetricValues::FirstLast {
+                    ty,
+                    times,
+                    values,
+                    state,
+                    ..
+                } => NumericValues::Complex(
+                    ComplexKind::Pair(*ty),
+                    order
+                        .iter()
+                        .map(|&r| {
+                            let r = r as usize;
+                            match state[r] {
+                                0 => Vec::new(),
+                                s => pair_cell(times[r], (s == 2).then_some(values[r]), *ty),
+                            }
+                        })
+                        .collect(),
+                ),
+                MetricValues::Sketch { sketches, .. } => NumericValues::Complex(
+                    ComplexKind::HyperUnique,
+                    order
+                        .iter()
+                        .map(|&r| sketches[r as usize].to_bytes())
+                        .collect(),
+                ),
             };
             MetricColumn {
                 name: m.aggregator.name.clone(),

@@ -130,6 +130,12 @@ impl DiskSegment {
         })
     }
 
+    /// A whole column's bytes (for complex columns, read at once).
+    pub fn column_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let region = self.region(name)?;
+        region.read(0, region.len as usize)
+    }
+
     pub fn numeric(&self, name: &str) -> Result<NumericCursor> {
         NumericCursor::open(self.region(name)?)
     }

@@ -2,6 +2,7 @@
 //! files, index.drd, metadata.drd, the smoosh, and index.zip.
 
 pub mod bytes;
+pub mod complex;
 pub mod cursor;
 pub mod reader;
 pub mod writer;
@@ -109,6 +110,8 @@ pub enum NumericValues {
     Long(Vec<i64>),
     Float(Vec<f32>),
     Double(Vec<f64>),
+    /// A complex metric: one cell per row (see `complex`).
+    Complex(complex::ComplexKind, Vec<Vec<u8>>),
 }
 
 impl NumericValues {
@@ -117,6 +120,7 @@ impl NumericValues {
             NumericValues::Long(v) => v.len(),
             NumericValues::Float(v) => v.len(),
             NumericValues::Double(v) => v.len(),
+            NumericValues::Complex(_, v) => v.len(),
         }
     }
 
@@ -134,6 +138,7 @@ impl NumericValues {
             NumericValues::Double(v) => serde_json::Number::from_f64(v[i])
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
+            NumericValues::Complex(kind, cells) => complex::cell_json(*kind, &cells[i]),
         }
     }
 }

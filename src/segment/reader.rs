@@ -4,6 +4,7 @@
 //! size before it is checked against the bytes at hand.
 
 use super::bytes::{ByteReader, decode_block, read_blocks, unpack_msb};
+use super::complex::{ComplexKind, read_complex};
 use super::*;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -285,14 +286,16 @@ pub(crate) fn descriptor_part<'d>(
             descriptor.parts.len()
         );
     };
-    // Every part Druid writes names its byte order; V2 numeric and string
-    // parts also name their bitmap serde.
+    // Every part Druid writes names its byte order but the complex part
+    // (its serde owns its bytes); V2 numeric and string parts also name
+    // their bitmap serde.
+    let part_type = part.get("type").and_then(|t| t.as_str()).unwrap_or("");
     match part.get("byteOrder") {
         Some(order) if order == "LITTLE_ENDIAN" => {}
         Some(order) => bail!("{what}: byte order {order} is not supported"),
+        None if part_type == "complex" => {}
         None => bail!("{what}: the descriptor's part has no byteOrder"),
     }
-    let part_type = part.get("type").and_then(|t| t.as_str()).unwrap_or("");
     match part.get("bitmapSerdeFactory") {
         Some(factory) => check_bitmap_serde(factory, what)?,
         None if part_type.ends_with("V2") || part_type == "stringDictionary" => {
@@ -337,6 +340,17 @@ pub fn read_column(name: &str, bytes: &[u8]) -> Result<Column> {
             }
             let values = read_numeric(&what, &descriptor.value_type, supplier)?;
             Ok(Column::Numeric(values, nulls))
+        }
+        ("COMPLEX", "complex") => {
+            let type_name = part.get("typeName").and_then(|t| t.as_str()).unwrap_or("");
+            let Some(kind) = ComplexKind::from_type_name(type_name) else {
+                bail!("{what}: complex type {type_name:?} is not supported by this reader");
+            };
+            let cells = read_complex(&what, kind, r.rest())?;
+            Ok(Column::Numeric(
+                NumericValues::Complex(kind, cells),
+                RoaringBitmap::new(),
+            ))
         }
         ("STRING", "stringDictionary") => Ok(Column::String(
             read_string(name, &what, descriptor.has_multiple_values, &mut r)?.0,

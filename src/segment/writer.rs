@@ -65,6 +65,7 @@ pub fn numeric_column_encoded(
         NumericValues::Long(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
         NumericValues::Double(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
         NumericValues::Float(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 4),
+        NumericValues::Complex(..) => bail!("a complex column is not numeric"),
     };
     let mut supplier = Vec::with_capacity(raw.len() / 2 + 64);
     supplier.push(2);
@@ -476,10 +477,28 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
         .map(|n| (&n.column, "dimension"));
     let metrics = data.sorted_metrics().into_iter().map(|m| (m, "metric"));
     for (m, what) in metrics.chain(numeric_dimensions) {
-        let descriptor = match m.values {
+        let descriptor = match &m.values {
             NumericValues::Long(_) => LONG_DESCRIPTOR,
             NumericValues::Double(_) => DOUBLE_DESCRIPTOR,
             NumericValues::Float(_) => FLOAT_DESCRIPTOR,
+            NumericValues::Complex(kind, cells) => {
+                // Descriptor, then the complex serde's bytes (spec 9).
+                let mut bytes = Vec::new();
+                let descriptor = format!(
+                    r#"{{"valueType":"COMPLEX","hasMultipleValues":false,"parts":[{{"type":"complex","typeName":"{}"}}]}}"#,
+                    kind.type_name()
+                );
+                write_prefixed_string(&mut bytes, &descriptor);
+                bytes.extend_from_slice(
+                    &super::complex::write_complex(*kind, cells)
+                        .with_context(|| format!("{what} {}", m.name))?,
+                );
+                entries.push(Entry {
+                    name: m.name.clone(),
+                    bytes,
+                });
+                continue;
+            }
         };
         entries.push(Entry {
             name: m.name.clone(),

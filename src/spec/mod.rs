@@ -242,6 +242,9 @@ pub struct AggregatorSpec {
     pub field_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_names: Option<Vec<String>>,
+    /// cardinality's inputs: names or dimension specs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -678,6 +681,18 @@ pub enum AggregatorKind {
         op: AggOp,
         ty: NumType,
     },
+    /// longFirst / longLast and the double and float ones: the value at the
+    /// earliest (latest) event time, stored as a (time, value) pair.
+    FirstLast {
+        last: bool,
+        ty: NumType,
+    },
+    /// hyperUnique (UTF-8 bytes hashed), or cardinality with byRow false
+    /// (UTF-16 code units hashed, over every field); both stored as
+    /// hyperUnique collectors.
+    HyperUnique {
+        cardinality: bool,
+    },
     /// Parsed and validated, but not computed by this build yet.
     Unsupported(String),
 }
@@ -687,22 +702,46 @@ pub struct Aggregator {
     pub name: String,
     pub kind: AggregatorKind,
     pub field_name: Option<String>,
+    /// The input fields (cardinality's fieldNames, else fieldName).
+    pub fields: Vec<String>,
+    /// An expression input instead of a field.
+    pub expression: Option<String>,
+    /// A `filtered` wrapper's filter: rows it rejects are not aggregated.
+    pub filter: Option<Value>,
+    /// The spec of the aggregator that computes (a filtered one's inner).
     pub spec: AggregatorSpec,
 }
 
 impl Aggregator {
     /// The combining form Druid stores in metadata.drd.
     pub fn combining_json(&self) -> Value {
-        let type_name = match &self.kind {
-            AggregatorKind::Count => "longSum",
-            _ => self.spec.kind.as_str(),
-        };
-        serde_json::json!({
-            "type": type_name,
-            "name": self.name,
-            "fieldName": self.name,
-            "expression": Value::Null,
-        })
+        match &self.kind {
+            AggregatorKind::FirstLast { .. } => serde_json::json!({
+                "type": self.spec.kind,
+                "name": self.name,
+                "fieldName": self.name,
+                "timeColumn": "__time",
+            }),
+            AggregatorKind::HyperUnique { .. } => serde_json::json!({
+                "type": "hyperUnique",
+                "name": self.name,
+                "fieldName": self.name,
+                "isInputHyperUnique": false,
+                "round": self.spec.round.unwrap_or(false),
+            }),
+            _ => {
+                let type_name = match &self.kind {
+                    AggregatorKind::Count => "longSum",
+                    _ => self.spec.kind.as_str(),
+                };
+                serde_json::json!({
+                    "type": type_name,
+                    "name": self.name,
+                    "fieldName": self.name,
+                    "expression": Value::Null,
+                })
+            }
+        }
     }
 }
 
@@ -1097,45 +1136,27 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
     let mut names = std::collections::HashSet::new();
     for (i, spec) in schema.metrics_spec.iter().enumerate() {
         let path = format!("dataSchema.metricsSpec[{i}]");
-        if spec.name.is_empty() {
+        let Some(a) = resolve_aggregator(spec, &path, c) else {
+            continue;
+        };
+        // A filtered aggregator without a name takes its inner one's.
+        let name = a.name.clone();
+        if name.is_empty() {
             c.fail(&format!("{path}.name"), "must not be empty");
         }
-        if !names.insert(spec.name.clone()) {
+        if !names.insert(name.clone()) {
             c.fail(
                 &format!("{path}.name"),
-                format!("duplicate metric {:?}", spec.name),
+                format!("duplicate metric {name:?}"),
             );
         }
-        if seen.contains(&spec.name) {
+        if seen.contains(&name) {
             c.fail(
                 &format!("{path}.name"),
-                format!("{:?} is also a dimension", spec.name),
+                format!("{name:?} is also a dimension"),
             );
         }
-        let kind = aggregator_kind(&spec.kind);
-        match &kind {
-            None => c.fail(
-                &format!("{path}.type"),
-                format!("unknown aggregator type {:?}", spec.kind),
-            ),
-            Some(AggregatorKind::Numeric { .. })
-                if spec.field_name.is_none() && spec.expression.is_none() =>
-            {
-                c.fail(
-                    &format!("{path}.fieldName"),
-                    "is required (or an expression)",
-                );
-            }
-            _ => {}
-        }
-        if let Some(kind) = kind {
-            r.aggregators.push(Aggregator {
-                name: spec.name.clone(),
-                kind,
-                field_name: spec.field_name.clone(),
-                spec: spec.clone(),
-            });
-        }
+        r.aggregators.push(a);
     }
 
     // Schemaless discovery excludes the timestamp column and every metric's
@@ -1148,6 +1169,12 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
             exclusions.push(f.clone());
         }
         exclusions.extend(spec.field_names.iter().flatten().cloned());
+        exclusions.extend(spec.fields.iter().flatten().filter_map(field_spec_name));
+        if let Some(inner) = &spec.aggregator
+            && let Some(f) = &inner.field_name
+        {
+            exclusions.push(f.clone());
+        }
     }
     exclusions.sort();
     exclusions.dedup();
@@ -1201,6 +1228,119 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
     }
 }
 
+/// One metricsSpec entry; a `filtered` one unwraps to its inner aggregator
+/// (named by the wrapper when it has a name), keeping its filter.
+fn resolve_aggregator(spec: &AggregatorSpec, path: &str, c: &mut Checker) -> Option<Aggregator> {
+    if spec.kind == "filtered" {
+        let Some(inner) = &spec.aggregator else {
+            c.fail(&format!("{path}.aggregator"), "is required");
+            return None;
+        };
+        let Some(filter) = spec.filter.clone().filter(|f| !f.is_null()) else {
+            c.fail(&format!("{path}.filter"), "is required");
+            return None;
+        };
+        let mut scratch = crate::input::FieldTable::new(false, false, &[]);
+        if let Err((at, message)) =
+            crate::input::filter::compile(&filter, &format!("{path}.filter"), &mut scratch)
+        {
+            c.fail(&at, message);
+        }
+        if inner.kind == "filtered" {
+            c.fail(
+                &format!("{path}.aggregator.type"),
+                "a filtered aggregator inside another is not supported",
+            );
+            return None;
+        }
+        let mut a = resolve_aggregator(inner, &format!("{path}.aggregator"), c)?;
+        if !spec.name.is_empty() {
+            a.name = spec.name.clone();
+        }
+        a.filter = Some(filter);
+        return Some(a);
+    }
+    let kind = aggregator_kind(&spec.kind);
+    let fields: Vec<String> = match (&spec.fields, &spec.field_names, &spec.field_name) {
+        (Some(list), _, _) => list.iter().filter_map(field_spec_name).collect(),
+        (None, Some(names), _) => names.clone(),
+        (None, None, Some(name)) => vec![name.clone()],
+        (None, None, None) => Vec::new(),
+    };
+    match &kind {
+        None => c.fail(
+            &format!("{path}.type"),
+            format!("unknown aggregator type {:?}", spec.kind),
+        ),
+        Some(AggregatorKind::Numeric { .. }) if fields.is_empty() && spec.expression.is_none() => {
+            c.fail(
+                &format!("{path}.fieldName"),
+                "is required (or an expression)",
+            );
+        }
+        Some(
+            AggregatorKind::FirstLast { .. } | AggregatorKind::HyperUnique { cardinality: false },
+        ) if spec.field_name.is_none() => {
+            c.fail(&format!("{path}.fieldName"), "is required");
+        }
+        Some(AggregatorKind::HyperUnique { cardinality: true }) => {
+            if fields.is_empty() {
+                c.fail(&format!("{path}.fields"), "is required");
+            }
+            if spec.by_row == Some(true) {
+                c.fail(
+                    &format!("{path}.byRow"),
+                    "byRow cardinality is not supported by this build yet",
+                );
+            }
+        }
+        Some(AggregatorKind::FirstLast { .. })
+            if spec.time_column.as_deref().is_some_and(|t| t != "__time") =>
+        {
+            c.fail(
+                &format!("{path}.timeColumn"),
+                "only __time is supported as the time column",
+            );
+        }
+        Some(AggregatorKind::HyperUnique { cardinality: false })
+            if spec.is_input_hyper_unique == Some(true) =>
+        {
+            c.fail(
+                &format!("{path}.isInputHyperUnique"),
+                "pre-built collectors as input are not supported by this build yet",
+            );
+        }
+        _ => {}
+    }
+    if let Some(expression) = &spec.expression {
+        let mut scratch = crate::input::FieldTable::new(false, false, &[]);
+        if let Err(e) = crate::input::expr::Expr::compile(expression, &mut scratch) {
+            c.fail(&format!("{path}.expression"), e);
+        }
+    }
+    Some(Aggregator {
+        name: spec.name.clone(),
+        kind: kind?,
+        field_name: spec.field_name.clone(),
+        fields,
+        expression: spec.expression.clone(),
+        filter: None,
+        spec: spec.clone(),
+    })
+}
+
+/// A cardinality field: a column name or a `default` dimension spec.
+fn field_spec_name(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("dimension")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
 fn aggregator_kind(kind: &str) -> Option<AggregatorKind> {
     use AggOp::*;
     use NumType::*;
@@ -1216,10 +1356,33 @@ fn aggregator_kind(kind: &str) -> Option<AggregatorKind> {
         "floatSum" => numeric(Sum, Float),
         "floatMin" => numeric(Min, Float),
         "floatMax" => numeric(Max, Float),
-        "longFirst" | "longLast" | "doubleFirst" | "doubleLast" | "floatFirst" | "floatLast"
-        | "stringFirst" | "stringLast" | "hyperUnique" | "cardinality" | "filtered" => {
-            Some(AggregatorKind::Unsupported(kind.to_string()))
-        }
+        "longFirst" => Some(AggregatorKind::FirstLast {
+            last: false,
+            ty: Long,
+        }),
+        "longLast" => Some(AggregatorKind::FirstLast {
+            last: true,
+            ty: Long,
+        }),
+        "doubleFirst" => Some(AggregatorKind::FirstLast {
+            last: false,
+            ty: Double,
+        }),
+        "doubleLast" => Some(AggregatorKind::FirstLast {
+            last: true,
+            ty: Double,
+        }),
+        "floatFirst" => Some(AggregatorKind::FirstLast {
+            last: false,
+            ty: Float,
+        }),
+        "floatLast" => Some(AggregatorKind::FirstLast {
+            last: true,
+            ty: Float,
+        }),
+        "hyperUnique" => Some(AggregatorKind::HyperUnique { cardinality: false }),
+        "cardinality" => Some(AggregatorKind::HyperUnique { cardinality: true }),
+        "stringFirst" | "stringLast" => Some(AggregatorKind::Unsupported(kind.to_string())),
         _ => None,
     }
 }

@@ -6,7 +6,8 @@ pub mod report;
 pub mod sample;
 pub mod stats;
 
-use crate::index::IncrementalIndex;
+use crate::index::{IncrementalIndex, MetricInput};
+use crate::input::expr::Expr;
 use crate::input::filter::Filter;
 use crate::input::timestamp::TimestampParser;
 use crate::input::transform::Transforms;
@@ -781,8 +782,21 @@ impl Pipeline {
             index.set_multi_value_handling(d.multi_value_handling);
         }
         for a in &r.aggregators {
-            let slot = a.field_name.as_deref().map(|f| parser.fields.slot(f));
-            index.add_metric(a, slot);
+            let input = match &a.expression {
+                Some(source) => MetricInput::Expr(
+                    Expr::compile(source, &mut parser.fields)
+                        .expect("the expression was checked at validation"),
+                ),
+                None if a.fields.is_empty() => MetricInput::None,
+                None => {
+                    MetricInput::Slots(a.fields.iter().map(|f| parser.fields.slot(f)).collect())
+                }
+            };
+            let filter = a.filter.as_ref().map(|f| {
+                crate::input::filter::compile(f, "filtered aggregator", &mut parser.fields)
+                    .expect("the filter was checked at validation")
+            });
+            index.add_metric_with(a, input, filter);
         }
         let ts_slot = parser.fields.slot(&r.timestamp.column);
         let spec = &task.data_schema.transform_spec;
@@ -825,11 +839,6 @@ fn check_supported(task: &Task) -> Result<()> {
         if let AggregatorKind::Unsupported(t) = &a.kind {
             bail!(
                 "dataSchema.metricsSpec[{i}]: aggregator type {t:?} is not supported by this build yet"
-            );
-        }
-        if a.spec.expression.is_some() {
-            bail!(
-                "dataSchema.metricsSpec[{i}].expression: aggregator expressions are not supported by this build yet"
             );
         }
     }
