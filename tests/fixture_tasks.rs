@@ -465,3 +465,77 @@ fn cardinality_filtered_and_expression_aggregators() {
         json!({"type": "longFirst", "name": "first_dep", "fieldName": "first_dep", "timeColumn": "__time"})
     );
 }
+
+/// 05: a KPL-aggregated stream (`deaggregate: true`) with explicit
+/// inclusive end sequence numbers. The aggregates are made by the KPL
+/// format's own library (PyPI aws-kinesis-agg, installed by scripts/test),
+/// 25 user records each; one has its MD5 digest damaged and counts as one
+/// unparseable record naming its shard and sequence number, its 25 rows
+/// lost, every other row indexed.
+#[test]
+fn fixture_05_kpl_deaggregation_with_explicit_ends() {
+    use base64::Engine;
+    let plain = flights_dump_of("ndjson", "fixture-ndjson-20k", 2, Some(ROWS as u64));
+    let packed = scratch().join("fixture-kpl-20k");
+    let _ = std::fs::remove_dir_all(&packed);
+    let status = std::process::Command::new("python3")
+        .arg(repo().join("scripts/kpl_aggregate.py"))
+        .arg(&plain)
+        .arg(&packed)
+        .args([
+            "--per-record",
+            "25",
+            "--corrupt-md5",
+            "shardId-000000000001:3",
+        ])
+        .status()
+        .expect("python3 runs (scripts/test installs aws-kinesis-agg)");
+    assert!(status.success(), "kpl_aggregate.py failed");
+
+    let base = fresh_dir("fixture-05");
+    let task = adapt("05-deaggregate-explicit-end.json", &packed, &base);
+    let s = run_task(&task, &packed, &base);
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.unparseable, 1);
+    assert_eq!(s.stats.processed, ROWS as u64 - 25);
+    let report = std::fs::read_to_string(
+        kinesis_peon::task::layout_for(&base)
+            .task_dir("index_kinesis_flights_kpl_replay_20130101")
+            .join("report.json"),
+    )
+    .unwrap();
+    let bad_seq = {
+        let text = std::fs::read_to_string(packed.join("shardId-000000000001.jsonl")).unwrap();
+        let line: Value = serde_json::from_str(text.lines().nth(3).unwrap()).unwrap();
+        line["SequenceNumber"].as_str().unwrap().to_string()
+    };
+    assert!(
+        report.contains(&format!(
+            "shard shardId-000000000001, sequence number {bad_seq}: KPL aggregated record: MD5 digest does not match"
+        )),
+        "{report}"
+    );
+
+    // Naive: the plain dump's rows, less the 25 packed into the bad record.
+    let (mut count, mut dep, mut arr) = (0i64, 0i64, 0i64);
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        let text = std::fs::read_to_string(plain.join(format!("{shard}.jsonl"))).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if shard.ends_with('1') && (75..100).contains(&i) {
+                continue;
+            }
+            let rec: Value = serde_json::from_str(line).unwrap();
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(rec["Data"].as_str().unwrap())
+                .unwrap();
+            let row: Value = serde_json::from_slice(&data).unwrap();
+            count += 1;
+            dep += row["dep_delay"].as_i64().unwrap_or(0);
+            arr += row["arr_delay"].as_i64().unwrap_or(0);
+        }
+    }
+    let rows = published_rows(&base, "flights_kpl");
+    assert_eq!(sum_long(&rows, "count"), count);
+    assert_eq!(sum_long(&rows, "dep_delay_sum"), dep);
+    assert_eq!(sum_long(&rows, "arr_delay_sum"), arr);
+}

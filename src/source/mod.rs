@@ -3,6 +3,7 @@
 //! drains.
 
 pub mod dump;
+pub mod kpl;
 pub mod make_dump;
 pub mod replay;
 

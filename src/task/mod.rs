@@ -18,6 +18,7 @@ use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, Stre
 use crate::segment::SegmentData;
 use crate::segment::writer::{build_segment, zip_segment};
 use crate::source::dump::Dump;
+use crate::source::kpl;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
 use crate::spec::time::{format_interval, format_iso};
@@ -306,6 +307,7 @@ impl Runner<'_> {
             self.metadata_json(),
         );
         let max_rows_in_memory = tuning.max_rows_in_memory as usize;
+        let deaggregate = task.io_config.deaggregate;
         let max_bytes_in_memory = max_bytes_in_memory(tuning.max_bytes_in_memory);
         let persist_period = r.intermediate_persist_period.as_ref().and_then(|p| {
             p.fixed_millis()
@@ -323,8 +325,18 @@ impl Runner<'_> {
             if state.finished {
                 continue;
             }
+            // KPL aggregates unpacked up front: the rows borrow from them.
+            let unpacked: Vec<Result<Option<Vec<Vec<u8>>>, String>> = if deaggregate {
+                batch
+                    .records
+                    .iter()
+                    .map(|r| kpl::deaggregate(&r.data))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut rows = RowBuffer::new();
-            for record in &batch.records {
+            for (record_index, record) in batch.records.iter().enumerate() {
                 let admit = state.assignment.admit(&record.sequence);
                 match admit {
                     Admit::Skip => continue,
@@ -347,52 +359,74 @@ impl Runner<'_> {
                 self.stats.processed_bytes += record.data.len() as u64;
                 let shard_id = &state.assignment.shard_id;
                 let at = || format!("shard {shard_id}, sequence number {}", record.sequence);
-                if record.data.is_empty() {
-                    self.stats.thrown_away += 1;
-                } else {
-                    let t0 = timing.then(Instant::now);
-                    let parsed = parser.parse(&record.data, &mut rows);
-                    if let Some(t0) = t0 {
-                        self.stages.parse += t0.elapsed();
+                // The entities of this record: itself, or its user records.
+                let entities: &[Vec<u8>] = match unpacked.get(record_index) {
+                    None | Some(Ok(None)) => std::slice::from_ref(&record.data),
+                    Some(Ok(Some(users))) => users,
+                    Some(Err(e)) => {
+                        let msg = format!("{}: {e}", at());
+                        self.errors
+                            .record(&mut self.stats, ErrorKind::Unparseable, msg)
+                            .map_err(anyhow::Error::msg)?;
+                        &[]
                     }
-                    if parser.fields.discovered_count() > known_discovered {
-                        for (name, slot) in parser.fields.discovered_since(known_discovered) {
-                            index.add_dimension(name, *slot);
+                };
+                for data in entities {
+                    if data.is_empty() {
+                        self.stats.thrown_away += 1;
+                    } else {
+                        let t0 = timing.then(Instant::now);
+                        let parsed = parser.parse(data, &mut rows);
+                        if let Some(t0) = t0 {
+                            self.stages.parse += t0.elapsed();
                         }
-                        known_discovered = parser.fields.discovered_count();
-                    }
-                    match parsed {
-                        Err(e) => {
-                            let msg = format!("{}: {e}", at());
-                            self.errors
-                                .record(&mut self.stats, ErrorKind::Unparseable, msg)
-                                .map_err(anyhow::Error::msg)?;
+                        if parser.fields.discovered_count() > known_discovered {
+                            for (name, slot) in parser.fields.discovered_since(known_discovered) {
+                                index.add_dimension(name, *slot);
+                            }
+                            known_discovered = parser.fields.discovered_count();
                         }
-                        Ok(()) => {
-                            for row in rows.rows_mut() {
-                                let time = match stage.prepare(row) {
-                                    RowFate::Index(t) => t,
-                                    RowFate::ThrownAway(_) => {
-                                        self.stats.thrown_away += 1;
-                                        continue;
-                                    }
-                                    RowFate::Unparseable(e) => {
-                                        let msg = format!("{}: {e}", at());
+                        match parsed {
+                            Err(e) => {
+                                let msg = format!("{}: {e}", at());
+                                self.errors
+                                    .record(&mut self.stats, ErrorKind::Unparseable, msg)
+                                    .map_err(anyhow::Error::msg)?;
+                            }
+                            Ok(()) => {
+                                for row in rows.rows_mut() {
+                                    let time = match stage.prepare(row) {
+                                        RowFate::Index(t) => t,
+                                        RowFate::ThrownAway(_) => {
+                                            self.stats.thrown_away += 1;
+                                            continue;
+                                        }
+                                        RowFate::Unparseable(e) => {
+                                            let msg = format!("{}: {e}", at());
+                                            self.errors
+                                                .record(
+                                                    &mut self.stats,
+                                                    ErrorKind::Unparseable,
+                                                    msg,
+                                                )
+                                                .map_err(anyhow::Error::msg)?;
+                                            continue;
+                                        }
+                                    };
+                                    let outcome = index.add(time, row);
+                                    if outcome.conversion_errors > 0 {
+                                        let why = index.first_error.take().unwrap_or_default();
+                                        let msg = format!("{}: {why}", at());
                                         self.errors
-                                            .record(&mut self.stats, ErrorKind::Unparseable, msg)
+                                            .record(
+                                                &mut self.stats,
+                                                ErrorKind::ProcessedWithError,
+                                                msg,
+                                            )
                                             .map_err(anyhow::Error::msg)?;
-                                        continue;
+                                    } else {
+                                        self.stats.processed += 1;
                                     }
-                                };
-                                let outcome = index.add(time, row);
-                                if outcome.conversion_errors > 0 {
-                                    let why = index.first_error.take().unwrap_or_default();
-                                    let msg = format!("{}: {why}", at());
-                                    self.errors
-                                        .record(&mut self.stats, ErrorKind::ProcessedWithError, msg)
-                                        .map_err(anyhow::Error::msg)?;
-                                } else {
-                                    self.stats.processed += 1;
                                 }
                             }
                         }
@@ -841,9 +875,6 @@ fn check_supported(task: &Task) -> Result<()> {
                 "dataSchema.metricsSpec[{i}]: aggregator type {t:?} is not supported by this build yet"
             );
         }
-    }
-    if task.io_config.deaggregate {
-        bail!("ioConfig.deaggregate: KPL deaggregation is not supported by this build yet");
     }
     Ok(())
 }
