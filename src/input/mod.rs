@@ -188,6 +188,16 @@ impl<'a> RowBuffer<'a> {
         row
     }
 
+    /// The row being filled (the last one started).
+    pub fn current(&mut self) -> &mut Vec<Value<'a>> {
+        &mut self.rows[self.len - 1]
+    }
+
+    /// Forget the last row started.
+    pub fn drop_last(&mut self) {
+        self.len -= 1;
+    }
+
     pub fn rows(&self) -> &[Vec<Value<'a>>] {
         &self.rows[..self.len]
     }
