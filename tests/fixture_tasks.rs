@@ -516,6 +516,16 @@ fn fixture_05_kpl_deaggregation_with_explicit_ends() {
         "{report}"
     );
 
+    // The sampler shows user records one by one, each under its Kinesis
+    // record's sequence number.
+    let sample = kinesis_peon::task::sample::sample(&task, &packed, 30).unwrap();
+    let entries = sample["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 30);
+    assert_eq!(entries[0]["sequenceNumber"], entries[24]["sequenceNumber"]);
+    assert_ne!(entries[24]["sequenceNumber"], entries[25]["sequenceNumber"]);
+    assert!(entries[0]["input"].as_str().unwrap().starts_with('{'));
+    assert!(entries[0]["parsed"].is_array());
+
     // Naive: the plain dump's rows, less the 25 packed into the bad record.
     let (mut count, mut dep, mut arr) = (0i64, 0i64, 0i64);
     for shard in ["shardId-000000000000", "shardId-000000000001"] {

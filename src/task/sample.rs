@@ -6,6 +6,7 @@ use super::{Pipeline, RowFate, shard_assignments};
 use crate::input::{RowBuffer, Value};
 use crate::persist::sink_to_segment;
 use crate::source::dump::Dump;
+use crate::source::kpl;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::spec::{LoadedTask, load_task};
 use anyhow::{Context, Result, anyhow};
@@ -54,26 +55,52 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
         rows: mut stage,
     } = Pipeline::new(&task);
     let mut known = 0;
-    let mut data = Vec::new();
+    let mut data_out = Vec::new();
     let (mut read, mut indexed_inputs) = (0usize, 0usize);
     'poll: while let Some(batch) = supplier.poll() {
         let batch = batch?;
         let shard = &assignments[batch.shard].shard_id;
+        // With deaggregate on, each user record of a KPL aggregate is its
+        // own entry (all under the Kinesis record's sequence number).
+        let mut items: Vec<(String, Result<Vec<u8>, String>)> = Vec::new();
         for record in &batch.records {
+            let seq = record.sequence.to_string();
+            match task
+                .io_config
+                .deaggregate
+                .then(|| kpl::deaggregate(&record.data))
+            {
+                Some(Ok(Some(users))) => {
+                    items.extend(users.into_iter().map(|u| (seq.clone(), Ok(u))))
+                }
+                Some(Err(e)) => items.push((seq, Err(e))),
+                _ => items.push((seq, Ok(record.data.clone()))),
+            }
+        }
+        for (sequence, data) in &items {
             if read >= limit {
                 break 'poll;
             }
             read += 1;
-            let text = String::from_utf8_lossy(&record.data);
             let mut entry = Map::new();
             entry.insert("shard".into(), shard.as_str().into());
-            entry.insert("sequenceNumber".into(), record.sequence.to_string().into());
+            entry.insert("sequenceNumber".into(), sequence.as_str().into());
+            let data = match data {
+                Ok(d) => d,
+                Err(e) => {
+                    entry.insert("unparseable".into(), true.into());
+                    entry.insert("error".into(), e.as_str().into());
+                    data_out.push(serde_json::Value::Object(entry));
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(data);
             entry.insert(
                 "input".into(),
                 text.chars().take(INPUT_CHARS).collect::<String>().into(),
             );
             let mut rows = RowBuffer::new();
-            match parser.parse(&record.data, &mut rows) {
+            match parser.parse(data, &mut rows) {
                 Err(e) => {
                     entry.insert("unparseable".into(), true.into());
                     entry.insert("error".into(), e.to_string().into());
@@ -111,7 +138,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
                     }
                 }
             }
-            data.push(serde_json::Value::Object(entry));
+            data_out.push(serde_json::Value::Object(entry));
         }
     }
     drop(supplier);
@@ -129,7 +156,7 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
     Ok(json!({
         "numRowsRead": read,
         "numRowsIndexed": indexed_inputs,
-        "data": data,
+        "data": data_out,
         "indexed": indexed,
     }))
 }
