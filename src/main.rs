@@ -26,12 +26,20 @@ struct Cli {
 enum Command {
     /// Check a task file and print the effective task (Druid defaults filled in).
     Validate { task: PathBuf },
-    /// Replay a recorded shard dump into local deep storage and the embedded metadata store.
+    /// Run a task into local deep storage and the embedded metadata store:
+    /// replaying a recorded shard dump, or without --dump reading the live
+    /// stream the task names.
     Run {
         #[arg(long)]
         task: PathBuf,
         #[arg(long)]
-        dump: PathBuf,
+        dump: Option<PathBuf>,
+        /// Runtime properties as a Java properties file (druid.kinesis.accessKey, ...).
+        #[arg(long)]
+        properties: Option<PathBuf>,
+        /// One runtime property, key=value (repeatable), as Java's -D.
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        define: Vec<String>,
         /// Where deep storage, the metadata store and task files go.
         #[arg(long, default_value = "var")]
         base_dir: PathBuf,
@@ -45,6 +53,29 @@ enum Command {
         /// A fresh directory is made inside it (default: the temp directory) and removed afterwards.
         #[arg(long)]
         base_dir: Option<PathBuf>,
+    },
+    /// Capture a live stream (every shard, closed ones and their children
+    /// too) into a dump that replays like the live stream.
+    Record {
+        #[arg(long)]
+        stream: String,
+        /// A URL (http://127.0.0.1:4567) or a host (kinesis.eu-west-1.amazonaws.com).
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_parser = ["trim-horizon", "latest"], default_value = "trim-horizon")]
+        from: String,
+        /// Stop each shard when it is read up to now (the default).
+        #[arg(long, conflicts_with = "for_duration")]
+        until_caught_up: bool,
+        /// Stop after this long (ISO-8601 like PT30S, or seconds).
+        #[arg(long = "for", value_name = "DURATION")]
+        for_duration: Option<String>,
+        #[arg(long)]
+        properties: Option<PathBuf>,
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        define: Vec<String>,
     },
     /// Turn a newline-delimited json/csv/tsv file into a shard dump.
     MakeDump {
@@ -162,11 +193,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run {
             task,
             dump,
+            properties,
+            define,
             base_dir,
         } => {
             let summary = run(&RunOptions {
                 task_file: task,
                 dump,
+                properties: runtime_properties(properties.as_deref(), &define)?,
                 base_dir,
                 progress: std::io::stderr().is_terminal(),
                 stage_timing: false,
@@ -183,6 +217,48 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             dump,
             base_dir,
         } => bench(task, dump, base_dir),
+        Command::Record {
+            stream,
+            endpoint,
+            out,
+            from,
+            until_caught_up: _,
+            for_duration,
+            properties,
+            define,
+        } => {
+            use kinesis_peon::source::record::{From, RecordOptions, Until, record};
+            let props = runtime_properties(properties.as_deref(), &define)?;
+            let until = match for_duration {
+                None => Until::CaughtUp,
+                Some(d) => Until::For(parse_duration(&d)?),
+            };
+            let prop = |k: &str| props.get(k).cloned();
+            let counts = record(&RecordOptions {
+                config: kinesis_peon::source::kinesis::KinesisConfig {
+                    endpoint,
+                    stream,
+                    static_credentials: prop("druid.kinesis.accessKey")
+                        .zip(prop("druid.kinesis.secretKey")),
+                    records_per_fetch: 10_000,
+                    fetch_delay: std::time::Duration::ZERO,
+                },
+                out: out.clone(),
+                from: if from == "latest" {
+                    From::Latest
+                } else {
+                    From::TrimHorizon
+                },
+                until,
+            })?;
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            println!(
+                "recorded {total} records of {} shards into {}",
+                counts.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::MakeDump {
             input,
             shards,
@@ -309,6 +385,52 @@ fn peak_rss_mib() -> Option<f64> {
     Some(usage.max_rss() as f64 / 1024.0)
 }
 
+/// A duration as ISO-8601 (PT30S, PT5M) or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return Ok(std::time::Duration::from_secs_f64(secs.max(0.0)));
+    }
+    let period = kinesis_peon::spec::period::Period::parse(text).map_err(anyhow::Error::msg)?;
+    let ms = period
+        .fixed_millis()
+        .with_context(|| format!("{text}: a fixed duration is needed"))?;
+    Ok(std::time::Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Runtime properties: a Java properties file (`key=value` or `key: value`
+/// lines, `#`/`!` comments), then `-D key=value` on top.
+fn runtime_properties(
+    file: Option<&std::path::Path>,
+    define: &[String],
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut put = |line: &str, at: &str| -> Result<()> {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            return Ok(());
+        }
+        let Some(split) = line.find(['=', ':']) else {
+            anyhow::bail!("{at}: {line:?} is not key=value");
+        };
+        out.insert(
+            line[..split].trim().to_string(),
+            line[split + 1..].trim().to_string(),
+        );
+        Ok(())
+    };
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            put(line, &format!("{}:{}", path.display(), i + 1))?;
+        }
+    }
+    for d in define {
+        put(d, "-D")?;
+    }
+    Ok(out)
+}
+
 fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<ExitCode> {
     // Every bench starts from nothing: a fresh directory of its own inside
     // the given one (or the temp directory), removed afterwards.
@@ -320,7 +442,8 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
     let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     let summary = run(&RunOptions {
         task_file: task,
-        dump,
+        dump: Some(dump),
+        properties: Default::default(),
         base_dir: base.clone(),
         progress: false,
         stage_timing: true,

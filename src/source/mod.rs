@@ -3,8 +3,10 @@
 //! drains.
 
 pub mod dump;
+pub mod kinesis;
 pub mod kpl;
 pub mod make_dump;
+pub mod record;
 pub mod replay;
 
 pub use crate::spec::sequence::SequenceNumber;

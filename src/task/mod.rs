@@ -18,6 +18,7 @@ use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, Stre
 use crate::segment::SegmentData;
 use crate::segment::writer::{build_segment, zip_segment};
 use crate::source::dump::Dump;
+use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
@@ -51,7 +52,10 @@ impl Layout {
 
 pub struct RunOptions {
     pub task_file: PathBuf,
-    pub dump: PathBuf,
+    /// A recorded dump to replay; None reads the live stream the task names.
+    pub dump: Option<PathBuf>,
+    /// Runtime properties (`druid.kinesis.accessKey`, ...).
+    pub properties: std::collections::BTreeMap<String, String>,
     pub base_dir: PathBuf,
     pub progress: bool,
     /// Time parse and index per row (bench only: it costs a little).
@@ -187,15 +191,21 @@ struct ShardState {
 impl Runner<'_> {
     fn run_all(&mut self) -> Result<()> {
         check_supported(self.task)?;
-        let dump = Dump::open(&self.opts.dump)?;
         let r = &self.task.resolved;
-        if !dump.shards.stream_name.is_empty() && dump.shards.stream_name != r.stream {
-            log::warn!(
-                "the dump records stream {:?}; the task reads {:?}",
-                dump.shards.stream_name,
-                r.stream
-            );
-        }
+        let dump = match &self.opts.dump {
+            Some(path) => {
+                let dump = Dump::open(path)?;
+                if !dump.shards.stream_name.is_empty() && dump.shards.stream_name != r.stream {
+                    log::warn!(
+                        "the dump records stream {:?}; the task reads {:?}",
+                        dump.shards.stream_name,
+                        r.stream
+                    );
+                }
+                Some(dump)
+            }
+            None => None,
+        };
         let mut store = MetadataStore::open(&self.layout.metadata_db())?;
         let storage = LocalDeepStorage::new(&self.layout.deep_storage())?;
         // The task lock's version: segments of chunks without used segments get it.
@@ -209,7 +219,7 @@ impl Runner<'_> {
         }
         for (n, span) in r.sequences.iter().enumerate() {
             let persist_dir = persist_root.join(n.to_string());
-            let (index, persisted, end) = self.ingest(&dump, span, &persist_dir)?;
+            let (index, persisted, end) = self.ingest(dump.as_ref(), span, &persist_dir)?;
             self.publish(
                 &index,
                 persisted,
@@ -227,6 +237,20 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// How to reach the task's stream.
+    fn kinesis_config(&self) -> KinesisConfig {
+        let io = &self.task.io_config;
+        let prop = |k: &str| self.opts.properties.get(k).cloned();
+        KinesisConfig {
+            endpoint: io.endpoint.clone(),
+            stream: self.task.resolved.stream.clone(),
+            static_credentials: prop("druid.kinesis.accessKey")
+                .zip(prop("druid.kinesis.secretKey")),
+            records_per_fetch: io.records_per_fetch.clamp(1, 10_000) as i32,
+            fetch_delay: Duration::from_millis(io.fetch_delay_millis.max(0) as u64),
+        }
+    }
+
     /// metadata.drd of every segment of the task.
     fn metadata_json(&self) -> serde_json::Value {
         let task = self.task;
@@ -242,7 +266,7 @@ impl Runner<'_> {
 
     fn ingest(
         &mut self,
-        dump: &Dump,
+        dump: Option<&Dump>,
         span: &SequenceSpan,
         persist_dir: &Path,
     ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
@@ -258,7 +282,9 @@ impl Runner<'_> {
                 finished: false,
             })
             .collect();
-        if !tuning.skip_sequence_number_availability_check {
+        if let Some(dump) = dump
+            && !tuning.skip_sequence_number_availability_check
+        {
             for s in &shards {
                 if let (Some(info), SequenceNumber::Number(_)) =
                     (dump.shard(&s.assignment.shard_id), &s.assignment.start)
@@ -283,15 +309,26 @@ impl Runner<'_> {
             .map(|n| n as usize)
             .unwrap_or(assignments.len())
             .max(1);
-        let mut supplier = ReplaySupplier::start(
-            dump,
-            &assignments,
-            &ReplayOptions {
-                batch_records: tuning.max_records_per_poll as usize,
-                buffer_records: tuning.record_buffer_size as usize,
-                fetch_threads,
-            },
-        )?;
+        let mut supplier = match dump {
+            Some(dump) => Supplier::Replay(ReplaySupplier::start(
+                dump,
+                &assignments,
+                &ReplayOptions {
+                    batch_records: tuning.max_records_per_poll as usize,
+                    buffer_records: tuning.record_buffer_size as usize,
+                    fetch_threads,
+                },
+            )?),
+            None => Supplier::Live(KinesisSupplier::start(
+                &self.kinesis_config(),
+                &assignments,
+                &KinesisOptions {
+                    batch_records: tuning.max_records_per_poll as usize,
+                    buffer_records: tuning.record_buffer_size as usize,
+                    fetch_threads,
+                },
+            )?),
+        };
 
         let Pipeline {
             mut parser,
@@ -506,11 +543,7 @@ impl Runner<'_> {
                 s.assignment.shard_id
             );
         }
-        self.stages.read += Duration::from_nanos(
-            supplier
-                .read_nanos
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        self.stages.read += Duration::from_nanos(supplier.read_nanos());
 
         let end = StreamOffsets {
             stream: r.stream.clone(),
@@ -736,6 +769,36 @@ pub(crate) fn shard_assignments(span: &SequenceSpan) -> Vec<ShardAssignment> {
 
 /// The row path of a task: parser, index and timestamp parser, with every
 /// declared dimension and metric input given its slot.
+/// Where records come from: a recorded dump or the live stream.
+enum Supplier {
+    Replay(ReplaySupplier),
+    Live(KinesisSupplier),
+}
+
+impl Supplier {
+    fn poll(&mut self) -> Option<Result<crate::source::RecordBatch>> {
+        match self {
+            Supplier::Replay(s) => s.poll(),
+            Supplier::Live(s) => s.poll(),
+        }
+    }
+
+    fn close_shard(&mut self, shard: usize) {
+        match self {
+            Supplier::Replay(s) => s.close_shard(shard),
+            Supplier::Live(s) => s.close_shard(shard),
+        }
+    }
+
+    fn read_nanos(&self) -> u64 {
+        let n = match self {
+            Supplier::Replay(s) => &s.read_nanos,
+            Supplier::Live(s) => &s.read_nanos,
+        };
+        n.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 pub struct Pipeline {
     pub parser: RowParser,
     pub index: IncrementalIndex,

@@ -175,7 +175,8 @@ pub fn flights_task_tuned(
 pub fn run_task(task: &Path, dump: &Path, base: &Path) -> RunSummary {
     run(&RunOptions {
         task_file: task.to_path_buf(),
-        dump: dump.to_path_buf(),
+        dump: Some(dump.to_path_buf()),
+        properties: Default::default(),
         base_dir: base.to_path_buf(),
         progress: false,
         stage_timing: false,

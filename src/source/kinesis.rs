@@ -1,0 +1,449 @@
+//! The live record supplier: Kinesis read with aws-sdk-kinesis. One fetch
+//! thread per shard (at most `fetchThreads`; a thread with several shards
+//! takes them in turn), each owning its shard iterator and feeding its own
+//! bounded channel, drained round-robin by the poll loop as the replay
+//! supplier's are. Throttling and transient failures back off and retry
+//! (the SDK's own retries are off, so these are ours); an expired iterator
+//! is replaced by one after the last sequence number read.
+
+use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
+use anyhow::{Context, Result, anyhow, bail};
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{Credentials, Region};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Where and how to reach Kinesis.
+#[derive(Debug, Clone)]
+pub struct KinesisConfig {
+    /// `ioConfig.endpoint`: a host name (`kinesis.eu-west-1.amazonaws.com`)
+    /// or a full URL (`http://127.0.0.1:4567`).
+    pub endpoint: String,
+    pub stream: String,
+    /// `druid.kinesis.accessKey` / `secretKey`, when given.
+    pub static_credentials: Option<(String, String)>,
+    pub records_per_fetch: i32,
+    pub fetch_delay: Duration,
+}
+
+impl KinesisConfig {
+    /// The endpoint URL and region: a host names its region
+    /// (`kinesis.<region>.amazonaws.com`); for a URL the region comes from
+    /// AWS_REGION, else us-east-1.
+    pub fn endpoint_and_region(&self) -> (String, String) {
+        let e = self.endpoint.trim();
+        if e.starts_with("http://") || e.starts_with("https://") {
+            let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+            return (e.to_string(), region);
+        }
+        let region = e
+            .split('.')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[0] == "kinesis")
+            .map(|w| w[1].to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        (format!("https://{e}"), region)
+    }
+}
+
+/// A runtime and a client for one thread (a client's connection pool
+/// belongs to the runtime that made it).
+pub struct KinesisConnection {
+    pub runtime: tokio::runtime::Runtime,
+    pub client: Client,
+}
+
+pub fn connect(config: &KinesisConfig) -> Result<KinesisConnection> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the Kinesis client runtime")?;
+    let (url, region) = config.endpoint_and_region();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new(region))
+        .endpoint_url(url)
+        // Our own back-off handles throttling and transient failures.
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some((access, secret)) = &config.static_credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            access.clone(),
+            secret.clone(),
+            None,
+            None,
+            "druid.kinesis properties",
+        ));
+    }
+    let sdk_config = runtime.block_on(loader.load());
+    let client = Client::new(&sdk_config);
+    Ok(KinesisConnection { runtime, client })
+}
+
+pub struct KinesisOptions {
+    pub batch_records: usize,
+    pub buffer_records: usize,
+    pub fetch_threads: usize,
+}
+
+pub struct KinesisSupplier {
+    receivers: Vec<Option<Receiver<Result<RecordBatch>>>>,
+    next: usize,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    pub read_nanos: Arc<AtomicU64>,
+}
+
+/// One shard's reading state on its fetch thread.
+struct ShardFetch {
+    index: usize,
+    assignment: ShardAssignment,
+    iterator: Option<String>,
+    last: Option<SequenceNumber>,
+    backoff: Duration,
+    tx: Sender<Result<RecordBatch>>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+impl KinesisSupplier {
+    pub fn start(
+        config: &KinesisConfig,
+        assignments: &[ShardAssignment],
+        opts: &KinesisOptions,
+    ) -> Result<KinesisSupplier> {
+        let batch = opts.batch_records.max(1);
+        let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let read_nanos = Arc::new(AtomicU64::new(0));
+        let mut receivers = Vec::new();
+        let mut groups: Vec<Vec<ShardFetch>> =
+            (0..opts.fetch_threads.clamp(1, assignments.len().max(1)))
+                .map(|_| Vec::new())
+                .collect();
+        for (i, a) in assignments.iter().enumerate() {
+            let (tx, rx) = bounded(per_shard_batches);
+            receivers.push(Some(rx));
+            let n = groups.len();
+            groups[i % n].push(ShardFetch {
+                index: i,
+                assignment: a.clone(),
+                iterator: None,
+                last: None,
+                backoff: Duration::ZERO,
+                tx,
+            });
+        }
+        let mut threads = Vec::new();
+        for (t, mut shards) in groups.into_iter().enumerate() {
+            let stop = stop.clone();
+            let read_nanos = read_nanos.clone();
+            let config = config.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("kinesis-fetch-{t}"))
+                    .spawn(move || {
+                        let conn = match connect(&config) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                for s in &shards {
+                                    let _ = s.tx.send(Err(anyhow!("{e:#}")));
+                                }
+                                return;
+                            }
+                        };
+                        while !shards.is_empty() && !stop.load(Ordering::Relaxed) {
+                            shards.retain_mut(|s| {
+                                let started = Instant::now();
+                                let step = fetch(&conn, &config, s, batch);
+                                read_nanos.fetch_add(
+                                    started.elapsed().as_nanos() as u64,
+                                    Ordering::Relaxed,
+                                );
+                                match step {
+                                    Ok(None) => true,
+                                    Ok(Some(b)) => {
+                                        let done = b.end != BatchEnd::More;
+                                        s.tx.send(Ok(b)).is_ok() && !done
+                                    }
+                                    Err(e) => {
+                                        let _ = s.tx.send(Err(e));
+                                        false
+                                    }
+                                }
+                            });
+                        }
+                    })
+                    .expect("spawn fetch thread"),
+            );
+        }
+        Ok(KinesisSupplier {
+            receivers,
+            next: 0,
+            threads,
+            stop,
+            read_nanos,
+        })
+    }
+
+    /// The next batch in round-robin shard order; None when every shard is done.
+    pub fn poll(&mut self) -> Option<Result<RecordBatch>> {
+        let n = self.receivers.len();
+        for _ in 0..n {
+            let i = self.next;
+            self.next = (self.next + 1) % n;
+            let Some(rx) = &self.receivers[i] else {
+                continue;
+            };
+            match rx.recv() {
+                Ok(Ok(batch)) => {
+                    if batch.end != BatchEnd::More {
+                        self.receivers[i] = None;
+                    }
+                    return Some(Ok(batch));
+                }
+                Ok(Err(e)) => {
+                    self.receivers[i] = None;
+                    return Some(Err(e));
+                }
+                Err(_) => self.receivers[i] = None,
+            }
+        }
+        None
+    }
+
+    pub fn close_shard(&mut self, shard: usize) {
+        self.receivers[shard] = None;
+    }
+}
+
+impl Drop for KinesisSupplier {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.receivers.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Exponential back-off with jitter, starting at the fetch delay (at least
+/// 100 ms), capped at 10 s.
+fn back_off(s: &mut ShardFetch, config: &KinesisConfig, why: &str) {
+    let base = config.fetch_delay.max(Duration::from_millis(100));
+    s.backoff = if s.backoff.is_zero() {
+        base
+    } else {
+        (s.backoff * 2).min(MAX_BACKOFF)
+    };
+    // Jitter from the clock's low bits: enough to spread shards apart.
+    let jitter = Instant::now().elapsed().subsec_nanos() as u64
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0));
+    let wait = s.backoff + Duration::from_millis(jitter % (s.backoff.as_millis() as u64 / 2 + 1));
+    log::warn!(
+        "shard {}: {why}; backing off {} ms",
+        s.assignment.shard_id,
+        wait.as_millis()
+    );
+    std::thread::sleep(wait);
+}
+
+/// One step of a shard: a batch to hand on, None to try again, or a
+/// failure that stops the task.
+fn fetch(
+    conn: &KinesisConnection,
+    config: &KinesisConfig,
+    s: &mut ShardFetch,
+    limit: usize,
+) -> Result<Option<RecordBatch>> {
+    let shard_id = s.assignment.shard_id.clone();
+    if s.iterator.is_none() {
+        let mut req = conn
+            .client
+            .get_shard_iterator()
+            .stream_name(&config.stream)
+            .shard_id(&shard_id);
+        req = match (&s.last, &s.assignment.start) {
+            (Some(last), _) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(last.to_string()),
+            (None, SequenceNumber::Number(n)) => req
+                .shard_iterator_type(if s.assignment.exclusive {
+                    ShardIteratorType::AfterSequenceNumber
+                } else {
+                    ShardIteratorType::AtSequenceNumber
+                })
+                .starting_sequence_number(n.to_string()),
+            (None, SequenceNumber::UnreadLatest) => {
+                req.shard_iterator_type(ShardIteratorType::Latest)
+            }
+            (None, _) => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        match conn.runtime.block_on(req.send()) {
+            Ok(out) => s.iterator = out.shard_iterator,
+            Err(e) => {
+                let err = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
+                if retryable(&err) {
+                    back_off(s, config, &format!("GetShardIterator: {err}"));
+                    return Ok(None);
+                }
+                bail!("shard {shard_id}: GetShardIterator failed: {err}");
+            }
+        }
+        if s.iterator.is_none() {
+            // A closed shard read to its end has no iterator.
+            return Ok(Some(end_batch(s, BatchEnd::EndOfShard)));
+        }
+    }
+    let iterator = s.iterator.clone().expect("set above");
+    let out = match conn.runtime.block_on(
+        conn.client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit((limit as i32).min(config.records_per_fetch))
+            .send(),
+    ) {
+        Ok(out) => out,
+        Err(e) => {
+            let err = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
+            if err.contains("ExpiredIteratorException") {
+                log::warn!(
+                    "shard {shard_id}: iterator expired; asking for a new one after {}",
+                    s.last
+                        .as_ref()
+                        .map_or("the start".to_string(), |l| l.to_string())
+                );
+                s.iterator = None;
+                return Ok(None);
+            }
+            if retryable(&err) {
+                back_off(s, config, &format!("GetRecords: {err}"));
+                return Ok(None);
+            }
+            bail!("shard {shard_id}: GetRecords failed: {err}");
+        }
+    };
+    s.backoff = Duration::ZERO;
+    let mut records = Vec::with_capacity(out.records.len());
+    let mut end = BatchEnd::More;
+    for r in out.records {
+        let sequence = SequenceNumber::parse(&r.sequence_number)
+            .map_err(|e| anyhow!("shard {shard_id}: sequence number: {e}"))?;
+        s.last = Some(sequence.clone());
+        if sequence < s.assignment.start {
+            continue;
+        }
+        let past_end = s.assignment.end != SequenceNumber::NoEnd && sequence >= s.assignment.end;
+        records.push(Record {
+            sequence,
+            arrival_millis: r
+                .approximate_arrival_timestamp
+                .map(|t| t.to_millis().unwrap_or(0))
+                .unwrap_or(0),
+            data: r.data.into_inner(),
+        });
+        if past_end {
+            end = BatchEnd::Exhausted;
+            break;
+        }
+    }
+    s.iterator = out.next_shard_iterator;
+    if end == BatchEnd::More && s.iterator.is_none() {
+        end = BatchEnd::EndOfShard;
+    }
+    if records.is_empty() && end == BatchEnd::More {
+        // Caught up: wait before asking again, as Kinesis asks of readers.
+        std::thread::sleep(config.fetch_delay.max(IDLE_WAIT));
+    } else if !config.fetch_delay.is_zero() {
+        std::thread::sleep(config.fetch_delay);
+    }
+    Ok(Some(RecordBatch {
+        shard: s.index,
+        records,
+        end,
+    }))
+}
+
+fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {
+    RecordBatch {
+        shard: s.index,
+        records: Vec::new(),
+        end,
+    }
+}
+
+/// Throttling, server-side and network failures are worth retrying;
+/// a bad request is not.
+fn retryable(err: &str) -> bool {
+    [
+        "ProvisionedThroughputExceeded",
+        "LimitExceeded",
+        "Throttl",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "dispatch failure",
+        "timeout",
+        "io error",
+        "connection",
+        "Connection",
+        "response error",
+        "KMSThrottling",
+    ]
+    .iter()
+    .any(|k| err.contains(k))
+}
+
+/// A shard as ListShards tells of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLink {
+    pub parent: Option<String>,
+    pub adjacent_parent: Option<String>,
+    pub closed: bool,
+}
+
+/// Every shard of a stream with its parent ids and whether it is closed,
+/// from ListShards (kinesalite answers all shards in one page).
+pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<BTreeMap<String, ShardLink>> {
+    let mut out = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = conn.client.list_shards();
+        req = match &token {
+            Some(t) => req.next_token(t),
+            None => req.stream_name(stream),
+        };
+        let page = conn.runtime.block_on(req.send()).map_err(|e| {
+            anyhow!(
+                "ListShards {stream}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(&e)
+            )
+        })?;
+        for s in page.shards.unwrap_or_default() {
+            let closed = s
+                .sequence_number_range
+                .as_ref()
+                .is_some_and(|r| r.ending_sequence_number.is_some());
+            out.insert(
+                s.shard_id,
+                ShardLink {
+                    parent: s.parent_shard_id,
+                    adjacent_parent: s.adjacent_parent_shard_id,
+                    closed,
+                },
+            );
+        }
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
