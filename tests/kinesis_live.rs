@@ -62,6 +62,16 @@ impl Drop for Kinesalite {
 /// Put the first `rows` flights rows into a new stream with boto3; the last
 /// sequence number put into each shard.
 fn put_flights(server: &Kinesalite, stream: &str, shards: usize, rows: usize) -> serde_json::Value {
+    put_flights_with(server, stream, shards, rows, &[])
+}
+
+fn put_flights_with(
+    server: &Kinesalite,
+    stream: &str,
+    shards: usize,
+    rows: usize,
+    extra: &[&str],
+) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(repo().join("tests/servers/put_flights.py"))
         .arg(server.url())
@@ -69,6 +79,7 @@ fn put_flights(server: &Kinesalite, stream: &str, shards: usize, rows: usize) ->
         .arg(shards.to_string())
         .arg(rows.to_string())
         .arg(flights_ndjson())
+        .args(extra)
         .output()
         .expect("python3 runs (scripts/test installs boto3)");
     assert!(
@@ -147,4 +158,57 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
         .collect();
     assert_eq!(live_zips.len(), days.len(), "one segment per day");
     assert_eq!(zips_by_interval(&replayed, "flights"), live_zips);
+}
+
+/// The same rows as KPL aggregates of 20 (aws-kinesis-agg) read with
+/// `deaggregate: true`: the same rollup, less the 20 rows of the one
+/// aggregate whose MD5 was damaged; that record is one unparseable event
+/// naming its shard and sequence number.
+#[test]
+fn live_kpl_aggregates_deaggregate_and_a_bad_digest_is_one_parse_error() {
+    let server = Kinesalite::start();
+    let rows = 10_000;
+    let mut last = put_flights_with(
+        &server,
+        "kpl",
+        2,
+        rows,
+        &["--kpl", "20", "--corrupt-md5", "7"],
+    );
+    let corrupted = last.as_object_mut().unwrap().remove("corrupted").unwrap();
+    let base = fresh_dir("live-kpl");
+    let task = flights_task(&base, "live-kpl", 2, "live-kpl", &[]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = server.url().into();
+        t["ioConfig"]["stream"] = "kpl".into();
+        t["ioConfig"]["startSequenceNumbers"]["stream"] = "kpl".into();
+        t["ioConfig"]["endSequenceNumbers"]["stream"] = "kpl".into();
+        t["ioConfig"]["deaggregate"] = true.into();
+        t["tuningConfig"]["maxSavedParseExceptions"] = 10.into();
+        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
+    });
+    let s = run_live(&task, &base);
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.unparseable, 1);
+    assert_eq!(s.stats.processed, rows as u64 - 20);
+    let expected = format!(
+        "shard {}, sequence number {}: KPL aggregated record: MD5 digest does not match",
+        corrupted[0].as_str().unwrap(),
+        corrupted[1].as_str().unwrap()
+    );
+    assert!(
+        s.saved_errors.iter().any(|e| e == &expected),
+        "{:?}",
+        s.saved_errors
+    );
+    // Rows 140..160 (the 8th aggregate) are the ones lost.
+    let naive: i64 = flights_rows(rows)
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(140..160).contains(i))
+        .filter_map(|(_, r)| r["dep_delay"].as_i64())
+        .sum();
+    let groups = groups_from_segments(&published_segments(&base, "flights"));
+    assert_eq!(groups.values().filter_map(|g| g.1).sum::<i64>(), naive);
+    assert_eq!(groups.values().map(|g| g.0).sum::<i64>(), rows as i64 - 20);
 }
