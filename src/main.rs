@@ -240,6 +240,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     stream,
                     static_credentials: prop("druid.kinesis.accessKey")
                         .zip(prop("druid.kinesis.secretKey")),
+                    assumed_role: None,
                     records_per_fetch: 10_000,
                     fetch_delay: std::time::Duration::ZERO,
                 },

@@ -136,6 +136,7 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
             endpoint: server.url(),
             stream: "flights".into(),
             static_credentials: Some(("test".into(), "test".into())),
+            assumed_role: None,
             records_per_fetch: 10_000,
             fetch_delay: std::time::Duration::ZERO,
         },

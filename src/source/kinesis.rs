@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Where and how to reach Kinesis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KinesisConfig {
     /// `ioConfig.endpoint`: a host name (`kinesis.eu-west-1.amazonaws.com`)
     /// or a full URL (`http://127.0.0.1:4567`).
@@ -27,8 +27,27 @@ pub struct KinesisConfig {
     pub stream: String,
     /// `druid.kinesis.accessKey` / `secretKey`, when given.
     pub static_credentials: Option<(String, String)>,
+    /// `awsAssumedRoleArn` and `awsExternalId`: assume this role via STS.
+    pub assumed_role: Option<(String, Option<String>)>,
     pub records_per_fetch: i32,
     pub fetch_delay: Duration,
+}
+
+/// Never prints the credentials.
+impl std::fmt::Debug for KinesisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisConfig")
+            .field("endpoint", &self.endpoint)
+            .field("stream", &self.stream)
+            .field(
+                "static_credentials",
+                &self.static_credentials.as_ref().map(|_| "(redacted)"),
+            )
+            .field("assumed_role", &self.assumed_role.as_ref().map(|r| &r.0))
+            .field("records_per_fetch", &self.records_per_fetch)
+            .field("fetch_delay", &self.fetch_delay)
+            .finish()
+    }
 }
 
 impl KinesisConfig {
@@ -79,7 +98,23 @@ pub fn connect(config: &KinesisConfig) -> Result<KinesisConnection> {
             "druid.kinesis properties",
         ));
     }
-    let sdk_config = runtime.block_on(loader.load());
+    let mut sdk_config = runtime.block_on(loader.load());
+    if let Some((role, external_id)) = &config.assumed_role {
+        // The base credentials (properties or the default chain) call STS.
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name("druid-kinesis")
+            .configure(&sdk_config);
+        if let Some(id) = external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = runtime.block_on(provider.build());
+        sdk_config = sdk_config
+            .into_builder()
+            .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
+                provider,
+            ))
+            .build();
+    }
     let client = Client::new(&sdk_config);
     Ok(KinesisConnection { runtime, client })
 }
@@ -446,4 +481,42 @@ pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<BTreeMap<St
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoint: &str) -> KinesisConfig {
+        KinesisConfig {
+            endpoint: endpoint.into(),
+            stream: "s".into(),
+            static_credentials: Some(("AKIAEXAMPLE".into(), "wJalrXUtnFEMI/SECRET".into())),
+            assumed_role: None,
+            records_per_fetch: 4000,
+            fetch_delay: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn endpoints_as_druid_takes_them() {
+        assert_eq!(
+            config("kinesis.eu-west-1.amazonaws.com").endpoint_and_region(),
+            (
+                "https://kinesis.eu-west-1.amazonaws.com".to_string(),
+                "eu-west-1".to_string()
+            )
+        );
+        let (url, _) = config("http://127.0.0.1:4567").endpoint_and_region();
+        assert_eq!(url, "http://127.0.0.1:4567");
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        let shown = format!("{:?}", config("x"));
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("AKIA"),
+            "{shown}"
+        );
+    }
 }

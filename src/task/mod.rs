@@ -246,6 +246,11 @@ impl Runner<'_> {
             stream: self.task.resolved.stream.clone(),
             static_credentials: prop("druid.kinesis.accessKey")
                 .zip(prop("druid.kinesis.secretKey")),
+            assumed_role: io
+                .aws_assumed_role_arn
+                .clone()
+                .filter(|r| !r.is_empty())
+                .map(|r| (r, io.aws_external_id.clone())),
             records_per_fetch: io.records_per_fetch.clamp(1, 10_000) as i32,
             fetch_delay: Duration::from_millis(io.fetch_delay_millis.max(0) as u64),
         }
