@@ -213,3 +213,165 @@ fn live_kpl_aggregates_deaggregate_and_a_bad_digest_is_one_parse_error() {
     assert_eq!(groups.values().filter_map(|g| g.1).sum::<i64>(), naive);
     assert_eq!(groups.values().map(|g| g.0).sum::<i64>(), rows as i64 - 20);
 }
+
+/// A relay in front of kinesalite that answers some GetRecords calls
+/// itself: every 3rd with ProvisionedThroughputExceededException, every
+/// 7th with ExpiredIteratorException (no server emulates either). The rest
+/// pass through byte for byte.
+struct FaultRelay {
+    port: u16,
+    throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    expired: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One HTTP/1.1 message (head and Content-Length body) from a stream.
+fn read_message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+impl FaultRelay {
+    fn start(upstream: u16) -> FaultRelay {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let throttled = std::sync::Arc::new(AtomicUsize::new(0));
+        let expired = std::sync::Arc::new(AtomicUsize::new(0));
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let (t, e) = (throttled.clone(), expired.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let (t, e, calls) = (t.clone(), e.clone(), calls.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut client = client;
+                    let upstream_conn =
+                        std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    let mut up_reader = BufReader::new(upstream_conn.try_clone().unwrap());
+                    let mut upstream_conn = upstream_conn;
+                    while let Some((head, body)) = read_message(&mut reader) {
+                        let get_records = head.contains("Kinesis_20131202.GetRecords");
+                        let n = if get_records {
+                            calls.fetch_add(1, Ordering::SeqCst) + 1
+                        } else {
+                            0
+                        };
+                        let fault = match n {
+                            n if n > 0 && n % 3 == 0 => {
+                                Some(("ProvisionedThroughputExceededException", &t))
+                            }
+                            n if n > 0 && n % 7 == 0 => Some(("ExpiredIteratorException", &e)),
+                            _ => None,
+                        };
+                        if let Some((kind, counter)) = fault {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let body = format!(
+                                r#"{{"__type":"{kind}","message":"injected by the test relay"}}"#
+                            );
+                            let reply = format!(
+                                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: relay\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if client.write_all(reply.as_bytes()).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        upstream_conn.write_all(head.as_bytes()).unwrap();
+                        upstream_conn.write_all(&body).unwrap();
+                        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
+                            return;
+                        };
+                        if client.write_all(rhead.as_bytes()).is_err()
+                            || client.write_all(&rbody).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FaultRelay {
+            port,
+            throttled,
+            expired,
+        }
+    }
+}
+
+/// Throttling and expired iterators injected on a third and a seventh of
+/// GetRecords calls: the task still publishes exact totals, and its log
+/// shows the back-offs and the fresh iterators.
+#[test]
+fn throttling_and_expired_iterators_are_retried_to_exact_totals() {
+    use std::sync::atomic::Ordering;
+    let server = Kinesalite::start();
+    let rows = 20_000;
+    let last = put_flights(&server, "flights", 2, rows);
+    let relay = FaultRelay::start(server.port);
+    let base = fresh_dir("live-faults");
+    let task = flights_task(&base, "faults", 2, "faults", &[]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = format!("http://127.0.0.1:{}", relay.port).into();
+        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
+        // Small fetches: many calls, so many faults.
+        t["ioConfig"]["recordsPerFetch"] = 1000.into();
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+        .current_dir(&base)
+        .env("RUST_LOG", "warn")
+        .args(["run", "--task"])
+        .arg(&task)
+        .args([
+            "-D",
+            "druid.kinesis.accessKey=test",
+            "-D",
+            "druid.kinesis.secretKey=test",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(relay.throttled.load(Ordering::SeqCst) >= 3);
+    assert!(relay.expired.load(Ordering::SeqCst) >= 1);
+    assert!(
+        stderr.contains("ProvisionedThroughputExceededException") && stderr.contains("backing off"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("iterator expired; asking for a new one after"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET") && !stderr.contains("secretKey=test"));
+    assert!(
+        stdout.contains(&format!("rows in     {rows} processed")),
+        "{stdout}"
+    );
+    assert_eq!(
+        groups_from_segments(&published_segments(&base.join("var"), "flights")),
+        naive_groups(Some(rows))
+    );
+}
