@@ -6,16 +6,16 @@
 //! (the SDK's own retries are off, so these are ours); an expired iterator
 //! is replaced by one after the last sequence number read.
 
+use super::buffer::ShardBuffers;
 use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Sender, bounded};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Where and how to reach Kinesis.
@@ -125,14 +125,6 @@ pub struct KinesisOptions {
     pub fetch_threads: usize,
 }
 
-pub struct KinesisSupplier {
-    receivers: Vec<Option<Receiver<Result<RecordBatch>>>>,
-    next: usize,
-    threads: Vec<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-    pub read_nanos: Arc<AtomicU64>,
-}
-
 /// One shard's reading state on its fetch thread.
 struct ShardFetch {
     index: usize,
@@ -146,12 +138,14 @@ struct ShardFetch {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
+pub struct KinesisSupplier;
+
 impl KinesisSupplier {
     pub fn start(
         config: &KinesisConfig,
         assignments: &[ShardAssignment],
         opts: &KinesisOptions,
-    ) -> Result<KinesisSupplier> {
+    ) -> Result<ShardBuffers> {
         let batch = opts.batch_records.max(1);
         let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
         let stop = Arc::new(AtomicBool::new(false));
@@ -163,7 +157,7 @@ impl KinesisSupplier {
                 .collect();
         for (i, a) in assignments.iter().enumerate() {
             let (tx, rx) = bounded(per_shard_batches);
-            receivers.push(Some(rx));
+            receivers.push(rx);
             let n = groups.len();
             groups[i % n].push(ShardFetch {
                 index: i,
@@ -217,53 +211,7 @@ impl KinesisSupplier {
                     .expect("spawn fetch thread"),
             );
         }
-        Ok(KinesisSupplier {
-            receivers,
-            next: 0,
-            threads,
-            stop,
-            read_nanos,
-        })
-    }
-
-    /// The next batch in round-robin shard order; None when every shard is done.
-    pub fn poll(&mut self) -> Option<Result<RecordBatch>> {
-        let n = self.receivers.len();
-        for _ in 0..n {
-            let i = self.next;
-            self.next = (self.next + 1) % n;
-            let Some(rx) = &self.receivers[i] else {
-                continue;
-            };
-            match rx.recv() {
-                Ok(Ok(batch)) => {
-                    if batch.end != BatchEnd::More {
-                        self.receivers[i] = None;
-                    }
-                    return Some(Ok(batch));
-                }
-                Ok(Err(e)) => {
-                    self.receivers[i] = None;
-                    return Some(Err(e));
-                }
-                Err(_) => self.receivers[i] = None,
-            }
-        }
-        None
-    }
-
-    pub fn close_shard(&mut self, shard: usize) {
-        self.receivers[shard] = None;
-    }
-}
-
-impl Drop for KinesisSupplier {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.receivers.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        Ok(ShardBuffers::new(receivers, threads, stop, read_nanos))
     }
 }
 

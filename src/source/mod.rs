@@ -2,6 +2,7 @@
 //! dump (reader and writer), and the bounded record buffer the poll loop
 //! drains.
 
+pub mod buffer;
 pub mod dump;
 pub mod kinesis;
 pub mod kpl;

@@ -4,23 +4,14 @@
 //! ingests records in the same order every time (byte-identical segments
 //! even where floating-point sums depend on order).
 
+use super::buffer::ShardBuffers;
 use super::dump::{Dump, ShardReader};
 use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Result, bail};
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Sender, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::Instant;
-
-pub struct ReplaySupplier {
-    receivers: Vec<Option<Receiver<Result<RecordBatch>>>>,
-    next: usize,
-    threads: Vec<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-    /// Nanoseconds the fetch threads spent reading and decoding.
-    pub read_nanos: Arc<AtomicU64>,
-}
 
 /// A fetch thread's job: (shard position, assignment, file, closed?, channel).
 type FetchJob = (
@@ -39,12 +30,14 @@ pub struct ReplayOptions {
     pub fetch_threads: usize,
 }
 
+pub struct ReplaySupplier;
+
 impl ReplaySupplier {
     pub fn start(
         dump: &Dump,
         assignments: &[ShardAssignment],
         opts: &ReplayOptions,
-    ) -> Result<ReplaySupplier> {
+    ) -> Result<ShardBuffers> {
         let mut files = Vec::new();
         for a in assignments {
             let Some(info) = dump.shard(&a.shard_id) else {
@@ -66,7 +59,7 @@ impl ReplaySupplier {
             vec![Vec::new(); opts.fetch_threads.clamp(1, assignments.len().max(1))];
         for (i, (a, (path, eos))) in assignments.iter().zip(files).enumerate() {
             let (tx, rx) = bounded(per_shard_batches);
-            receivers.push(Some(rx));
+            receivers.push(rx);
             let n = senders.len();
             senders[i % n].push((i, a.clone(), path, eos, tx));
         }
@@ -105,54 +98,7 @@ impl ReplaySupplier {
                     .expect("spawn fetch thread"),
             );
         }
-        Ok(ReplaySupplier {
-            receivers,
-            next: 0,
-            threads,
-            stop,
-            read_nanos,
-        })
-    }
-
-    /// The next batch in round-robin shard order; None when every shard is done.
-    pub fn poll(&mut self) -> Option<Result<RecordBatch>> {
-        let n = self.receivers.len();
-        for _ in 0..n {
-            let i = self.next;
-            self.next = (self.next + 1) % n;
-            let Some(rx) = &self.receivers[i] else {
-                continue;
-            };
-            match rx.recv() {
-                Ok(Ok(batch)) => {
-                    if batch.end != BatchEnd::More {
-                        self.receivers[i] = None;
-                    }
-                    return Some(Ok(batch));
-                }
-                Ok(Err(e)) => {
-                    self.receivers[i] = None;
-                    return Some(Err(e));
-                }
-                Err(_) => self.receivers[i] = None,
-            }
-        }
-        None
-    }
-
-    /// Stop the fetch threads (a shard reached its end, or the task failed).
-    pub fn close_shard(&mut self, shard: usize) {
-        self.receivers[shard] = None;
-    }
-}
-
-impl Drop for ReplaySupplier {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.receivers.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        Ok(ShardBuffers::new(receivers, threads, stop, read_nanos))
     }
 }
 

@@ -315,7 +315,7 @@ impl Runner<'_> {
             .unwrap_or(assignments.len())
             .max(1);
         let mut supplier = match dump {
-            Some(dump) => Supplier::Replay(ReplaySupplier::start(
+            Some(dump) => ReplaySupplier::start(
                 dump,
                 &assignments,
                 &ReplayOptions {
@@ -323,8 +323,8 @@ impl Runner<'_> {
                     buffer_records: tuning.record_buffer_size as usize,
                     fetch_threads,
                 },
-            )?),
-            None => Supplier::Live(KinesisSupplier::start(
+            )?,
+            None => KinesisSupplier::start(
                 &self.kinesis_config(),
                 &assignments,
                 &KinesisOptions {
@@ -332,7 +332,7 @@ impl Runner<'_> {
                     buffer_records: tuning.record_buffer_size as usize,
                     fetch_threads,
                 },
-            )?),
+            )?,
         };
 
         let Pipeline {
@@ -774,36 +774,6 @@ pub(crate) fn shard_assignments(span: &SequenceSpan) -> Vec<ShardAssignment> {
 
 /// The row path of a task: parser, index and timestamp parser, with every
 /// declared dimension and metric input given its slot.
-/// Where records come from: a recorded dump or the live stream.
-enum Supplier {
-    Replay(ReplaySupplier),
-    Live(KinesisSupplier),
-}
-
-impl Supplier {
-    fn poll(&mut self) -> Option<Result<crate::source::RecordBatch>> {
-        match self {
-            Supplier::Replay(s) => s.poll(),
-            Supplier::Live(s) => s.poll(),
-        }
-    }
-
-    fn close_shard(&mut self, shard: usize) {
-        match self {
-            Supplier::Replay(s) => s.close_shard(shard),
-            Supplier::Live(s) => s.close_shard(shard),
-        }
-    }
-
-    fn read_nanos(&self) -> u64 {
-        let n = match self {
-            Supplier::Replay(s) => &s.read_nanos,
-            Supplier::Live(s) => &s.read_nanos,
-        };
-        n.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 pub struct Pipeline {
     pub parser: RowParser,
     pub index: IncrementalIndex,
