@@ -27,9 +27,16 @@ fn node_modules() -> PathBuf {
 
 impl Kinesalite {
     fn start() -> Kinesalite {
+        Kinesalite::start_with(0, None)
+    }
+
+    /// On `port` (0: any free one), in LevelDB under `dir` when given (the
+    /// data then survives a restart).
+    fn start_with(port: u16, dir: Option<&std::path::Path>) -> Kinesalite {
         let mut child = Command::new("node")
             .arg(repo().join("tests/servers/kinesalite.js"))
-            .arg("0")
+            .arg(port.to_string())
+            .args(dir)
             .env("NODE_PATH", node_modules())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -372,6 +379,106 @@ fn throttling_and_expired_iterators_are_retried_to_exact_totals() {
     );
     assert_eq!(
         groups_from_segments(&published_segments(&base.join("var"), "flights")),
+        naive_groups(Some(rows))
+    );
+}
+
+/// A relay that forwards each request on a fresh upstream connection and,
+/// at the `at`-th GetRecords call, tells the test and waits for its word
+/// before going on (the test kills the server meanwhile).
+fn pausing_relay(
+    upstream: u16,
+    at: usize,
+) -> (
+    u16,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (reached_tx, reached_rx) = mpsc::channel();
+    let (resume_tx, resume_rx) = mpsc::channel::<()>();
+    let pause = Arc::new(Mutex::new(Some((reached_tx, resume_rx))));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let refused_seen = refused.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let (pause, calls, refused) = (pause.clone(), calls.clone(), refused.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                while let Some((head, body)) = read_message(&mut reader) {
+                    if head.contains("Kinesis_20131202.GetRecords")
+                        && calls.fetch_add(1, Ordering::SeqCst) + 1 == at
+                        && let Some((reached, resume)) = pause.lock().unwrap().take()
+                    {
+                        reached.send(()).unwrap();
+                        resume.recv().unwrap();
+                    }
+                    // A refused upstream drops the client's connection.
+                    let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    };
+                    let mut up_reader = BufReader::new(up.try_clone().unwrap());
+                    let mut up = up;
+                    if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
+                        return;
+                    }
+                    let Some((rhead, rbody)) = read_message(&mut up_reader) else {
+                        return;
+                    };
+                    if client.write_all(rhead.as_bytes()).is_err()
+                        || client.write_all(&rbody).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, reached_rx, resume_tx, refused_seen)
+}
+
+/// Kill the Kinesis server in the middle of a read and start it again
+/// (its streams on disk): the task backs off, reconnects and publishes
+/// exact totals.
+#[test]
+fn a_server_restart_mid_read_loses_nothing() {
+    let data = fresh_dir("kinesalite-leveldb");
+    let server = Kinesalite::start_with(0, Some(&data));
+    let port = server.port;
+    let rows = 4_000;
+    let last = put_flights(&server, "flights", 2, rows);
+    let (relay, reached, resume, refused) = pausing_relay(port, 3);
+    let base = fresh_dir("live-restart");
+    let task = flights_task(&base, "restart", 2, "restart", &[]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = format!("http://127.0.0.1:{relay}").into();
+        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
+        t["ioConfig"]["recordsPerFetch"] = 500.into();
+    });
+    let (task2, base2) = (task.clone(), base.clone());
+    let running = std::thread::spawn(move || run_live(&task2, &base2));
+    reached.recv().unwrap();
+    drop(server);
+    resume.send(()).unwrap();
+    // Restart only once the held call has met the dead server (a counter,
+    // not a timer).
+    while refused.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let _restarted = Kinesalite::start_with(port, Some(&data));
+    let s = running.join().unwrap();
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.processed, rows as u64);
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
         naive_groups(Some(rows))
     );
 }
