@@ -352,6 +352,14 @@ fn print_summary(s: &RunSummary) {
         s.stats.processed, s.stats.processed_with_error, s.stats.unparseable, s.stats.thrown_away
     );
     let _ = writeln!(out, "rows out    {} (after rollup)", s.rows_out);
+    if !s.lag_millis.is_empty() {
+        let lags: Vec<String> = s
+            .lag_millis
+            .iter()
+            .map(|(shard, ms)| format!("{shard} {ms} ms"))
+            .collect();
+        let _ = writeln!(out, "lag         {} (MillisBehindLatest)", lags.join(", "));
+    }
     if s.already_published {
         let _ = writeln!(
             out,

@@ -134,6 +134,13 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
         groups_from_segments(&published_segments(&base, "flights")),
         naive_groups(Some(rows))
     );
+    // Each shard's MillisBehindLatest (kinesalite: always 0 on open shards).
+    assert_eq!(s.lag_millis.len(), 4);
+    assert!(
+        s.lag_millis.values().all(|ms| *ms == 0),
+        "{:?}",
+        s.lag_millis
+    );
 
     // `record` the stream, then replay the recording: the same bytes.
     use kinesis_peon::source::record::{From, RecordOptions, Until, record};

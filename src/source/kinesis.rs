@@ -352,6 +352,7 @@ fn fetch(
         shard: s.index,
         records,
         end,
+        millis_behind: out.millis_behind_latest,
     }))
 }
 
@@ -360,6 +361,7 @@ fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {
         shard: s.index,
         records: Vec::new(),
         end,
+        millis_behind: None,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct RecordBatch {
     pub shard: usize,
     pub records: Vec<Record>,
     pub end: BatchEnd,
+    /// Kinesis's MillisBehindLatest for the shard after this batch (live only).
+    pub millis_behind: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

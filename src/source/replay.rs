@@ -123,6 +123,7 @@ fn read_batch(
                 shard,
                 records,
                 end,
+                millis_behind: None,
             });
         };
         if record.sequence < a.start {
@@ -135,6 +136,7 @@ fn read_batch(
                 shard,
                 records,
                 end: BatchEnd::Exhausted,
+                millis_behind: None,
             });
         }
     }
@@ -142,5 +144,6 @@ fn read_batch(
         shard,
         records,
         end: BatchEnd::More,
+        millis_behind: None,
     })
 }

@@ -89,6 +89,8 @@ pub struct RunSummary {
     pub already_published: bool,
     /// Intermediate persists written (over all sequences).
     pub persists: usize,
+    /// Live reads: each shard's last MillisBehindLatest.
+    pub lag_millis: std::collections::BTreeMap<String, i64>,
     pub wall: Duration,
     pub stages: StageTimes,
     pub status_file: PathBuf,
@@ -127,6 +129,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         segments: Vec::new(),
         already_published: false,
         persists: 0,
+        lag_millis: Default::default(),
         started: Instant::now(),
     };
     let result = runner.run_all();
@@ -156,6 +159,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         segments: runner.segments,
         already_published: runner.already_published,
         persists: runner.persists,
+        lag_millis: runner.lag_millis,
         wall: runner.started.elapsed(),
         stages: runner.stages,
         status_file,
@@ -177,6 +181,7 @@ struct Runner<'a> {
     segments: Vec<PublishedSegment>,
     already_published: bool,
     persists: usize,
+    lag_millis: std::collections::BTreeMap<String, i64>,
     started: Instant,
 }
 
@@ -364,6 +369,10 @@ impl Runner<'_> {
             let batch_started = timing.then(Instant::now);
             let parse_before = self.stages.parse;
             let state = &mut shards[batch.shard];
+            if let Some(lag) = batch.millis_behind {
+                self.lag_millis
+                    .insert(state.assignment.shard_id.clone(), lag);
+            }
             if state.finished {
                 continue;
             }
