@@ -43,6 +43,10 @@ enum Command {
         /// Where deep storage, the metadata store and task files go.
         #[arg(long, default_value = "var")]
         base_dir: PathBuf,
+        /// Live reads: finish a shard without an end sequence number once it
+        /// is caught up (nothing new, MillisBehindLatest 0), then publish.
+        #[arg(long)]
+        until_caught_up: bool,
     },
     /// Replay a dump and report throughput, CPU time, peak memory and time per stage.
     Bench {
@@ -196,6 +200,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             properties,
             define,
             base_dir,
+            until_caught_up,
         } => {
             let summary = run(&RunOptions {
                 task_file: task,
@@ -204,6 +209,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 base_dir,
                 progress: std::io::stderr().is_terminal(),
                 stage_timing: false,
+                until_caught_up,
             })?;
             print_summary(&summary);
             Ok(if summary.error.is_some() {
@@ -360,6 +366,21 @@ fn print_summary(s: &RunSummary) {
             .collect();
         let _ = writeln!(out, "lag         {} (MillisBehindLatest)", lags.join(", "));
     }
+    if s.shards.iter().any(|r| !r.parents.is_empty()) {
+        // Resharding: say which shards were read and in what order.
+        for r in &s.shards {
+            let from = if r.parents.is_empty() {
+                String::new()
+            } else {
+                format!(", child of {}", r.parents.join(" and "))
+            };
+            let _ = writeln!(
+                out,
+                "shard       {} {} records, to {}{from}",
+                r.shard_id, r.records, r.end
+            );
+        }
+    }
     if s.already_published {
         let _ = writeln!(
             out,
@@ -456,6 +477,7 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         base_dir: base.clone(),
         progress: false,
         stage_timing: true,
+        until_caught_up: false,
     })?;
     let after = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     let cpu = |u: &nix::sys::resource::Usage| {

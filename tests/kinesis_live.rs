@@ -98,6 +98,14 @@ fn put_flights_with(
 }
 
 fn run_live(task: &std::path::Path, base: &std::path::Path) -> kinesis_peon::task::RunSummary {
+    run_live_with(task, base, false)
+}
+
+fn run_live_with(
+    task: &std::path::Path,
+    base: &std::path::Path,
+    until_caught_up: bool,
+) -> kinesis_peon::task::RunSummary {
     kinesis_peon::task::run(&kinesis_peon::task::RunOptions {
         task_file: task.to_path_buf(),
         dump: None,
@@ -109,6 +117,7 @@ fn run_live(task: &std::path::Path, base: &std::path::Path) -> kinesis_peon::tas
         base_dir: base.to_path_buf(),
         progress: false,
         stage_timing: false,
+        until_caught_up,
     })
     .unwrap()
 }
@@ -390,66 +399,95 @@ fn throttling_and_expired_iterators_are_retried_to_exact_totals() {
     );
 }
 
-/// A relay that forwards each request on a fresh upstream connection and,
-/// at the `at`-th GetRecords call, tells the test and waits for its word
-/// before going on (the test kills the server meanwhile).
-fn pausing_relay(
-    upstream: u16,
-    at: usize,
-) -> (
-    u16,
-    std::sync::mpsc::Receiver<()>,
-    std::sync::mpsc::Sender<()>,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex, mpsc};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (reached_tx, reached_rx) = mpsc::channel();
-    let (resume_tx, resume_rx) = mpsc::channel::<()>();
-    let pause = Arc::new(Mutex::new(Some((reached_tx, resume_rx))));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let refused = Arc::new(AtomicUsize::new(0));
-    let refused_seen = refused.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { return };
-            let (pause, calls, refused) = (pause.clone(), calls.clone(), refused.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                while let Some((head, body)) = read_message(&mut reader) {
-                    if head.contains("Kinesis_20131202.GetRecords")
-                        && calls.fetch_add(1, Ordering::SeqCst) + 1 == at
-                        && let Some((reached, resume)) = pause.lock().unwrap().take()
-                    {
-                        reached.send(()).unwrap();
-                        resume.recv().unwrap();
+/// A relay that forwards each request on a fresh upstream connection. At
+/// the `at`-th GetRecords call it closes a gate and tells the test: that
+/// call and every later GetRecords wait until the test opens the gate again
+/// (other calls pass). The test changes the server meanwhile.
+struct GateRelay {
+    port: u16,
+    reached: std::sync::mpsc::Receiver<()>,
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    /// Calls that met a dead upstream (their client connection is dropped).
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl GateRelay {
+    fn start(upstream: u16, at: usize) -> GateRelay {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Condvar, Mutex, mpsc};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (reached_tx, reached) = mpsc::channel();
+        // true while closed
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (gate_in, refused_in) = (gate.clone(), refused.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let (gate, calls, refused, reached_tx) = (
+                    gate_in.clone(),
+                    calls.clone(),
+                    refused_in.clone(),
+                    reached_tx.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    while let Some((head, body)) = read_message(&mut reader) {
+                        if head.contains("Kinesis_20131202.GetRecords") {
+                            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                            let (closed, wake) = &*gate;
+                            let mut closed = closed.lock().unwrap();
+                            if n == at {
+                                *closed = true;
+                                reached_tx.send(()).unwrap();
+                            }
+                            while *closed {
+                                closed = wake.wait(closed).unwrap();
+                            }
+                        }
+                        // A refused upstream drops the client's connection.
+                        let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        };
+                        let mut up_reader = BufReader::new(up.try_clone().unwrap());
+                        let mut up = up;
+                        if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
+                            return;
+                        }
+                        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
+                            return;
+                        };
+                        if client.write_all(rhead.as_bytes()).is_err()
+                            || client.write_all(&rbody).is_err()
+                        {
+                            return;
+                        }
                     }
-                    // A refused upstream drops the client's connection.
-                    let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
-                        refused.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    };
-                    let mut up_reader = BufReader::new(up.try_clone().unwrap());
-                    let mut up = up;
-                    if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
-                        return;
-                    }
-                    let Some((rhead, rbody)) = read_message(&mut up_reader) else {
-                        return;
-                    };
-                    if client.write_all(rhead.as_bytes()).is_err()
-                        || client.write_all(&rbody).is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+                });
+            }
+        });
+        GateRelay {
+            port,
+            reached,
+            gate,
+            refused,
         }
-    });
-    (port, reached_rx, resume_tx, refused_seen)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Open the gate for good.
+    fn open(&self) {
+        let (closed, wake) = &*self.gate;
+        *closed.lock().unwrap() = false;
+        wake.notify_all();
+    }
 }
 
 /// Kill the Kinesis server in the middle of a read and start it again
@@ -462,22 +500,22 @@ fn a_server_restart_mid_read_loses_nothing() {
     let port = server.port;
     let rows = 4_000;
     let last = put_flights(&server, "flights", 2, rows);
-    let (relay, reached, resume, refused) = pausing_relay(port, 3);
+    let relay = GateRelay::start(port, 3);
     let base = fresh_dir("live-restart");
     let task = flights_task(&base, "restart", 2, "restart", &[]);
     edit_task(&task, |t| {
-        t["ioConfig"]["endpoint"] = format!("http://127.0.0.1:{relay}").into();
+        t["ioConfig"]["endpoint"] = relay.url().into();
         t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
         t["ioConfig"]["recordsPerFetch"] = 500.into();
     });
     let (task2, base2) = (task.clone(), base.clone());
     let running = std::thread::spawn(move || run_live(&task2, &base2));
-    reached.recv().unwrap();
+    relay.reached.recv().unwrap();
     drop(server);
-    resume.send(()).unwrap();
-    // Restart only once the held call has met the dead server (a counter,
+    relay.open();
+    // Restart only once a held call has met the dead server (a counter,
     // not a timer).
-    while refused.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+    while relay.refused.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         std::thread::yield_now();
     }
     let _restarted = Kinesalite::start_with(port, Some(&data));
@@ -487,5 +525,146 @@ fn a_server_restart_mid_read_loses_nothing() {
     assert_eq!(
         groups_from_segments(&published_segments(&base, "flights")),
         naive_groups(Some(rows))
+    );
+}
+
+fn reshard(server: &Kinesalite, stream: &str, op: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/servers/reshard.py"))
+        .arg(server.url())
+        .arg(stream)
+        .args(op)
+        .output()
+        .expect("python3 runs (scripts/test installs boto3)");
+    assert!(
+        out.status.success(),
+        "reshard.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A split and a merge while the task reads, and while `record` captures
+/// the stream: 20,000 rows go into four shards, the task and the recorder
+/// read part of them, then (their GetRecords held by relays) shard 0 is
+/// split, 10,000 rows go in, shards 2 and 3 are merged and 10,000 more go
+/// in. The task, reading until caught up, picks up each child only after
+/// all its parents were read to their ends: every row is read once (the
+/// rollup equals the naive one) and the parents' offsets are EOS. The
+/// recorder picks up the children too, and its dump replays into the same
+/// bytes.
+#[test]
+fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
+    let server = Kinesalite::start();
+    put_flights(&server, "flights", 4, 20_000);
+    // At the 5th GetRecords of 1,000 records, no shard (about 5,000 rows
+    // each) can have been read to its end.
+    let relay = GateRelay::start(server.port, 5);
+    let base = fresh_dir("live-reshard");
+    let task = flights_task(&base, "reshard", 4, "reshard", &[]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = relay.url().into();
+        t["ioConfig"]["recordsPerFetch"] = 1000.into();
+        t["tuningConfig"]["maxRecordsPerPoll"] = 1000.into();
+    });
+    let (task2, base2) = (task.clone(), base.clone());
+    let running = std::thread::spawn(move || run_live_with(&task2, &base2, true));
+    // The recorder, one shard after another, is held at its 3rd call.
+    use kinesis_peon::source::record::{From, RecordOptions, Until, record};
+    let record_relay = GateRelay::start(server.port, 3);
+    let dump = scratch().join("live-reshard-recorded");
+    let recording = {
+        let (url, dump) = (record_relay.url(), dump.clone());
+        std::thread::spawn(move || {
+            record(&RecordOptions {
+                config: kinesis_peon::source::kinesis::KinesisConfig {
+                    endpoint: url,
+                    stream: "flights".into(),
+                    static_credentials: Some(("test".into(), "test".into())),
+                    assumed_role: None,
+                    records_per_fetch: 1000,
+                    fetch_delay: std::time::Duration::ZERO,
+                },
+                out: dump,
+                from: From::TrimHorizon,
+                until: Until::CaughtUp,
+            })
+        })
+    };
+    relay.reached.recv().unwrap();
+    record_relay.reached.recv().unwrap();
+
+    let shard = |i: u32| format!("shardId-{i:012}");
+    let split = reshard(&server, "flights", &["split", &shard(0)]);
+    put_flights_with(&server, "flights", 0, 10_000, &["--skip", "20000"]);
+    let merged = reshard(&server, "flights", &["merge", &shard(2), &shard(3)]);
+    put_flights_with(&server, "flights", 0, 10_000, &["--skip", "30000"]);
+    // kinesalite numbers new shards on: 4 and 5 from 0, 6 from 2 and 3.
+    assert_eq!(split[&shard(4)][0], shard(0));
+    assert_eq!(split[&shard(5)][0], shard(0));
+    assert_eq!(
+        merged[&shard(6)],
+        serde_json::json!([shard(2), shard(3), false])
+    );
+    relay.open();
+    record_relay.open();
+
+    let s = running.join().unwrap();
+    assert_eq!(s.error, None);
+    let rows = 40_000;
+    assert_eq!(s.stats.processed, rows as u64);
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
+        naive_groups(Some(rows))
+    );
+    // Children after parents: every record of a child came after the last
+    // record of each of its parents.
+    let read: std::collections::BTreeMap<String, &kinesis_peon::task::ShardRead> =
+        s.shards.iter().map(|r| (r.shard_id.clone(), r)).collect();
+    assert_eq!(read.len(), 7, "{:?}", s.shards);
+    for (child, parents) in [(4, vec![0]), (5, vec![0]), (6, vec![2, 3])] {
+        let c = read[&shard(child)];
+        assert_eq!(
+            c.parents,
+            parents.iter().map(|p| shard(*p)).collect::<Vec<_>>()
+        );
+        assert!(c.records > 0, "{c:?}");
+        for p in parents {
+            let p = read[&shard(p)];
+            assert_eq!(p.end, "EOS");
+            assert!(
+                c.first_record > p.last_record,
+                "{} read before {} was drained: {c:?} {p:?}",
+                c.shard_id,
+                p.shard_id
+            );
+        }
+    }
+    assert_eq!(s.shards.iter().map(|r| r.records).sum::<u64>(), rows as u64);
+    // The published offsets: EOS for the parents, numbers for the others.
+    let store = kinesis_peon::publish::MetadataStore::open(
+        &kinesis_peon::task::layout_for(&base).metadata_db(),
+    )
+    .unwrap();
+    let committed = store.committed_offsets("flights").unwrap().unwrap().offsets;
+    for i in 0..7 {
+        let seq = committed[&shard(i)].to_string();
+        assert_eq!(seq == "EOS", [0, 2, 3].contains(&i), "{i}: {seq}");
+    }
+
+    // The recording has every shard, children included, and replays into
+    // the same bytes.
+    let counts = recording.join().unwrap().unwrap();
+    assert_eq!(counts.len(), 7);
+    assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
+    let replayed = fresh_dir("live-reshard-replayed");
+    let task2 = replayed.join("reshard.json");
+    std::fs::copy(&task, &task2).unwrap();
+    let s2 = run_task(&task2, &dump, &replayed);
+    assert_eq!(s2.error, None);
+    assert_eq!(s2.stats.processed, rows as u64);
+    assert_eq!(
+        zips_by_interval(&replayed, "flights"),
+        zips_by_interval(&base, "flights")
     );
 }

@@ -1,36 +1,46 @@
 //! The bounded record buffer between fetch threads and the poll loop: one
 //! bounded channel per shard, drained in a fixed round-robin order (so a
-//! replay ingests records in the same order every time). Dropping it stops
+//! replay ingests records in the same order every time). Shards can be
+//! added while reading (the children of a closed shard). Dropping it stops
 //! and joins the fetch threads.
 
-use super::{BatchEnd, RecordBatch};
+use super::{BatchEnd, RecordBatch, ShardAssignment};
 use anyhow::Result;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
+pub type BatchReceiver = Receiver<Result<RecordBatch>>;
+
+/// Hands a new shard (its position and assignment) to a fetch thread and
+/// returns the channel its batches come on.
+pub type ShardStarter = Box<dyn FnMut(usize, ShardAssignment) -> Result<BatchReceiver> + Send>;
+
 pub struct ShardBuffers {
-    receivers: Vec<Option<Receiver<Result<RecordBatch>>>>,
+    receivers: Vec<Option<BatchReceiver>>,
     next: usize,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    starter: Option<ShardStarter>,
     /// Nanoseconds the fetch threads spent reading and decoding.
     read_nanos: Arc<AtomicU64>,
 }
 
 impl ShardBuffers {
     pub fn new(
-        receivers: Vec<Receiver<Result<RecordBatch>>>,
+        receivers: Vec<BatchReceiver>,
         threads: Vec<JoinHandle<()>>,
         stop: Arc<AtomicBool>,
         read_nanos: Arc<AtomicU64>,
+        starter: ShardStarter,
     ) -> ShardBuffers {
         ShardBuffers {
             receivers: receivers.into_iter().map(Some).collect(),
             next: 0,
             threads,
             stop,
+            starter: Some(starter),
             read_nanos,
         }
     }
@@ -61,6 +71,15 @@ impl ShardBuffers {
         None
     }
 
+    /// Start reading one more shard; its batches come with the returned position.
+    pub fn add_shard(&mut self, assignment: ShardAssignment) -> Result<usize> {
+        let index = self.receivers.len();
+        let starter = self.starter.as_mut().expect("starter kept until drop");
+        let rx = starter(index, assignment)?;
+        self.receivers.push(Some(rx));
+        Ok(index)
+    }
+
     /// Stop taking a shard's batches (it reached its end).
     pub fn close_shard(&mut self, shard: usize) {
         self.receivers[shard] = None;
@@ -74,9 +93,190 @@ impl ShardBuffers {
 impl Drop for ShardBuffers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Closing the work queue wakes idle fetch threads; closing the
+        // channels frees threads blocked on a full one.
+        self.starter = None;
         self.receivers.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// One shard on a fetch thread: its reading state, its channel, and a
+/// batch read but not yet taken (its channel was full).
+pub struct FetchJob<S> {
+    pub state: S,
+    tx: Sender<Result<RecordBatch>>,
+    pending: Option<Result<RecordBatch>>,
+    last: bool,
+}
+
+impl<S> FetchJob<S> {
+    pub fn new(state: S, tx: Sender<Result<RecordBatch>>) -> FetchJob<S> {
+        FetchJob {
+            state,
+            tx,
+            pending: None,
+            last: false,
+        }
+    }
+
+    /// Tell the poll loop this shard cannot be read.
+    pub fn fail(&self, e: anyhow::Error) {
+        let _ = self.tx.send(Err(e));
+    }
+}
+
+/// The jobs of one fetch thread: its own shards, then whatever arrives on
+/// the shared work queue. `step` reads one batch of a shard (None: nothing
+/// yet, ask again). A shard whose channel is full is passed over until it
+/// has room, so a thread never blocks on one shard while the poll loop
+/// waits for another of its shards (shards added while reading would
+/// otherwise deadlock the round-robin). Returns when stopped, or when the
+/// queue is closed and no job is left.
+pub fn fetch_loop<S>(
+    mut jobs: Vec<FetchJob<S>>,
+    work: Receiver<FetchJob<S>>,
+    stop: &AtomicBool,
+    mut step: impl FnMut(&mut S) -> Option<Result<RecordBatch>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        jobs.extend(work.try_iter());
+        if jobs.is_empty() {
+            match work.recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => return,
+            }
+            continue;
+        }
+        let mut delivered = false;
+        jobs.retain_mut(|job| {
+            if job.pending.is_none() {
+                let Some(batch) = step(&mut job.state) else {
+                    return true;
+                };
+                job.last = !matches!(&batch, Ok(b) if b.end == BatchEnd::More);
+                job.pending = Some(batch);
+            }
+            let batch = job.pending.take().expect("set above");
+            match job.tx.try_send(batch) {
+                Ok(()) => {
+                    delivered = true;
+                    !job.last
+                }
+                Err(TrySendError::Full(batch)) => {
+                    job.pending = Some(batch);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        if !delivered && !jobs.is_empty() && jobs.iter().all(|j| j.pending.is_some()) {
+            // Every shard's buffer is full: wait until one has room (or is
+            // closed), or new work comes.
+            let mut ready = Select::new();
+            for job in &jobs {
+                ready.send(&job.tx);
+            }
+            ready.recv(&work);
+            ready.ready();
+        }
+    }
+}
+/// A job queue for fetch threads.
+pub fn work_queue<J>() -> (Sender<J>, Receiver<J>) {
+    crossbeam_channel::unbounded()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SequenceNumber;
+    use crossbeam_channel::bounded;
+
+    fn assignment(id: &str) -> ShardAssignment {
+        ShardAssignment {
+            shard_id: id.into(),
+            start: SequenceNumber::UnreadTrimHorizon,
+            exclusive: false,
+            end: SequenceNumber::NoEnd,
+        }
+    }
+
+    /// A shard of `n` empty batches, then its end.
+    struct Counted {
+        index: usize,
+        made: usize,
+        n: usize,
+        made_tx: Sender<(usize, usize)>,
+    }
+
+    fn step(s: &mut Counted) -> Option<Result<RecordBatch>> {
+        s.made += 1;
+        let _ = s.made_tx.send((s.index, s.made));
+        Some(Ok(RecordBatch {
+            shard: s.index,
+            records: Vec::new(),
+            end: if s.made == s.n {
+                BatchEnd::EndOfShard
+            } else {
+                BatchEnd::More
+            },
+            millis_behind: None,
+        }))
+    }
+
+    /// One fetch thread, a shard read ahead until its channel is full, then
+    /// a second shard added on the same thread: the round-robin poll gets
+    /// every batch of both (a thread blocked on the first shard's full
+    /// channel would never read the second).
+    #[test]
+    fn a_shard_added_beside_a_full_one_is_still_read() {
+        let (made_tx, made) = crossbeam_channel::unbounded();
+        let (work_tx, work_rx) = work_queue::<FetchJob<Counted>>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = bounded(1);
+        let first = FetchJob::new(
+            Counted {
+                index: 0,
+                made: 0,
+                n: 6,
+                made_tx: made_tx.clone(),
+            },
+            tx,
+        );
+        let thread_stop = stop.clone();
+        let thread =
+            std::thread::spawn(move || fetch_loop(vec![first], work_rx, &thread_stop, step));
+        // Batch 1 is in the channel and batch 2 read: the thread is ahead.
+        while made.recv().unwrap() != (0, 2) {}
+        let starter: ShardStarter = Box::new(move |index, _| {
+            let (tx, rx) = bounded(1);
+            let job = FetchJob::new(
+                Counted {
+                    index,
+                    made: 0,
+                    n: 6,
+                    made_tx: made_tx.clone(),
+                },
+                tx,
+            );
+            work_tx.send(job).unwrap();
+            Ok(rx)
+        });
+        let mut buffers = ShardBuffers::new(
+            vec![rx],
+            vec![thread],
+            stop,
+            Arc::new(AtomicU64::new(0)),
+            starter,
+        );
+        assert_eq!(buffers.add_shard(assignment("b")).unwrap(), 1);
+        let mut seen = [0, 0];
+        while let Some(batch) = buffers.poll() {
+            seen[batch.unwrap().shard] += 1;
+        }
+        assert_eq!(seen, [6, 6]);
     }
 }

@@ -90,6 +90,11 @@ impl Dump {
     }
 
     /// The file holding a shard's records (plain, .gz or .zst).
+    /// Each shard's parents and whether it is closed.
+    pub fn links(&self) -> std::collections::BTreeMap<String, super::ShardLink> {
+        links(&self.shards.shards)
+    }
+
     pub fn shard_file(&self, shard_id: &str) -> Result<PathBuf> {
         for ext in ["jsonl", "jsonl.zst", "jsonl.gz"] {
             let p = self.dir.join(format!("{shard_id}.{ext}"));
@@ -102,6 +107,23 @@ impl Dump {
             self.dir.join(format!("{shard_id}.jsonl")).display()
         )
     }
+}
+
+/// Each shard's parents and whether it is closed.
+pub fn links(shards: &[ShardInfo]) -> std::collections::BTreeMap<String, super::ShardLink> {
+    shards
+        .iter()
+        .map(|s| {
+            (
+                s.shard_id.clone(),
+                super::ShardLink {
+                    parent: s.parent_shard_id.clone(),
+                    adjacent_parent: s.adjacent_parent_shard_id.clone(),
+                    closed: s.sequence_number_range.ending_sequence_number.is_some(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// Open a file, decompressing by its extension.

@@ -6,14 +6,14 @@
 //! (the SDK's own retries are off, so these are ours); an expired iterator
 //! is replaced by one after the last sequence number read.
 
-use super::buffer::ShardBuffers;
+use super::buffer::{FetchJob, ShardBuffers, fetch_loop, work_queue};
+use super::dump::{HashKeyRange, SequenceNumberRange, ShardInfo};
 use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use crossbeam_channel::{Sender, bounded};
-use std::collections::BTreeMap;
+use crossbeam_channel::bounded;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -132,7 +132,6 @@ struct ShardFetch {
     iterator: Option<String>,
     last: Option<SequenceNumber>,
     backoff: Duration,
-    tx: Sender<Result<RecordBatch>>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -148,31 +147,40 @@ impl KinesisSupplier {
     ) -> Result<ShardBuffers> {
         let batch = opts.batch_records.max(1);
         let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
+        let new_job = move |index: usize, assignment: ShardAssignment| {
+            let (tx, rx) = bounded(per_shard_batches);
+            let job = FetchJob::new(
+                ShardFetch {
+                    index,
+                    assignment,
+                    iterator: None,
+                    last: None,
+                    backoff: Duration::ZERO,
+                },
+                tx,
+            );
+            (job, rx)
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let read_nanos = Arc::new(AtomicU64::new(0));
         let mut receivers = Vec::new();
-        let mut groups: Vec<Vec<ShardFetch>> =
+        let mut groups: Vec<Vec<FetchJob<ShardFetch>>> =
             (0..opts.fetch_threads.clamp(1, assignments.len().max(1)))
                 .map(|_| Vec::new())
                 .collect();
         for (i, a) in assignments.iter().enumerate() {
-            let (tx, rx) = bounded(per_shard_batches);
+            let (job, rx) = new_job(i, a.clone());
             receivers.push(rx);
             let n = groups.len();
-            groups[i % n].push(ShardFetch {
-                index: i,
-                assignment: a.clone(),
-                iterator: None,
-                last: None,
-                backoff: Duration::ZERO,
-                tx,
-            });
+            groups[i % n].push(job);
         }
+        let (work_tx, work_rx) = work_queue::<FetchJob<ShardFetch>>();
         let mut threads = Vec::new();
-        for (t, mut shards) in groups.into_iter().enumerate() {
+        for (t, shards) in groups.into_iter().enumerate() {
             let stop = stop.clone();
             let read_nanos = read_nanos.clone();
             let config = config.clone();
+            let work = work_rx.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("kinesis-fetch-{t}"))
@@ -180,38 +188,35 @@ impl KinesisSupplier {
                         let conn = match connect(&config) {
                             Ok(c) => c,
                             Err(e) => {
-                                for s in &shards {
-                                    let _ = s.tx.send(Err(anyhow!("{e:#}")));
+                                // Every shard this thread would read fails
+                                // with the reason, later ones included.
+                                for s in shards.into_iter().chain(work.iter()) {
+                                    s.fail(anyhow!("{e:#}"));
                                 }
                                 return;
                             }
                         };
-                        while !shards.is_empty() && !stop.load(Ordering::Relaxed) {
-                            shards.retain_mut(|s| {
-                                let started = Instant::now();
-                                let step = fetch(&conn, &config, s, batch);
-                                read_nanos.fetch_add(
-                                    started.elapsed().as_nanos() as u64,
-                                    Ordering::Relaxed,
-                                );
-                                match step {
-                                    Ok(None) => true,
-                                    Ok(Some(b)) => {
-                                        let done = b.end != BatchEnd::More;
-                                        s.tx.send(Ok(b)).is_ok() && !done
-                                    }
-                                    Err(e) => {
-                                        let _ = s.tx.send(Err(e));
-                                        false
-                                    }
-                                }
-                            });
-                        }
+                        fetch_loop(shards, work, &stop, |s| {
+                            let started = Instant::now();
+                            let step = fetch(&conn, &config, s, batch);
+                            read_nanos
+                                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                            step.transpose()
+                        })
                     })
                     .expect("spawn fetch thread"),
             );
         }
-        Ok(ShardBuffers::new(receivers, threads, stop, read_nanos))
+        let starter = Box::new(move |index, assignment| {
+            let (job, rx) = new_job(index, assignment);
+            work_tx
+                .send(job)
+                .map_err(|_| anyhow!("the fetch threads have stopped"))?;
+            Ok(rx)
+        });
+        Ok(ShardBuffers::new(
+            receivers, threads, stop, read_nanos, starter,
+        ))
     }
 }
 
@@ -386,18 +391,10 @@ fn retryable(err: &str) -> bool {
     .any(|k| err.contains(k))
 }
 
-/// A shard as ListShards tells of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardLink {
-    pub parent: Option<String>,
-    pub adjacent_parent: Option<String>,
-    pub closed: bool,
-}
-
-/// Every shard of a stream with its parent ids and whether it is closed,
-/// from ListShards (kinesalite answers all shards in one page).
-pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<BTreeMap<String, ShardLink>> {
-    let mut out = BTreeMap::new();
+/// Every shard of the stream as ListShards gives it (in the shape of a
+/// dump's shards.json), following pages.
+pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<Vec<ShardInfo>> {
+    let mut shards = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let mut req = conn.client.list_shards();
@@ -411,26 +408,32 @@ pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<BTreeMap<St
                 aws_sdk_kinesis::error::DisplayErrorContext(&e)
             )
         })?;
-        for s in page.shards.unwrap_or_default() {
-            let closed = s
-                .sequence_number_range
-                .as_ref()
-                .is_some_and(|r| r.ending_sequence_number.is_some());
-            out.insert(
-                s.shard_id,
-                ShardLink {
-                    parent: s.parent_shard_id,
-                    adjacent_parent: s.adjacent_parent_shard_id,
-                    closed,
+        shards.extend(page.shards.unwrap_or_default().into_iter().map(|s| {
+            ShardInfo {
+                shard_id: s.shard_id,
+                parent_shard_id: s.parent_shard_id,
+                adjacent_parent_shard_id: s.adjacent_parent_shard_id,
+                hash_key_range: s.hash_key_range.map(|h| HashKeyRange {
+                    starting_hash_key: h.starting_hash_key,
+                    ending_hash_key: h.ending_hash_key,
+                }),
+                sequence_number_range: SequenceNumberRange {
+                    starting_sequence_number: s
+                        .sequence_number_range
+                        .as_ref()
+                        .map(|r| r.starting_sequence_number.clone())
+                        .unwrap_or_default(),
+                    ending_sequence_number: s
+                        .sequence_number_range
+                        .and_then(|r| r.ending_sequence_number),
                 },
-            );
-        }
+            }
+        }));
         token = page.next_token;
         if token.is_none() {
-            break;
+            return Ok(shards);
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! the segments the live run made.
 
 use super::SequenceNumber;
-use super::dump::{DumpLineOut, HashKeyRange, SequenceNumberRange, ShardInfo, ShardList};
-use super::kinesis::{KinesisConfig, connect};
+use super::dump::{DumpLineOut, ShardInfo, ShardList};
+use super::kinesis::{KinesisConfig, KinesisConnection, connect, list_shards};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
@@ -34,101 +34,77 @@ pub struct RecordOptions {
     pub until: Until,
 }
 
-/// Per shard: records written.
+/// One shard being captured.
+struct Capture {
+    info: ShardInfo,
+    out: BufWriter<std::fs::File>,
+    iterator: Option<String>,
+    last: Option<SequenceNumber>,
+    count: u64,
+    /// Read to its end: the shard is closed and every record is here.
+    ended: bool,
+}
+
+fn start_capture(
+    conn: &KinesisConnection,
+    opts: &RecordOptions,
+    info: ShardInfo,
+    kind: ShardIteratorType,
+) -> Result<Capture> {
+    let path = opts.out.join(format!("{}.jsonl", info.shard_id));
+    let out = BufWriter::new(
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let iterator = conn
+        .runtime
+        .block_on(
+            conn.client
+                .get_shard_iterator()
+                .stream_name(&opts.config.stream)
+                .shard_id(&info.shard_id)
+                .shard_iterator_type(kind)
+                .send(),
+        )
+        .map_err(|e| {
+            anyhow!(
+                "GetShardIterator {}: {}",
+                info.shard_id,
+                aws_sdk_kinesis::error::DisplayErrorContext(&e)
+            )
+        })?
+        .shard_iterator;
+    Ok(Capture {
+        ended: iterator.is_none(),
+        info,
+        out,
+        iterator,
+        last: None,
+        count: 0,
+    })
+}
+
+/// Per shard: records written. Children of shards that close while
+/// recording are captured too (from their first record); shards.json is
+/// written at the end, a shard marked closed only if it was read to its end.
 pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
     let conn = connect(&opts.config)?;
     let stream = &opts.config.stream;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
-    let listed = conn
-        .runtime
-        .block_on(conn.client.list_shards().stream_name(stream).send())
-        .map_err(|e| {
-            anyhow!(
-                "ListShards {stream}: {}",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let shards: Vec<ShardInfo> = listed
-        .shards
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| ShardInfo {
-            shard_id: s.shard_id,
-            parent_shard_id: s.parent_shard_id,
-            adjacent_parent_shard_id: s.adjacent_parent_shard_id,
-            hash_key_range: s.hash_key_range.map(|h| HashKeyRange {
-                starting_hash_key: h.starting_hash_key,
-                ending_hash_key: h.ending_hash_key,
-            }),
-            sequence_number_range: SequenceNumberRange {
-                starting_sequence_number: s
-                    .sequence_number_range
-                    .as_ref()
-                    .map(|r| r.starting_sequence_number.clone())
-                    .unwrap_or_default(),
-                ending_sequence_number: s
-                    .sequence_number_range
-                    .and_then(|r| r.ending_sequence_number),
-            },
-        })
-        .collect();
+    let shards = list_shards(&conn, stream)?;
     if shards.is_empty() {
         bail!("stream {stream} has no shards");
     }
-    let list = ShardList {
-        stream_name: stream.clone(),
-        shards: shards.clone(),
+    let kind = match opts.from {
+        From::TrimHorizon => ShardIteratorType::TrimHorizon,
+        From::Latest => ShardIteratorType::Latest,
     };
-    std::fs::write(
-        opts.out.join("shards.json"),
-        serde_json::to_vec_pretty(&list)?,
-    )?;
+    let mut captures = Vec::new();
+    for info in shards {
+        captures.push(start_capture(&conn, opts, info, kind.clone())?);
+    }
 
     // Shards are read in turn, one GetRecords each, so `--for` covers all.
-    struct Capture {
-        shard_id: String,
-        out: BufWriter<std::fs::File>,
-        iterator: Option<String>,
-        last: Option<SequenceNumber>,
-        count: u64,
-    }
-    let mut captures = Vec::new();
-    for shard in &shards {
-        let path = opts.out.join(format!("{}.jsonl", shard.shard_id));
-        let out = BufWriter::new(
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-        );
-        let kind = match opts.from {
-            From::TrimHorizon => ShardIteratorType::TrimHorizon,
-            From::Latest => ShardIteratorType::Latest,
-        };
-        let iterator = conn
-            .runtime
-            .block_on(
-                conn.client
-                    .get_shard_iterator()
-                    .stream_name(stream)
-                    .shard_id(&shard.shard_id)
-                    .shard_iterator_type(kind)
-                    .send(),
-            )
-            .map_err(|e| {
-                anyhow!(
-                    "GetShardIterator {}: {}",
-                    shard.shard_id,
-                    aws_sdk_kinesis::error::DisplayErrorContext(&e)
-                )
-            })?
-            .shard_iterator;
-        captures.push(Capture {
-            shard_id: shard.shard_id.clone(),
-            out,
-            iterator,
-            last: None,
-            count: 0,
-        });
-    }
     let started = Instant::now();
     let mut line = Vec::new();
     loop {
@@ -139,6 +115,7 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
         }
         let mut active = 0;
         let mut got_any = false;
+        let mut closed_now = false;
         for c in captures.iter_mut() {
             let Some(it) = c.iterator.take() else {
                 continue;
@@ -156,7 +133,7 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                 .map_err(|e| {
                     anyhow!(
                         "GetRecords {}: {}",
-                        c.shard_id,
+                        c.info.shard_id,
                         aws_sdk_kinesis::error::DisplayErrorContext(&e)
                     )
                 })?;
@@ -164,9 +141,9 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
             got_any |= !empty;
             for r in page.records {
                 let seq = SequenceNumber::parse(&r.sequence_number)
-                    .map_err(|e| anyhow!("{}: {e}", c.shard_id))?;
+                    .map_err(|e| anyhow!("{}: {e}", c.info.shard_id))?;
                 if c.last.as_ref().is_some_and(|l| &seq <= l) {
-                    bail!("{}: sequence numbers went backwards", c.shard_id);
+                    bail!("{}: sequence numbers went backwards", c.info.shard_id);
                 }
                 let arrival = r
                     .approximate_arrival_timestamp
@@ -190,25 +167,63 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
             }
             let caught_up = empty && page.millis_behind_latest.unwrap_or(0) == 0;
             c.iterator = page.next_shard_iterator;
-            if matches!(opts.until, Until::CaughtUp) && caught_up {
+            if c.iterator.is_none() {
+                c.ended = true;
+                closed_now = true;
+            } else if matches!(opts.until, Until::CaughtUp) && caught_up {
                 c.iterator = None;
             }
             if c.iterator.is_none() {
-                eprintln!("{}: {} records, done", c.shard_id, c.count);
+                eprintln!("{}: {} records, done", c.info.shard_id, c.count);
+            }
+        }
+        if closed_now {
+            // A shard closed: capture its children, from their start.
+            for info in list_shards(&conn, stream)? {
+                match captures
+                    .iter_mut()
+                    .find(|c| c.info.shard_id == info.shard_id)
+                {
+                    Some(c) => c.info = info,
+                    None => {
+                        eprintln!("{}: new shard, capturing it", info.shard_id);
+                        captures.push(start_capture(
+                            &conn,
+                            opts,
+                            info,
+                            ShardIteratorType::TrimHorizon,
+                        )?);
+                        active += 1;
+                    }
+                }
             }
         }
         if active == 0 {
             break;
         }
-        if !got_any {
+        if !got_any && !closed_now {
             // Nothing new on any shard: ask again shortly.
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     let mut counts = Vec::new();
+    let mut infos = Vec::new();
     for mut c in captures {
         c.out.flush()?;
-        counts.push((c.shard_id, c.count));
+        if !c.ended {
+            // Not read to its end here: the replay treats it as open.
+            c.info.sequence_number_range.ending_sequence_number = None;
+        }
+        counts.push((c.info.shard_id.clone(), c.count));
+        infos.push(c.info);
     }
+    let list = ShardList {
+        stream_name: stream.clone(),
+        shards: infos,
+    };
+    std::fs::write(
+        opts.out.join("shards.json"),
+        serde_json::to_vec_pretty(&list)?,
+    )?;
     Ok(counts)
 }

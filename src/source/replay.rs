@@ -4,23 +4,23 @@
 //! ingests records in the same order every time (byte-identical segments
 //! even where floating-point sums depend on order).
 
-use super::buffer::ShardBuffers;
+use super::buffer::{FetchJob, ShardBuffers, fetch_loop, work_queue};
 use super::dump::{Dump, ShardReader};
 use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Result, bail};
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::bounded;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-/// A fetch thread's job: (shard position, assignment, file, closed?, channel).
-type FetchJob = (
-    usize,
-    ShardAssignment,
-    std::path::PathBuf,
-    bool,
-    Sender<Result<RecordBatch>>,
-);
+/// One shard of the dump on its fetch thread.
+struct ShardFile {
+    index: usize,
+    assignment: ShardAssignment,
+    reader: ShardReader,
+    closed: bool,
+}
 
 pub struct ReplayOptions {
     /// Records per batch (Druid's maxRecordsPerPoll).
@@ -38,67 +38,92 @@ impl ReplaySupplier {
         assignments: &[ShardAssignment],
         opts: &ReplayOptions,
     ) -> Result<ShardBuffers> {
-        let mut files = Vec::new();
-        for a in assignments {
-            let Some(info) = dump.shard(&a.shard_id) else {
-                bail!(
-                    "shard {} of the task is not in the dump's {}",
-                    a.shard_id,
-                    dump.dir.join("shards.json").display()
-                );
-            };
-            let eos = info.sequence_number_range.ending_sequence_number.is_some();
-            files.push((dump.shard_file(&a.shard_id)?, eos));
+        // Every shard of the dump, so children can be started later.
+        let mut files = BTreeMap::new();
+        for info in &dump.shards.shards {
+            let closed = info.sequence_number_range.ending_sequence_number.is_some();
+            files.insert(
+                info.shard_id.clone(),
+                (dump.shard_file(&info.shard_id), closed),
+            );
         }
+        let dir = dump.dir.clone();
         let batch = opts.batch_records.max(1);
         let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
+        let new_job = move |index: usize, assignment: ShardAssignment| {
+            let Some((file, closed)) = files.get(&assignment.shard_id) else {
+                bail!(
+                    "shard {} of the task is not in the dump's {}",
+                    assignment.shard_id,
+                    dir.join("shards.json").display()
+                );
+            };
+            let path = match file {
+                Ok(p) => p.clone(),
+                Err(e) => bail!("{e:#}"),
+            };
+            let (tx, rx) = bounded(per_shard_batches);
+            let job = FetchJob::new(
+                ShardFile {
+                    index,
+                    assignment,
+                    reader: ShardReader::open(&path)?,
+                    closed: *closed,
+                },
+                tx,
+            );
+            Ok((job, rx))
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let read_nanos = Arc::new(AtomicU64::new(0));
         let mut receivers = Vec::new();
-        let mut senders: Vec<Vec<FetchJob>> =
-            vec![Vec::new(); opts.fetch_threads.clamp(1, assignments.len().max(1))];
-        for (i, (a, (path, eos))) in assignments.iter().zip(files).enumerate() {
-            let (tx, rx) = bounded(per_shard_batches);
+        let mut thread_jobs: Vec<Vec<FetchJob<ShardFile>>> =
+            (0..opts.fetch_threads.clamp(1, assignments.len().max(1)))
+                .map(|_| Vec::new())
+                .collect();
+        for (i, a) in assignments.iter().enumerate() {
+            let (job, rx) = new_job(i, a.clone())?;
             receivers.push(rx);
-            let n = senders.len();
-            senders[i % n].push((i, a.clone(), path, eos, tx));
+            let n = thread_jobs.len();
+            thread_jobs[i % n].push(job);
         }
+        let (work_tx, work_rx) = work_queue::<FetchJob<ShardFile>>();
         let mut threads = Vec::new();
-        for (t, jobs) in senders.into_iter().enumerate() {
+        for (t, jobs) in thread_jobs.into_iter().enumerate() {
             let stop = stop.clone();
             let read_nanos = read_nanos.clone();
+            let work = work_rx.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fetch-{t}"))
                     .spawn(move || {
-                        // A thread with several shards interleaves them batch by batch,
-                        // so no shard waits for another to finish.
-                        let mut open: Vec<_> = jobs
-                            .into_iter()
-                            .map(|(idx, a, path, eos, tx)| {
-                                (idx, a, ShardReader::open(&path), eos, tx)
-                            })
-                            .collect();
-                        while !open.is_empty() && !stop.load(Ordering::Relaxed) {
-                            open.retain_mut(|(idx, a, reader, eos, tx)| {
-                                let started = Instant::now();
-                                let step = match reader {
-                                    Ok(r) => read_batch(*idx, a, r, *eos, batch),
-                                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
-                                };
-                                read_nanos.fetch_add(
-                                    started.elapsed().as_nanos() as u64,
-                                    Ordering::Relaxed,
-                                );
-                                let done = !matches!(&step, Ok(b) if b.end == BatchEnd::More);
-                                tx.send(step).is_ok() && !done
-                            });
-                        }
+                        fetch_loop(jobs, work, &stop, |shard| {
+                            let started = Instant::now();
+                            let step = read_batch(
+                                shard.index,
+                                &shard.assignment,
+                                &mut shard.reader,
+                                shard.closed,
+                                batch,
+                            );
+                            read_nanos
+                                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                            Some(step)
+                        })
                     })
                     .expect("spawn fetch thread"),
             );
         }
-        Ok(ShardBuffers::new(receivers, threads, stop, read_nanos))
+        let starter = Box::new(move |index, assignment| {
+            let (job, rx) = new_job(index, assignment)?;
+            work_tx
+                .send(job)
+                .map_err(|_| anyhow::anyhow!("the fetch threads have stopped"))?;
+            Ok(rx)
+        });
+        Ok(ShardBuffers::new(
+            receivers, threads, stop, read_nanos, starter,
+        ))
     }
 }
 
@@ -114,10 +139,12 @@ fn read_batch(
     let mut records: Vec<Record> = Vec::with_capacity(batch);
     while records.len() < batch {
         let Some(record) = reader.next_record()? else {
-            let end = if closed {
-                BatchEnd::EndOfShard
-            } else {
-                BatchEnd::Exhausted
+            // A closed shard's end comes as a batch of its own, as
+            // GetRecords gives it (and Druid's EOS record).
+            let end = match (closed, records.is_empty()) {
+                (true, true) => BatchEnd::EndOfShard,
+                (true, false) => BatchEnd::More,
+                (false, _) => BatchEnd::Exhausted,
             };
             return Ok(RecordBatch {
                 shard,

@@ -60,6 +60,24 @@ pub struct RunOptions {
     pub progress: bool,
     /// Time parse and index per row (bench only: it costs a little).
     pub stage_timing: bool,
+    /// Live reads: a shard without an end sequence number is done once a
+    /// GetRecords call finds nothing new and MillisBehindLatest is 0.
+    pub until_caught_up: bool,
+}
+
+/// How one shard was read, for the run summary.
+#[derive(Debug, Clone)]
+pub struct ShardRead {
+    pub shard_id: String,
+    /// For a child of resharding picked up while reading: its parents.
+    pub parents: Vec<String>,
+    pub records: u64,
+    /// Where its first and last records came among all the records the
+    /// task read (1-based).
+    pub first_record: Option<u64>,
+    pub last_record: Option<u64>,
+    /// The last sequence number read, or EOS for a closed shard read to its end.
+    pub end: String,
 }
 
 /// Time spent per pipeline stage.
@@ -91,6 +109,8 @@ pub struct RunSummary {
     pub persists: usize,
     /// Live reads: each shard's last MillisBehindLatest.
     pub lag_millis: std::collections::BTreeMap<String, i64>,
+    /// Every shard read, in the order reading started.
+    pub shards: Vec<ShardRead>,
     pub wall: Duration,
     pub stages: StageTimes,
     pub status_file: PathBuf,
@@ -130,6 +150,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         already_published: false,
         persists: 0,
         lag_millis: Default::default(),
+        shard_reads: Vec::new(),
         started: Instant::now(),
     };
     let result = runner.run_all();
@@ -160,6 +181,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         already_published: runner.already_published,
         persists: runner.persists,
         lag_millis: runner.lag_millis,
+        shards: runner.shard_reads,
         wall: runner.started.elapsed(),
         stages: runner.stages,
         status_file,
@@ -182,15 +204,36 @@ struct Runner<'a> {
     already_published: bool,
     persists: usize,
     lag_millis: std::collections::BTreeMap<String, i64>,
+    shard_reads: Vec<ShardRead>,
     started: Instant,
 }
 
 /// Per-shard reading state of one sequence.
 struct ShardState {
     assignment: ShardAssignment,
+    /// Set for a child of resharding started after these parents were drained.
+    parents: Vec<String>,
     last_read: Option<SequenceNumber>,
     reached_end_of_shard: bool,
     finished: bool,
+    records: u64,
+    first_record: Option<u64>,
+    last_record: Option<u64>,
+}
+
+impl ShardState {
+    fn new(assignment: ShardAssignment, parents: Vec<String>) -> ShardState {
+        ShardState {
+            assignment,
+            parents,
+            last_read: None,
+            reached_end_of_shard: false,
+            finished: false,
+            records: 0,
+            first_record: None,
+            last_record: None,
+        }
+    }
 }
 
 impl Runner<'_> {
@@ -285,13 +328,10 @@ impl Runner<'_> {
         let tuning = &task.tuning_config;
         let mut shards: Vec<ShardState> = shard_assignments(span)
             .into_iter()
-            .map(|assignment| ShardState {
-                assignment,
-                last_read: None,
-                reached_end_of_shard: false,
-                finished: false,
-            })
+            .map(|assignment| ShardState::new(assignment, Vec::new()))
             .collect();
+        // Live reads ask Kinesis for new shards on this thread.
+        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
         if let Some(dump) = dump
             && !tuning.skip_sequence_number_availability_check
         {
@@ -407,6 +447,9 @@ impl Runner<'_> {
                     );
                 }
                 self.records += 1;
+                state.records += 1;
+                state.first_record.get_or_insert(self.records);
+                state.last_record = Some(self.records);
                 self.stats.processed_bytes += record.data.len() as u64;
                 let shard_id = &state.assignment.shard_id;
                 let at = || format!("shard {shard_id}, sequence number {}", record.sequence);
@@ -504,6 +547,19 @@ impl Runner<'_> {
             }
             if !state.finished {
                 match batch.end {
+                    BatchEnd::More
+                        if self.opts.until_caught_up
+                            && state.assignment.end == SequenceNumber::NoEnd
+                            && batch.records.is_empty()
+                            && batch.millis_behind == Some(0) =>
+                    {
+                        log::info!(
+                            "shard {}: caught up after {} records",
+                            state.assignment.shard_id,
+                            state.records
+                        );
+                        state.finished = true;
+                    }
                     BatchEnd::More => {}
                     BatchEnd::EndOfShard => {
                         state.finished = true;
@@ -525,6 +581,15 @@ impl Runner<'_> {
             }
             if state.finished {
                 supplier.close_shard(batch.shard);
+            }
+            if state.reached_end_of_shard {
+                // Resharding: the children whose parents are all drained now.
+                log::info!(
+                    "shard {}: closed and read to its end ({} records)",
+                    state.assignment.shard_id,
+                    state.records
+                );
+                self.start_ready_children(dump, &mut list_conn, &mut shards, &mut supplier)?;
             }
             if let Some(t0) = batch_started {
                 self.stages.index += t0
@@ -559,24 +624,82 @@ impl Runner<'_> {
         }
         self.stages.read += Duration::from_nanos(supplier.read_nanos());
 
+        let end_of = |s: &ShardState| {
+            if s.reached_end_of_shard {
+                Some(SequenceNumber::EndOfShard)
+            } else if s.parents.is_empty() {
+                Some(
+                    s.last_read
+                        .clone()
+                        .unwrap_or_else(|| s.assignment.start.clone()),
+                )
+            } else {
+                // A child found while reading has no start offset to keep
+                // until it has been read.
+                s.last_read.clone()
+            }
+        };
+        self.shard_reads.extend(shards.iter().map(|s| ShardRead {
+            shard_id: s.assignment.shard_id.clone(),
+            parents: s.parents.clone(),
+            records: s.records,
+            first_record: s.first_record,
+            last_record: s.last_record,
+            end: end_of(s).map_or_else(|| "-".to_string(), |e| e.to_string()),
+        }));
         let end = StreamOffsets {
             stream: r.stream.clone(),
             offsets: shards
                 .iter()
-                .map(|s| {
-                    let seq = if s.reached_end_of_shard {
-                        SequenceNumber::EndOfShard
-                    } else {
-                        s.last_read
-                            .clone()
-                            .unwrap_or_else(|| s.assignment.start.clone())
-                    };
-                    (s.assignment.shard_id.clone(), seq)
-                })
+                .filter_map(|s| Some((s.assignment.shard_id.clone(), end_of(s)?)))
                 .collect(),
             exclusive: Vec::new(),
         };
         Ok((index, persisted, end))
+    }
+
+    /// Start reading the children of resharding whose parents are now all
+    /// drained (from the dump's shard list, or ListShards when live).
+    fn start_ready_children(
+        &self,
+        dump: Option<&Dump>,
+        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+        shards: &mut Vec<ShardState>,
+        supplier: &mut crate::source::buffer::ShardBuffers,
+    ) -> Result<()> {
+        let links = match dump {
+            Some(d) => d.links(),
+            None => {
+                if list_conn.is_none() {
+                    *list_conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
+                }
+                let conn = list_conn.as_ref().expect("connected above");
+                crate::source::dump::links(&crate::source::kinesis::list_shards(
+                    conn,
+                    &self.task.resolved.stream,
+                )?)
+            }
+        };
+        let drained: std::collections::BTreeMap<String, bool> = shards
+            .iter()
+            .map(|s| (s.assignment.shard_id.clone(), s.reached_end_of_shard))
+            .collect();
+        for (child, parents) in crate::source::ready_children(&links, &drained) {
+            log::info!(
+                "shard {child}: child of {}, read from TRIM_HORIZON now that its parents are drained",
+                parents.join(" and ")
+            );
+            let assignment = ShardAssignment {
+                shard_id: child,
+                start: SequenceNumber::UnreadTrimHorizon,
+                exclusive: false,
+                end: SequenceNumber::NoEnd,
+            };
+            let position = supplier.add_shard(assignment.clone())?;
+            debug_assert_eq!(position, shards.len());
+            shards.push(ShardState::new(assignment, parents));
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

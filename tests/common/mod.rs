@@ -180,6 +180,7 @@ pub fn run_task(task: &Path, dump: &Path, base: &Path) -> RunSummary {
         base_dir: base.to_path_buf(),
         progress: false,
         stage_timing: false,
+        until_caught_up: false,
     })
     .expect("the task file is readable")
 }

@@ -3,9 +3,10 @@
 producer would: PutRecords of up to 500 records, partition key = `flight`.
 
 usage: put_flights.py ENDPOINT STREAM SHARDS ROWS NDJSON_GZ [--kpl N] [--corrupt-md5 K]
+                     [--skip N]
 
-Creates the stream with SHARDS shards, waits until it is ACTIVE, puts the
-first ROWS rows, and prints one JSON object: {shard id: last sequence
+Creates the stream with SHARDS shards (SHARDS 0: the stream exists),
+waits until it is ACTIVE, puts ROWS rows after the first --skip ones, and prints one JSON object: {shard id: last sequence
 number put there}. With --kpl N the rows go as KPL-aggregated records of N
 rows each (aws-kinesis-agg; an aggregate is keyed by its first row's
 flight); with --corrupt-md5 K a bit of the K-th aggregate's MD5 is flipped,
@@ -24,11 +25,13 @@ def main():
     opts = dict(zip(sys.argv[6::2], sys.argv[7::2]))
     kpl = int(opts.get("--kpl", 0))
     corrupt = int(opts["--corrupt-md5"]) if "--corrupt-md5" in opts else None
+    skip = int(opts.get("--skip", 0))
     client = boto3.client(
         "kinesis", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="test", aws_secret_access_key="test",
     )
-    client.create_stream(StreamName=stream, ShardCount=shards)
+    if shards:
+        client.create_stream(StreamName=stream, ShardCount=shards)
     client.get_waiter("stream_exists").wait(
         StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
     last, result = {}, {}
@@ -67,7 +70,9 @@ def main():
 
     with gzip.open(path, "rt") as f:
         for i, line in enumerate(f):
-            if i >= rows:
+            if i < skip:
+                continue
+            if i >= skip + rows:
                 break
             row = json.loads(line)
             data = line.rstrip("\n").encode()
