@@ -668,3 +668,39 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
         zips_by_interval(&base, "flights")
     );
 }
+
+/// A start sequence number before a shard's earliest record (as after
+/// trimming past retention): the task fails naming the shard, its start
+/// and the earliest record; with resetOffsetAutomatically it reads from
+/// the earliest record instead and publishes every row.
+#[test]
+fn a_start_before_the_earliest_record_fails_or_resets() {
+    let server = Kinesalite::start();
+    let rows = 2_000;
+    let last = put_flights(&server, "flights", 2, rows);
+    let base = fresh_dir("live-trimmed");
+    let task = flights_task(&base, "trimmed", 2, "trimmed", &[("100", false)]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = server.url().into();
+        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
+    });
+    let failed = run_live(&task, &base);
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.contains("shard shardId-000000000000: starting sequence number 100 is no longer available (earliest is 4")
+            && error.contains("resetOffsetAutomatically"),
+        "{error}"
+    );
+    assert_eq!(failed.records, 0);
+
+    edit_task(&task, |t| {
+        t["tuningConfig"]["resetOffsetAutomatically"] = true.into();
+    });
+    let s = run_live(&task, &base);
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.processed, rows as u64);
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
+        naive_groups(Some(rows))
+    );
+}

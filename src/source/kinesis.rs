@@ -391,6 +391,58 @@ fn retryable(err: &str) -> bool {
     .any(|k| err.contains(k))
 }
 
+/// The sequence number of a shard's earliest record (TRIM_HORIZON), as
+/// Druid looks it up: following iterators past empty pages (at most 20);
+/// None when the shard holds no record.
+pub fn earliest_sequence_number(
+    conn: &KinesisConnection,
+    stream: &str,
+    shard: &str,
+) -> Result<Option<SequenceNumber>> {
+    let mut iterator = conn
+        .runtime
+        .block_on(
+            conn.client
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(shard)
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send(),
+        )
+        .map_err(|e| {
+            anyhow!(
+                "shard {shard}: GetShardIterator(TRIM_HORIZON): {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(&e)
+            )
+        })?
+        .shard_iterator;
+    for _ in 0..20 {
+        let Some(it) = iterator else {
+            return Ok(None);
+        };
+        let page = conn
+            .runtime
+            .block_on(conn.client.get_records().shard_iterator(it).limit(1).send())
+            .map_err(|e| {
+                anyhow!(
+                    "shard {shard}: GetRecords(TRIM_HORIZON): {}",
+                    aws_sdk_kinesis::error::DisplayErrorContext(&e)
+                )
+            })?;
+        if let Some(r) = page.records.first() {
+            return SequenceNumber::parse(&r.sequence_number)
+                .map(Some)
+                .map_err(|e| anyhow!("shard {shard}: {e}"));
+        }
+        if page.millis_behind_latest == Some(0) {
+            // Caught up at the trim horizon: the shard is empty.
+            return Ok(None);
+        }
+        iterator = page.next_shard_iterator;
+    }
+    Ok(None)
+}
+
 /// Every shard of the stream as ListShards gives it (in the shape of a
 /// dump's shards.json), following pages.
 pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<Vec<ShardInfo>> {

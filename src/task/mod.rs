@@ -332,24 +332,9 @@ impl Runner<'_> {
             .collect();
         // Live reads ask Kinesis for new shards on this thread.
         let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
-        if let Some(dump) = dump
-            && !tuning.skip_sequence_number_availability_check
-        {
-            for s in &shards {
-                if let (Some(info), SequenceNumber::Number(_)) =
-                    (dump.shard(&s.assignment.shard_id), &s.assignment.start)
-                {
-                    let first =
-                        SequenceNumber::parse(&info.sequence_number_range.starting_sequence_number)
-                            .map_err(|e| anyhow!("dump shard {}: {e}", info.shard_id))?;
-                    if s.assignment.start < first {
-                        bail!(
-                            "shard {}: start sequence number {} is before the earliest available {first} (trimmed?); set skipSequenceNumberAvailabilityCheck to read from the earliest",
-                            s.assignment.shard_id,
-                            s.assignment.start
-                        );
-                    }
-                }
+        if !tuning.skip_sequence_number_availability_check {
+            for s in &mut shards {
+                self.check_start_available(dump, &mut list_conn, &mut s.assignment)?;
             }
         }
         let assignments: Vec<ShardAssignment> =
@@ -656,6 +641,65 @@ impl Runner<'_> {
             exclusive: Vec::new(),
         };
         Ok((index, persisted, end))
+    }
+
+    /// Druid's start-sequence availability check (peon-protocol §5.3): a
+    /// numbered start before the shard's earliest record (trimmed past
+    /// retention), or a shard whose earliest record is unknown, fails the
+    /// task naming both, unless resetOffsetAutomatically: then, with no
+    /// supervisor to reset the offsets, reading restarts at the earliest
+    /// record and the gap is logged.
+    fn check_start_available(
+        &self,
+        dump: Option<&Dump>,
+        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+        a: &mut ShardAssignment,
+    ) -> Result<()> {
+        if !a.start.is_number() {
+            return Ok(());
+        }
+        let earliest = match dump {
+            Some(d) => match d.shard(&a.shard_id) {
+                Some(info) => Some(
+                    SequenceNumber::parse(&info.sequence_number_range.starting_sequence_number)
+                        .map_err(|e| anyhow!("dump shard {}: {e}", info.shard_id))?,
+                ),
+                // A shard missing from the dump is reported when reading starts.
+                None => return Ok(()),
+            },
+            None => {
+                if list_conn.is_none() {
+                    *list_conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
+                }
+                let conn = list_conn.as_ref().expect("connected above");
+                crate::source::kinesis::earliest_sequence_number(
+                    conn,
+                    &self.task.resolved.stream,
+                    &a.shard_id,
+                )?
+            }
+        };
+        let earliest_text = earliest
+            .as_ref()
+            .map_or("unknown (no records)".to_string(), |e| e.to_string());
+        if earliest.as_ref().is_some_and(|e| &a.start >= e) {
+            return Ok(());
+        }
+        if self.task.tuning_config.reset_offset_automatically {
+            log::warn!(
+                "shard {}: starting sequence number {} is no longer available (earliest is {earliest_text}); resetOffsetAutomatically: reading from the earliest record, the records in between are lost",
+                a.shard_id,
+                a.start
+            );
+            a.start = SequenceNumber::UnreadTrimHorizon;
+            a.exclusive = false;
+            return Ok(());
+        }
+        bail!(
+            "shard {}: starting sequence number {} is no longer available (earliest is {earliest_text}; trimmed past retention?); set resetOffsetAutomatically to restart from the earliest record, or skipSequenceNumberAvailabilityCheck to read from wherever Kinesis starts",
+            a.shard_id,
+            a.start
+        )
     }
 
     /// Start reading the children of resharding whose parents are now all
