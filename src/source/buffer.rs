@@ -1,17 +1,24 @@
 //! The bounded record buffer between fetch threads and the poll loop: one
-//! bounded channel per shard, drained in a fixed round-robin order (so a
-//! replay ingests records in the same order every time). Shards can be
-//! added while reading (the children of a closed shard). Dropping it stops
-//! and joins the fetch threads.
+//! bounded channel per shard, drained in a fixed round-robin order of
+//! batches (at most maxRecordsPerPoll records each), so a replay ingests
+//! records in the same order every time. A fetch thread hands over several
+//! batches at once (a delivery: one GetRecords call, or a stretch of a
+//! dump), which keeps the hand-over cost (a wake-up each) off every batch.
+//! Shards can be added while reading (the children of a closed shard).
+//! Dropping it stops and joins the fetch threads.
 
 use super::{BatchEnd, RecordBatch, ShardAssignment};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-pub type BatchReceiver = Receiver<Result<RecordBatch>>;
+/// Consecutive batches of one shard, handed over together.
+pub type Delivery = Result<Vec<RecordBatch>>;
+
+pub type BatchReceiver = Receiver<Delivery>;
 
 /// Hands a new shard (its position and assignment) to a fetch thread and
 /// returns the channel its batches come on.
@@ -19,6 +26,8 @@ pub type ShardStarter = Box<dyn FnMut(usize, ShardAssignment) -> Result<BatchRec
 
 pub struct ShardBuffers {
     receivers: Vec<Option<BatchReceiver>>,
+    /// Batches of a delivery not yet polled, per shard.
+    taken: Vec<VecDeque<RecordBatch>>,
     next: usize,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
@@ -36,6 +45,7 @@ impl ShardBuffers {
         starter: ShardStarter,
     ) -> ShardBuffers {
         ShardBuffers {
+            taken: receivers.iter().map(|_| VecDeque::new()).collect(),
             receivers: receivers.into_iter().map(Some).collect(),
             next: 0,
             threads,
@@ -54,19 +64,27 @@ impl ShardBuffers {
             let Some(rx) = &self.receivers[i] else {
                 continue;
             };
-            match rx.recv() {
-                Ok(Ok(batch)) => {
-                    if batch.end != BatchEnd::More {
+            if self.taken[i].is_empty() {
+                match rx.recv() {
+                    Ok(Ok(batches)) => self.taken[i].extend(batches),
+                    Ok(Err(e)) => {
                         self.receivers[i] = None;
+                        return Some(Err(e));
                     }
-                    return Some(Ok(batch));
+                    Err(_) => {
+                        self.receivers[i] = None;
+                        continue;
+                    }
                 }
-                Ok(Err(e)) => {
-                    self.receivers[i] = None;
-                    return Some(Err(e));
-                }
-                Err(_) => self.receivers[i] = None,
             }
+            let Some(batch) = self.taken[i].pop_front() else {
+                continue;
+            };
+            if batch.end != BatchEnd::More {
+                self.receivers[i] = None;
+                self.taken[i].clear();
+            }
+            return Some(Ok(batch));
         }
         None
     }
@@ -77,12 +95,14 @@ impl ShardBuffers {
         let starter = self.starter.as_mut().expect("starter kept until drop");
         let rx = starter(index, assignment)?;
         self.receivers.push(Some(rx));
+        self.taken.push(VecDeque::new());
         Ok(index)
     }
 
     /// Stop taking a shard's batches (it reached its end).
     pub fn close_shard(&mut self, shard: usize) {
         self.receivers[shard] = None;
+        self.taken[shard].clear();
     }
 
     pub fn read_nanos(&self) -> u64 {
@@ -104,16 +124,16 @@ impl Drop for ShardBuffers {
 }
 
 /// One shard on a fetch thread: its reading state, its channel, and a
-/// batch read but not yet taken (its channel was full).
+/// delivery read but not yet taken (its channel was full).
 pub struct FetchJob<S> {
     pub state: S,
-    tx: Sender<Result<RecordBatch>>,
-    pending: Option<Result<RecordBatch>>,
+    tx: Sender<Delivery>,
+    pending: Option<Delivery>,
     last: bool,
 }
 
 impl<S> FetchJob<S> {
-    pub fn new(state: S, tx: Sender<Result<RecordBatch>>) -> FetchJob<S> {
+    pub fn new(state: S, tx: Sender<Delivery>) -> FetchJob<S> {
         FetchJob {
             state,
             tx,
@@ -129,8 +149,8 @@ impl<S> FetchJob<S> {
 }
 
 /// The jobs of one fetch thread: its own shards, then whatever arrives on
-/// the shared work queue. `step` reads one batch of a shard (None: nothing
-/// yet, ask again). A shard whose channel is full is passed over until it
+/// the shared work queue. `step` reads one delivery of a shard (None:
+/// nothing yet, ask again). A shard whose channel is full is passed over until it
 /// has room, so a thread never blocks on one shard while the poll loop
 /// waits for another of its shards (shards added while reading would
 /// otherwise deadlock the round-robin). Returns when stopped, or when the
@@ -139,7 +159,7 @@ pub fn fetch_loop<S>(
     mut jobs: Vec<FetchJob<S>>,
     work: Receiver<FetchJob<S>>,
     stop: &AtomicBool,
-    mut step: impl FnMut(&mut S) -> Option<Result<RecordBatch>>,
+    mut step: impl FnMut(&mut S) -> Option<Delivery>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         jobs.extend(work.try_iter());
@@ -156,7 +176,10 @@ pub fn fetch_loop<S>(
                 let Some(batch) = step(&mut job.state) else {
                     return true;
                 };
-                job.last = !matches!(&batch, Ok(b) if b.end == BatchEnd::More);
+                job.last = match &batch {
+                    Ok(batches) => batches.last().is_none_or(|b| b.end != BatchEnd::More),
+                    Err(_) => true,
+                };
                 job.pending = Some(batch);
             }
             let batch = job.pending.take().expect("set above");
@@ -184,6 +207,19 @@ pub fn fetch_loop<S>(
         }
     }
 }
+/// How many batches of `batch` records go in one delivery, and how many
+/// deliveries each of `shards` channels holds, so that the buffers hold
+/// about `buffer_records` records (recordBufferSize) in all.
+pub fn delivery_shape(buffer_records: usize, batch: usize, shards: usize) -> (usize, usize) {
+    let batch = batch.max(1);
+    let per_shard = buffer_records / shards.max(1);
+    // A quarter of a shard's share per delivery: fewer hand-overs, while
+    // the fetch thread can still read ahead.
+    let batches = (per_shard / 4 / batch).max(1);
+    let capacity = (per_shard / (batches * batch)).max(1);
+    (batches, capacity)
+}
+
 /// A job queue for fetch threads.
 pub fn work_queue<J>() -> (Sender<J>, Receiver<J>) {
     crossbeam_channel::unbounded()
@@ -212,10 +248,10 @@ mod tests {
         made_tx: Sender<(usize, usize)>,
     }
 
-    fn step(s: &mut Counted) -> Option<Result<RecordBatch>> {
+    fn step(s: &mut Counted) -> Option<Delivery> {
         s.made += 1;
         let _ = s.made_tx.send((s.index, s.made));
-        Some(Ok(RecordBatch {
+        Some(Ok(vec![RecordBatch {
             shard: s.index,
             records: Vec::new(),
             end: if s.made == s.n {
@@ -224,7 +260,7 @@ mod tests {
                 BatchEnd::More
             },
             millis_behind: None,
-        }))
+        }]))
     }
 
     /// One fetch thread, a shard read ahead until its channel is full, then

@@ -146,9 +146,11 @@ impl KinesisSupplier {
         opts: &KinesisOptions,
     ) -> Result<ShardBuffers> {
         let batch = opts.batch_records.max(1);
-        let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
+        // A delivery is one GetRecords call's records, cut into batches.
+        let per_call = config.records_per_fetch.max(1) as usize;
+        let capacity = (opts.buffer_records / per_call / assignments.len().max(1)).max(1);
         let new_job = move |index: usize, assignment: ShardAssignment| {
-            let (tx, rx) = bounded(per_shard_batches);
+            let (tx, rx) = bounded(capacity);
             let job = FetchJob::new(
                 ShardFetch {
                     index,
@@ -244,14 +246,15 @@ fn back_off(s: &mut ShardFetch, config: &KinesisConfig, why: &str) {
     std::thread::sleep(wait);
 }
 
-/// One step of a shard: a batch to hand on, None to try again, or a
-/// failure that stops the task.
+/// One step of a shard: the records of one GetRecords call (up to
+/// recordsPerFetch) in batches of `batch`, None to try again, or a failure
+/// that stops the task.
 fn fetch(
     conn: &KinesisConnection,
     config: &KinesisConfig,
     s: &mut ShardFetch,
-    limit: usize,
-) -> Result<Option<RecordBatch>> {
+    batch: usize,
+) -> Result<Option<Vec<RecordBatch>>> {
     let shard_id = s.assignment.shard_id.clone();
     if s.iterator.is_none() {
         let mut req = conn
@@ -288,7 +291,7 @@ fn fetch(
         }
         if s.iterator.is_none() {
             // A closed shard read to its end has no iterator.
-            return Ok(Some(end_batch(s, BatchEnd::EndOfShard)));
+            return Ok(Some(vec![end_batch(s, BatchEnd::EndOfShard)]));
         }
     }
     let iterator = s.iterator.clone().expect("set above");
@@ -296,7 +299,7 @@ fn fetch(
         conn.client
             .get_records()
             .shard_iterator(iterator)
-            .limit((limit as i32).min(config.records_per_fetch))
+            .limit(config.records_per_fetch)
             .send(),
     ) {
         Ok(out) => out,
@@ -353,12 +356,40 @@ fn fetch(
     } else if !config.fetch_delay.is_zero() {
         std::thread::sleep(config.fetch_delay);
     }
-    Ok(Some(RecordBatch {
-        shard: s.index,
+    Ok(Some(into_batches(
+        s.index,
         records,
         end,
-        millis_behind: out.millis_behind_latest,
-    }))
+        out.millis_behind_latest,
+        batch,
+    )))
+}
+
+/// Records in order cut into batches of at most `batch`; the last carries
+/// the end (an empty batch when there are no records).
+fn into_batches(
+    shard: usize,
+    records: Vec<Record>,
+    end: BatchEnd,
+    millis_behind: Option<i64>,
+    batch: usize,
+) -> Vec<RecordBatch> {
+    let batch = batch.max(1);
+    let mut out = Vec::with_capacity(records.len().div_ceil(batch).max(1));
+    let mut records = records.into_iter().peekable();
+    loop {
+        let chunk: Vec<Record> = records.by_ref().take(batch).collect();
+        let last = records.peek().is_none();
+        out.push(RecordBatch {
+            shard,
+            records: chunk,
+            end: if last { end } else { BatchEnd::More },
+            millis_behind,
+        });
+        if last {
+            return out;
+        }
+    }
 }
 
 fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {

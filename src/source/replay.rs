@@ -4,7 +4,7 @@
 //! ingests records in the same order every time (byte-identical segments
 //! even where floating-point sums depend on order).
 
-use super::buffer::{FetchJob, ShardBuffers, fetch_loop, work_queue};
+use super::buffer::{FetchJob, ShardBuffers, delivery_shape, fetch_loop, work_queue};
 use super::dump::{Dump, ShardReader};
 use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Result, bail};
@@ -49,7 +49,8 @@ impl ReplaySupplier {
         }
         let dir = dump.dir.clone();
         let batch = opts.batch_records.max(1);
-        let per_shard_batches = (opts.buffer_records / batch / assignments.len().max(1)).max(1);
+        let (per_delivery, capacity) =
+            delivery_shape(opts.buffer_records, batch, assignments.len());
         let new_job = move |index: usize, assignment: ShardAssignment| {
             let Some((file, closed)) = files.get(&assignment.shard_id) else {
                 bail!(
@@ -62,7 +63,7 @@ impl ReplaySupplier {
                 Ok(p) => p.clone(),
                 Err(e) => bail!("{e:#}"),
             };
-            let (tx, rx) = bounded(per_shard_batches);
+            let (tx, rx) = bounded(capacity);
             let job = FetchJob::new(
                 ShardFile {
                     index,
@@ -99,13 +100,25 @@ impl ReplaySupplier {
                     .spawn(move || {
                         fetch_loop(jobs, work, &stop, |shard| {
                             let started = Instant::now();
-                            let step = read_batch(
-                                shard.index,
-                                &shard.assignment,
-                                &mut shard.reader,
-                                shard.closed,
-                                batch,
-                            );
+                            let mut batches = Vec::with_capacity(per_delivery);
+                            let step = loop {
+                                match read_batch(
+                                    shard.index,
+                                    &shard.assignment,
+                                    &mut shard.reader,
+                                    shard.closed,
+                                    batch,
+                                ) {
+                                    Ok(b) => {
+                                        let more = b.end == BatchEnd::More;
+                                        batches.push(b);
+                                        if !more || batches.len() == per_delivery {
+                                            break Ok(batches);
+                                        }
+                                    }
+                                    Err(e) => break Err(e),
+                                }
+                            };
                             read_nanos
                                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                             Some(step)
