@@ -14,6 +14,11 @@ pub struct Layout {
     slots: Option<Vec<Option<usize>>>,
     skip_header_rows: usize,
     csv: bool,
+    /// findColumnsFromHeader: Druid reads each record as a file of its
+    /// own, so each record's first line (after skipHeaderRows) names the
+    /// columns. The last header seen, kept with its slots.
+    from_header: bool,
+    header: String,
 }
 
 impl Layout {
@@ -23,6 +28,7 @@ impl Layout {
         columns: &[String],
         skip_header_rows: usize,
         csv: bool,
+        from_header: bool,
     ) -> Layout {
         Layout {
             delimiter: delimiter.to_string(),
@@ -31,6 +37,8 @@ impl Layout {
             slots: None,
             skip_header_rows,
             csv,
+            from_header,
+            header: String::new(),
         }
     }
 
@@ -40,8 +48,44 @@ impl Layout {
         fields: &mut FieldTable,
         rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
-        let text = std::str::from_utf8(data)
+        let mut text = std::str::from_utf8(data)
             .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))?;
+        let mut skip_header_rows = self.skip_header_rows;
+        if self.from_header {
+            for _ in 0..skip_header_rows {
+                text = text.split_once('\n').map_or("", |(_, rest)| rest);
+            }
+            let (header, body) = text.split_once('\n').unwrap_or((text, ""));
+            let header = header.strip_suffix('\r').unwrap_or(header);
+            if header.is_empty() {
+                return Err(ParseError(
+                    "record has no header line (findColumnsFromHeader)".into(),
+                ));
+            }
+            if header != self.header {
+                let names: Vec<Cow<'_, str>> = if self.csv {
+                    split_csv(header)?
+                } else {
+                    header
+                        .split(self.delimiter.as_str())
+                        .map(Cow::Borrowed)
+                        .collect()
+                };
+                // An empty name becomes column_<n> (Druid's findOrCreateColumnNames).
+                let slots = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| match c.as_ref() {
+                        "" => fields.column_slot(&format!("column_{}", i + 1)),
+                        c => fields.column_slot(c),
+                    })
+                    .collect();
+                self.slots = Some(slots);
+                self.header = header.to_string();
+            }
+            text = body;
+            skip_header_rows = 0;
+        }
         let columns = &self.columns;
         let slots = self
             .slots
@@ -71,7 +115,7 @@ impl Layout {
                     }
                     quoted_line = true;
                     continue;
-                } else if line_no >= self.skip_header_rows {
+                } else if line_no >= skip_header_rows {
                     let mut cell = &text[cell_start..at];
                     if b == b'\n' {
                         cell = cell.strip_suffix('\r').unwrap_or(cell);
@@ -91,7 +135,7 @@ impl Layout {
                 }
                 cell_start = at + 1;
                 if b == b'\n' {
-                    if quoted_line && line_no >= self.skip_header_rows {
+                    if quoted_line && line_no >= skip_header_rows {
                         let line = &text[line_start..at];
                         let line = line.strip_suffix('\r').unwrap_or(line);
                         let r = rows.next_row(width);
@@ -111,7 +155,7 @@ impl Layout {
         } else {
             for (i, line) in text.split('\n').enumerate() {
                 let line = line.strip_suffix('\r').unwrap_or(line);
-                if i < self.skip_header_rows || line.is_empty() {
+                if i < skip_header_rows || line.is_empty() {
                     continue;
                 }
                 // Cells pair with the columns as far as both go: missing
@@ -193,7 +237,7 @@ mod tests {
         for c in &cols {
             fields.slot(c);
         }
-        let mut layout = Layout::new("\t", None, &cols, 0, false);
+        let mut layout = Layout::new("\t", None, &cols, 0, false, false);
         let mut rows = RowBuffer::new();
         layout
             .parse_entity(b"x\t\tz\nq\tr", &mut fields, &mut rows)
@@ -232,7 +276,7 @@ mod tests {
                 for c in &cols {
                     fields.slot(c);
                 }
-                let mut layout = Layout::new(",", None, &cols, skip, true);
+                let mut layout = Layout::new(",", None, &cols, skip, true, false);
                 let mut rows = RowBuffer::new();
                 let got = layout
                     .parse_entity(record, &mut fields, &mut rows)
@@ -257,6 +301,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// findColumnsFromHeader: each record names its own columns, after
+    /// skipHeaderRows lines; a header may change from record to record.
+    #[test]
+    fn each_record_names_its_columns() {
+        let mut fields = FieldTable::new(false, false, &[]);
+        let (a, b) = (fields.slot("a"), fields.slot("b"));
+        let mut layout = Layout::new(",", None, &[], 1, true, true);
+        let mut rows = RowBuffer::new();
+        layout
+            .parse_entity(b"junk\nb,x,a\n1,2,3\n4,5,6", &mut fields, &mut rows)
+            .unwrap();
+        let got: Vec<_> = rows
+            .rows()
+            .iter()
+            .map(|r| (r[a].clone(), r[b].clone()))
+            .collect();
+        let s = |v: &'static str| Value::Str(Cow::Borrowed(v));
+        assert_eq!(got, vec![(s("3"), s("1")), (s("6"), s("4"))]);
+        rows.clear();
+        layout
+            .parse_entity(b"junk\n\"a\",b\n7,8", &mut fields, &mut rows)
+            .unwrap();
+        assert_eq!(rows.rows()[0][a], s("7"));
+        assert_eq!(rows.rows()[0][b], s("8"));
+        rows.clear();
+        let err = layout
+            .parse_entity(b"junk", &mut fields, &mut rows)
+            .unwrap_err();
+        assert!(err.0.contains("no header line"), "{}", err.0);
     }
 
     #[test]

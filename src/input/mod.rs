@@ -257,12 +257,14 @@ impl RowParser {
                 columns,
                 skip_header_rows,
                 csv,
+                find_columns_from_header,
             } => Some(delimited::Layout::new(
                 delimiter,
                 list_delimiter.as_deref(),
                 columns,
                 *skip_header_rows,
                 *csv,
+                *find_columns_from_header,
             )),
             InputFormat::Json { .. } => None,
         };
@@ -270,6 +272,19 @@ impl RowParser {
             fields,
             format,
             delimited,
+        }
+    }
+
+    /// The comments a JSON record may hold (featureSpec), if any.
+    pub fn comments(&self) -> Option<json_comments::CommentSettings> {
+        match &self.format {
+            InputFormat::Json { comments, .. } => match (comments.c_style, comments.yaml) {
+                (true, true) => Some(json_comments::CommentSettings::all()),
+                (true, false) => Some(json_comments::CommentSettings::c_style()),
+                (false, true) => Some(json_comments::CommentSettings::hash_only()),
+                (false, false) => None,
+            },
+            InputFormat::Delimited { .. } => None,
         }
     }
 
@@ -293,5 +308,56 @@ impl RowParser {
                 layout.parse_entity(data, &mut self.fields, rows)
             }
         }
+    }
+}
+
+/// A JSON entity with its comments blanked out (a copy), or None when it
+/// holds no character that could start one. Strings are left alone.
+pub fn strip_json_comments(
+    data: &[u8],
+    settings: json_comments::CommentSettings,
+) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    if memchr::memchr2(b'/', b'#', data).is_none() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    settings
+        .strip_comments(data)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("comment: {e}"))?;
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// featureSpec ALLOW_COMMENTS: `//` and `/* */` comments are blanked
+    /// out, the same characters inside strings are kept, and the record
+    /// then parses as strict JSON.
+    #[test]
+    fn comments_are_stripped_outside_strings() {
+        let record = br#"{"url": "http://x/*y*/" /* note */, "n": 1 // end
+        }"#;
+        let c_style = json_comments::CommentSettings::c_style();
+        let stripped = strip_json_comments(record, c_style).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&stripped).unwrap();
+        assert_eq!(v, serde_json::json!({"url": "http://x/*y*/", "n": 1}));
+        // Nothing to strip: no copy.
+        assert_eq!(strip_json_comments(br#"{"a": 1}"#, c_style).unwrap(), None);
+        // `#` is a comment only under ALLOW_YAML_COMMENTS.
+        let yaml = strip_json_comments(
+            b"{\"a\": 1} # x",
+            json_comments::CommentSettings::hash_only(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&yaml).unwrap()["a"],
+            1
+        );
+        // An unterminated block comment is an error, not a panic.
+        assert!(strip_json_comments(br#"{"a": 1} /* open"#, c_style).is_err());
     }
 }

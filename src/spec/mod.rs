@@ -763,6 +763,9 @@ pub enum InputFormat {
     Json {
         keep_null_columns: bool,
         flatten: Option<crate::input::flatten::FlattenSpec>,
+        /// featureSpec ALLOW_COMMENTS (`//`, `/* */`) and
+        /// ALLOW_YAML_COMMENTS (`#`): comments are stripped before parsing.
+        comments: JsonComments,
     },
     /// csv, tsv and delimited rows.
     Delimited {
@@ -771,7 +774,17 @@ pub enum InputFormat {
         columns: Vec<String>,
         skip_header_rows: usize,
         csv: bool,
+        /// Each record's first line (after skipHeaderRows) names its columns.
+        find_columns_from_header: bool,
     },
+}
+
+/// Which comments a JSON record may hold (Jackson's ALLOW_COMMENTS and
+/// ALLOW_YAML_COMMENTS features).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonComments {
+    pub c_style: bool,
+    pub yaml: bool,
 }
 
 /// One sequence of the task: a span of offsets published as one unit.
@@ -1590,6 +1603,64 @@ fn resolve_io(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
     r.sequences = resolve_sequences(task, r, c);
 }
 
+/// featureSpec: Jackson parser features. ALLOW_COMMENTS and
+/// ALLOW_YAML_COMMENTS are honoured; otherwise records are parsed as strict
+/// JSON (Jackson's defaults), so a feature that relaxes or tightens that
+/// grammar when switched on is refused by name rather than ignored; those
+/// that do not change what parses are accepted.
+fn check_feature_spec(spec: Option<&Value>, c: &mut Checker) -> JsonComments {
+    let mut comments = JsonComments::default();
+    const NO_EFFECT: [&str; 5] = [
+        "AUTO_CLOSE_SOURCE",
+        "IGNORE_UNDEFINED",
+        "INCLUDE_SOURCE_IN_LOCATION",
+        "USE_FAST_DOUBLE_PARSER",
+        "USE_FAST_BIG_NUMBER_PARSER",
+    ];
+    const GRAMMAR: [&str; 11] = [
+        "ALLOW_UNQUOTED_FIELD_NAMES",
+        "ALLOW_SINGLE_QUOTES",
+        "ALLOW_UNQUOTED_CONTROL_CHARS",
+        "ALLOW_BACKSLASH_ESCAPING_ANY_CHARACTER",
+        "ALLOW_NUMERIC_LEADING_ZEROS",
+        "ALLOW_LEADING_DECIMAL_POINT_FOR_NUMBERS",
+        "ALLOW_NON_NUMERIC_NUMBERS",
+        "ALLOW_MISSING_VALUES",
+        "ALLOW_TRAILING_COMMA",
+        "STRICT_DUPLICATE_DETECTION",
+        "ALLOW_TRAILING_DECIMAL_POINT_FOR_NUMBERS",
+    ];
+    let Some(spec) = spec.filter(|v| !v.is_null()) else {
+        return comments;
+    };
+    let Some(map) = spec.as_object() else {
+        c.fail(
+            "ioConfig.inputFormat.featureSpec",
+            "must be an object of Jackson parser features",
+        );
+        return comments;
+    };
+    for (name, on) in map {
+        let path = format!("ioConfig.inputFormat.featureSpec.{name}");
+        let Some(on) = on.as_bool() else {
+            c.fail(&path, "must be true or false");
+            continue;
+        };
+        match name.as_str() {
+            "ALLOW_COMMENTS" => comments.c_style = on,
+            "ALLOW_YAML_COMMENTS" => comments.yaml = on,
+            n if NO_EFFECT.contains(&n) => {}
+            n if !GRAMMAR.contains(&n) => c.fail(&path, "is not a Jackson JsonParser feature"),
+            _ if on => c.fail(
+                &path,
+                "is not supported: records are parsed as strict JSON (Jackson's defaults)",
+            ),
+            _ => {}
+        }
+    }
+    comments
+}
+
 fn resolve_input_format(f: &InputFormatSpec, c: &mut Checker) -> Option<InputFormat> {
     match f.kind.as_str() {
         "json" => {
@@ -1606,9 +1677,11 @@ fn resolve_input_format(f: &InputFormatSpec, c: &mut Checker) -> Option<InputFor
                     }
                 },
             };
+            let comments = check_feature_spec(f.feature_spec.as_ref(), c);
             Some(InputFormat::Json {
                 keep_null_columns: f.keep_null_columns.unwrap_or(false),
                 flatten,
+                comments,
             })
         }
         "csv" | "tsv" | "delimited" => {
@@ -1626,14 +1699,10 @@ fn resolve_input_format(f: &InputFormatSpec, c: &mut Checker) -> Option<InputFor
                 .or(f.has_header_row)
                 .unwrap_or(false);
             let columns = f.columns.clone().unwrap_or_default();
-            if columns.is_empty() {
+            if columns.is_empty() && !from_header {
                 c.fail(
                     "ioConfig.inputFormat.columns",
-                    if from_header {
-                        "findColumnsFromHeader is not usable on a stream (each record would need its own header); list the columns"
-                    } else {
-                        "is required"
-                    },
+                    "is required unless findColumnsFromHeader is true",
                 );
             }
             let skip = f.skip_header_rows.unwrap_or(0);
@@ -1644,6 +1713,7 @@ fn resolve_input_format(f: &InputFormatSpec, c: &mut Checker) -> Option<InputFor
                 columns,
                 skip_header_rows: skip.max(0) as usize,
                 csv,
+                find_columns_from_header: from_header,
             })
         }
         other => {
@@ -1864,6 +1934,50 @@ mod tests {
         assert_eq!(t.resolved.sequences.len(), 1);
         assert_eq!(t.resolved.sequences[0].name, "index_kinesis_flights_0");
         assert_eq!(t.query_granularity(), &Granularity::named("HOUR").unwrap());
+    }
+
+    /// featureSpec: features that do not change what parses are accepted;
+    /// ones that change the grammar, switched on, are refused by name.
+    #[test]
+    fn feature_spec_is_checked_not_ignored() {
+        let with = |features: &str| {
+            sparse("").replace(
+                r#""inputFormat": {"type": "json"}"#,
+                &format!(r#""inputFormat": {{"type": "json", "featureSpec": {features}}}"#),
+            )
+        };
+        assert!(
+            load_task(with(r#"{"ALLOW_COMMENTS": false, "AUTO_CLOSE_SOURCE": true}"#).as_bytes())
+                .is_ok()
+        );
+        let t = load_task(with(r#"{"ALLOW_COMMENTS": true}"#).as_bytes())
+            .unwrap()
+            .task;
+        assert!(matches!(
+            t.resolved.input_format,
+            Some(InputFormat::Json {
+                comments: JsonComments {
+                    c_style: true,
+                    yaml: false
+                },
+                ..
+            })
+        ));
+        let err = load_task(with(r#"{"ALLOW_SINGLE_QUOTES": true}"#).as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "ioConfig.inputFormat.featureSpec.ALLOW_SINGLE_QUOTES: is not supported"
+            ),
+            "{err}"
+        );
+        let err = load_task(with(r#"{"ALLOW_EVERYTHING": false}"#).as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is not a Jackson JsonParser feature"), "{err}");
     }
 
     #[test]

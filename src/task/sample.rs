@@ -6,7 +6,6 @@ use super::{Pipeline, RowFate, shard_assignments};
 use crate::input::{RowBuffer, Value};
 use crate::persist::sink_to_segment;
 use crate::source::dump::Dump;
-use crate::source::kpl;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::spec::{LoadedTask, load_task};
 use anyhow::{Context, Result, anyhow};
@@ -65,16 +64,10 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
         let mut items: Vec<(String, Result<Vec<u8>, String>)> = Vec::new();
         for record in &batch.records {
             let seq = record.sequence.to_string();
-            match task
-                .io_config
-                .deaggregate
-                .then(|| kpl::deaggregate(&record.data))
-            {
-                Some(Ok(Some(users))) => {
-                    items.extend(users.into_iter().map(|u| (seq.clone(), Ok(u))))
-                }
-                Some(Err(e)) => items.push((seq, Err(e))),
-                _ => items.push((seq, Ok(record.data.clone()))),
+            match super::entities_of(&record.data, task.io_config.deaggregate, parser.comments()) {
+                Ok(Some(users)) => items.extend(users.into_iter().map(|u| (seq.clone(), Ok(u)))),
+                Err(e) => items.push((seq, Err(e))),
+                Ok(None) => items.push((seq, Ok(record.data.clone()))),
             }
         }
         for (sequence, data) in &items {
