@@ -377,6 +377,47 @@ impl IncrementalIndex {
         std::mem::replace(self, fresh)
     }
 
+    /// Room for `rows` rows in the per-row columns. Reserved address space
+    /// costs nothing until written, while growing by doubling copies every
+    /// column and faults in twice the pages it keeps (measured: about 7% of
+    /// a flights replay's CPU went to zeroing pages, most of it from here).
+    pub fn reserve_rows(&mut self, rows: usize) {
+        let more = rows.saturating_sub(self.times.len());
+        self.times.reserve(more);
+        self.key_start.reserve(more);
+        self.key_len.reserve(more);
+        self.arena.reserve(more * self.dimensions.len());
+        for m in &mut self.metrics {
+            match &mut m.values {
+                MetricValues::FirstLast {
+                    times,
+                    values,
+                    state,
+                    ..
+                } => {
+                    times.reserve(more);
+                    values.reserve(more);
+                    state.reserve(more);
+                }
+                // Collectors are large: left to grow with the rows.
+                MetricValues::Sketch { .. } => {}
+                MetricValues::Count(v) => v.reserve(more),
+                MetricValues::Long { values, set, .. } => {
+                    values.reserve(more);
+                    set.reserve(more);
+                }
+                MetricValues::Double { values, set, .. } => {
+                    values.reserve(more);
+                    set.reserve(more);
+                }
+                MetricValues::Float { values, set, .. } => {
+                    values.reserve(more);
+                    set.reserve(more);
+                }
+            }
+        }
+    }
+
     /// Add one parsed row at event time `time`.
     pub fn add(&mut self, time: i64, values: &[Value]) -> AddOutcome {
         let mut outcome = AddOutcome::default();

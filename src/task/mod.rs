@@ -370,6 +370,10 @@ impl Runner<'_> {
             mut index,
             rows: mut stage,
         } = Pipeline::new(task);
+        // Per-row columns sized for a full index up front (a cap keeps
+        // huge maxRowsInMemory settings from reserving absurd address space).
+        let reserve_rows = (tuning.max_rows_in_memory.max(0) as usize).min(1 << 22);
+        index.reserve_rows(reserve_rows);
         let mut known_discovered = 0;
         let progress = Progress::new(self.opts.progress);
         let timing = self.opts.stage_timing;
@@ -528,6 +532,7 @@ impl Runner<'_> {
                     );
                     persister
                         .submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
+                    index.reserve_rows(reserve_rows);
                     persists += 1;
                     last_persist = Instant::now();
                 }
@@ -597,6 +602,7 @@ impl Runner<'_> {
                     );
                     persister
                         .submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
+                    index.reserve_rows(reserve_rows);
                     persists += 1;
                 }
                 last_persist = Instant::now();
