@@ -145,21 +145,54 @@ pub fn open_maybe_compressed(path: &Path) -> Result<Box<dyn Read + Send>> {
 /// Reads one shard file record by record, checking order as it goes.
 pub struct ShardReader {
     path: PathBuf,
-    reader: Box<dyn BufRead + Send>,
-    line: Vec<u8>,
+    lines: Lines,
     line_no: u64,
     last: Option<SequenceNumber>,
 }
 
+enum Lines {
+    /// An uncompressed file, mapped: lines are decoded where they lie.
+    Mapped { map: memmap2::Mmap, pos: usize },
+    /// A compressed (or empty) file, read line by line.
+    Stream {
+        reader: Box<dyn BufRead + Send>,
+        line: Vec<u8>,
+    },
+}
+
 impl ShardReader {
     pub fn open(path: &Path) -> Result<ShardReader> {
+        let name = path.to_string_lossy();
+        let compressed = name.ends_with(".gz") || name.ends_with(".zst");
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        let lines = if compressed || len == 0 {
+            Lines::Stream {
+                reader: Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    open_maybe_compressed(path)?,
+                )),
+                line: Vec::with_capacity(4096),
+            }
+        } else {
+            // SAFETY: the map is only read, and a dump is not written while
+            // it is replayed (truncating it under a run would fault the
+            // process: a documented limit, as for any reader of mapped
+            // files). Measured on the 4-shard flights csv dump: read() and a
+            // line buffer (the kernel's copy plus the line copy, ~8% of the
+            // profile) against lines decoded in place: 525 ms against 478 ms
+            // task-clock, the fastest of 14 interleaved runs each.
+            let map = unsafe { memmap2::Mmap::map(&file) }
+                .with_context(|| format!("mapping {}", path.display()))?;
+            let _ = map.advise(memmap2::Advice::Sequential);
+            Lines::Mapped { map, pos: 0 }
+        };
         Ok(ShardReader {
             path: path.to_path_buf(),
-            reader: Box::new(BufReader::with_capacity(
-                1 << 20,
-                open_maybe_compressed(path)?,
-            )),
-            line: Vec::with_capacity(4096),
+            lines,
             line_no: 0,
             last: None,
         })
@@ -168,22 +201,33 @@ impl ShardReader {
     /// The next record, or None at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .with_context(|| {
-                    format!(
-                        "{}: reading after line {}",
-                        self.path.display(),
-                        self.line_no
-                    )
-                })?;
-            if n == 0 {
-                return Ok(None);
-            }
+            let raw: &[u8] = match &mut self.lines {
+                Lines::Mapped { map, pos } => {
+                    if *pos >= map.len() {
+                        return Ok(None);
+                    }
+                    let rest = &map[*pos..];
+                    let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                    *pos += end;
+                    &rest[..end]
+                }
+                Lines::Stream { reader, line } => {
+                    line.clear();
+                    let n = reader.read_until(b'\n', line).with_context(|| {
+                        format!(
+                            "{}: reading after line {}",
+                            self.path.display(),
+                            self.line_no
+                        )
+                    })?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    line
+                }
+            };
             self.line_no += 1;
-            let text = trim_line(&self.line);
+            let text = trim_line(raw);
             if text.is_empty() {
                 continue;
             }
