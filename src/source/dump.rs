@@ -142,6 +142,10 @@ pub fn open_maybe_compressed(path: &Path) -> Result<Box<dyn Read + Send>> {
     })
 }
 
+/// How much of a mapped shard file is read before its pages are released
+/// (a power of two, a multiple of the page size).
+const RELEASE_BYTES: usize = 8 << 20;
+
 /// Reads one shard file record by record, checking order as it goes.
 pub struct ShardReader {
     path: PathBuf,
@@ -152,7 +156,12 @@ pub struct ShardReader {
 
 enum Lines {
     /// An uncompressed file, mapped: lines are decoded where they lie.
-    Mapped { map: memmap2::Mmap, pos: usize },
+    /// Pages before `released` were handed back (read already).
+    Mapped {
+        map: memmap2::Mmap,
+        pos: usize,
+        released: usize,
+    },
     /// A compressed (or empty) file, read line by line.
     Stream {
         reader: Box<dyn BufRead + Send>,
@@ -188,7 +197,11 @@ impl ShardReader {
             let map = unsafe { memmap2::Mmap::map(&file) }
                 .with_context(|| format!("mapping {}", path.display()))?;
             let _ = map.advise(memmap2::Advice::Sequential);
-            Lines::Mapped { map, pos: 0 }
+            Lines::Mapped {
+                map,
+                pos: 0,
+                released: 0,
+            }
         };
         Ok(ShardReader {
             path: path.to_path_buf(),
@@ -202,9 +215,28 @@ impl ShardReader {
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         loop {
             let raw: &[u8] = match &mut self.lines {
-                Lines::Mapped { map, pos } => {
+                Lines::Mapped { map, pos, released } => {
                     if *pos >= map.len() {
                         return Ok(None);
+                    }
+                    // Pages already read leave the process's resident set
+                    // (they stay in the page cache), so RSS measures the
+                    // task, not the size of the dump.
+                    let upto = *pos & !(RELEASE_BYTES - 1);
+                    if upto >= *released + RELEASE_BYTES {
+                        // SAFETY: nothing borrows the map before `pos`
+                        // (records own their decoded data, and the line
+                        // being read starts at `pos`); the map is a
+                        // read-only file mapping, so the pages read again
+                        // would come back from the file unchanged.
+                        let _ = unsafe {
+                            map.unchecked_advise_range(
+                                memmap2::UncheckedAdvice::DontNeed,
+                                *released,
+                                upto - *released,
+                            )
+                        };
+                        *released = upto;
                     }
                     let rest = &map[*pos..];
                     let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
