@@ -273,6 +273,25 @@ fn read_message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
     Some((head, body))
 }
 
+/// Send one request upstream and its reply back to the client; false when
+/// either side has gone.
+fn exchange(
+    up: &mut std::net::TcpStream,
+    up_reader: &mut BufReader<std::net::TcpStream>,
+    client: &mut std::net::TcpStream,
+    head: &str,
+    body: &[u8],
+) -> bool {
+    use std::io::Write;
+    if up.write_all(head.as_bytes()).is_err() || up.write_all(body).is_err() {
+        return false;
+    }
+    let Some((rhead, rbody)) = read_message(up_reader) else {
+        return false;
+    };
+    client.write_all(rhead.as_bytes()).is_ok() && client.write_all(&rbody).is_ok()
+}
+
 impl FaultRelay {
     fn start(upstream: u16) -> FaultRelay {
         use std::io::Write;
@@ -322,14 +341,13 @@ impl FaultRelay {
                             }
                             continue;
                         }
-                        upstream_conn.write_all(head.as_bytes()).unwrap();
-                        upstream_conn.write_all(&body).unwrap();
-                        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
-                            return;
-                        };
-                        if client.write_all(rhead.as_bytes()).is_err()
-                            || client.write_all(&rbody).is_err()
-                        {
+                        if !exchange(
+                            &mut upstream_conn,
+                            &mut up_reader,
+                            &mut client,
+                            &head,
+                            &body,
+                        ) {
                             return;
                         }
                     }
@@ -413,7 +431,6 @@ struct GateRelay {
 
 impl GateRelay {
     fn start(upstream: u16, at: usize) -> GateRelay {
-        use std::io::Write;
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::{Arc, Condvar, Mutex, mpsc};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -455,15 +472,7 @@ impl GateRelay {
                         };
                         let mut up_reader = BufReader::new(up.try_clone().unwrap());
                         let mut up = up;
-                        if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
-                            return;
-                        }
-                        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
-                            return;
-                        };
-                        if client.write_all(rhead.as_bytes()).is_err()
-                            || client.write_all(&rbody).is_err()
-                        {
+                        if !exchange(&mut up, &mut up_reader, &mut client, &head, &body) {
                             return;
                         }
                     }
