@@ -79,19 +79,33 @@ fn put_flights_with(
     rows: usize,
     extra: &[&str],
 ) -> serde_json::Value {
+    let mut args = vec![
+        shards.to_string(),
+        rows.to_string(),
+        flights_ndjson().to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    boto3_script("put_flights.py", server, stream, &args)
+}
+
+/// Run one of tests/servers' boto3 scripts against `stream` on the server;
+/// its stdout is JSON.
+fn boto3_script(
+    script: &str,
+    server: &Kinesalite,
+    stream: &str,
+    args: &[String],
+) -> serde_json::Value {
     let out = Command::new("python3")
-        .arg(repo().join("tests/servers/put_flights.py"))
+        .arg(repo().join("tests/servers").join(script))
         .arg(server.url())
         .arg(stream)
-        .arg(shards.to_string())
-        .arg(rows.to_string())
-        .arg(flights_ndjson())
-        .args(extra)
+        .args(args)
         .output()
         .expect("python3 runs (scripts/test installs boto3)");
     assert!(
         out.status.success(),
-        "put_flights.py: {}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
@@ -538,19 +552,8 @@ fn a_server_restart_mid_read_loses_nothing() {
 }
 
 fn reshard(server: &Kinesalite, stream: &str, op: &[&str]) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/servers/reshard.py"))
-        .arg(server.url())
-        .arg(stream)
-        .args(op)
-        .output()
-        .expect("python3 runs (scripts/test installs boto3)");
-    assert!(
-        out.status.success(),
-        "reshard.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args: Vec<String> = op.iter().map(|a| a.to_string()).collect();
+    boto3_script("reshard.py", server, stream, &args)
 }
 
 /// A split and a merge while the task reads, and while `record` captures

@@ -90,7 +90,7 @@ impl Dump {
     }
 
     /// The file holding a shard's records (plain, .gz or .zst).
-    /// Each shard's parents and whether it is closed.
+    /// Each shard's parents.
     pub fn links(&self) -> std::collections::BTreeMap<String, super::ShardLink> {
         links(&self.shards.shards)
     }
@@ -109,7 +109,7 @@ impl Dump {
     }
 }
 
-/// Each shard's parents and whether it is closed.
+/// Each shard's parents.
 pub fn links(shards: &[ShardInfo]) -> std::collections::BTreeMap<String, super::ShardLink> {
     shards
         .iter()
@@ -119,7 +119,6 @@ pub fn links(shards: &[ShardInfo]) -> std::collections::BTreeMap<String, super::
                 super::ShardLink {
                     parent: s.parent_shard_id.clone(),
                     adjacent_parent: s.adjacent_parent_shard_id.clone(),
-                    closed: s.sequence_number_range.ending_sequence_number.is_some(),
                 },
             )
         })

@@ -56,7 +56,6 @@ pub struct ShardAssignment {
 pub struct ShardLink {
     pub parent: Option<String>,
     pub adjacent_parent: Option<String>,
-    pub closed: bool,
 }
 
 impl ShardLink {
@@ -129,7 +128,6 @@ mod tests {
         let link = |p: Option<&str>, a: Option<&str>| ShardLink {
             parent: p.map(String::from),
             adjacent_parent: a.map(String::from),
-            closed: false,
         };
         // 0 split into 4 and 5; 2 and 3 merged into 6; 9 is another task's.
         let links: std::collections::BTreeMap<String, ShardLink> = [

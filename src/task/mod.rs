@@ -655,6 +655,18 @@ impl Runner<'_> {
         Ok((index, persisted, end))
     }
 
+    /// The connection the poll thread uses for lookups (ListShards, the
+    /// earliest record), made on first use.
+    fn control_connection<'c>(
+        &self,
+        conn: &'c mut Option<crate::source::kinesis::KinesisConnection>,
+    ) -> Result<&'c crate::source::kinesis::KinesisConnection> {
+        if conn.is_none() {
+            *conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
+        }
+        Ok(conn.as_ref().expect("connected above"))
+    }
+
     /// Druid's start-sequence availability check (peon-protocol §5.3): a
     /// numbered start before the shard's earliest record (trimmed past
     /// retention), or a shard whose earliest record is unknown, fails the
@@ -680,10 +692,7 @@ impl Runner<'_> {
                 None => return Ok(()),
             },
             None => {
-                if list_conn.is_none() {
-                    *list_conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
-                }
-                let conn = list_conn.as_ref().expect("connected above");
+                let conn = self.control_connection(list_conn)?;
                 crate::source::kinesis::earliest_sequence_number(
                     conn,
                     &self.task.resolved.stream,
@@ -726,10 +735,7 @@ impl Runner<'_> {
         let links = match dump {
             Some(d) => d.links(),
             None => {
-                if list_conn.is_none() {
-                    *list_conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
-                }
-                let conn = list_conn.as_ref().expect("connected above");
+                let conn = self.control_connection(list_conn)?;
                 crate::source::dump::links(&crate::source::kinesis::list_shards(
                     conn,
                     &self.task.resolved.stream,
