@@ -4,6 +4,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kinesis_peon::input::{RowBuffer, RowParser};
+use kinesis_peon::source::Records;
 use kinesis_peon::source::dump::{Dump, ShardReader};
 use kinesis_peon::spec::load_task;
 use kinesis_peon::task::{Pipeline, RowFate};
@@ -15,9 +16,9 @@ fn records() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for shard in &dump.shards.shards {
         let mut reader = ShardReader::open(&dump.shard_file(&shard.shard_id).unwrap()).unwrap();
-        while let Some(r) = reader.next_record().unwrap() {
-            out.push(r.data);
-        }
+        let mut records = Records::default();
+        while reader.next_record(&mut records).unwrap() {}
+        out.extend(records.iter().map(|r| r.data.to_vec()));
     }
     out
 }

@@ -15,7 +15,7 @@ pub mod hll;
 use crate::input::Value;
 use crate::input::expr::Expr;
 use crate::input::filter::Filter;
-use crate::spec::granularity::Granularity;
+use crate::spec::granularity::{Bucketer, Granularity};
 use crate::spec::{AggOp, Aggregator, AggregatorKind, MultiValueHandling, NumType};
 use dictionary::Dictionary;
 use hashbrown::{HashMap, HashTable};
@@ -222,13 +222,46 @@ pub struct IncrementalIndex {
     last_bucket: Option<(i64, usize)>,
     segment_granularity: Granularity,
     query_granularity: Granularity,
+    segment_buckets: Bucketer,
+    query_buckets: Bucketer,
     rollup: bool,
     /// Estimated bytes of keys and aggregator state (dictionaries apart).
     row_bytes: usize,
     hasher: foldhash::fast::FixedState,
     scratch: Vec<u32>,
     list_scratch: Vec<u32>,
+    /// Numeric metric inputs parsed once per row, however many
+    /// aggregators read them (dep_delay feeds sum, min and max).
+    numbers: NumberCache,
+    row_generation: u64,
     pub first_error: Option<String>,
+}
+
+/// Per input slot: the row generation it was parsed for, and the number
+/// its text holds (None: not a number; the aggregator then reports it).
+#[derive(Default)]
+struct NumberCache {
+    slots: Vec<(u64, Option<Value<'static>>)>,
+}
+
+impl NumberCache {
+    fn of(&mut self, slot: usize, generation: u64, text: &str) -> Option<&Value<'static>> {
+        if slot >= self.slots.len() {
+            self.slots.resize(slot + 1, (0, None));
+        }
+        let entry = &mut self.slots[slot];
+        if entry.0 != generation {
+            // As `long` and `number` read text: an integer if it is one,
+            // else a double.
+            let t = text.trim();
+            entry.1 = match t.parse::<i64>() {
+                Ok(n) => Some(Value::Long(n)),
+                Err(_) => t.parse::<f64>().ok().map(Value::Double),
+            };
+            entry.0 = generation;
+        }
+        entry.1.as_ref()
+    }
 }
 
 impl IncrementalIndex {
@@ -247,6 +280,8 @@ impl IncrementalIndex {
             sinks: Vec::new(),
             open_sink: HashMap::new(),
             last_bucket: None,
+            segment_buckets: Bucketer::new(&segment_granularity),
+            query_buckets: Bucketer::new(&query_granularity),
             segment_granularity,
             query_granularity,
             rollup,
@@ -254,6 +289,8 @@ impl IncrementalIndex {
             hasher: foldhash::fast::FixedState::with_seed(0x5eed),
             scratch: Vec::new(),
             list_scratch: Vec::new(),
+            numbers: NumberCache::default(),
+            row_generation: 0,
             first_error: None,
         }
     }
@@ -421,7 +458,7 @@ impl IncrementalIndex {
     /// Add one parsed row at event time `time`.
     pub fn add(&mut self, time: i64, values: &[Value]) -> AddOutcome {
         let mut outcome = AddOutcome::default();
-        let t = self.query_granularity.bucket_start(time);
+        let t = self.query_buckets.start(time);
 
         // The key: dictionary ids in dimension order, trailing nulls trimmed
         // so rows seen before a dimension was discovered still match.
@@ -528,6 +565,8 @@ impl IncrementalIndex {
         };
         self.scratch = key;
 
+        self.row_generation += 1;
+        let numbers = &mut self.numbers;
         for m in &mut self.metrics {
             let MetricColumn {
                 aggregator,
@@ -540,6 +579,18 @@ impl IncrementalIndex {
                 Some(Err(e)) => Err(e),
                 _ => match input {
                     MetricInput::None => state.aggregate(row, &Value::Null, time),
+                    MetricInput::Slots(slots) if state.reads_numbers() => {
+                        slots.iter().try_for_each(|&s| {
+                            let input = values.get(s).unwrap_or(&Value::Null);
+                            match input {
+                                Value::Str(text) => {
+                                    let n = numbers.of(s, self.row_generation, text);
+                                    state.aggregate(row, n.unwrap_or(input), time)
+                                }
+                                _ => state.aggregate(row, input, time),
+                            }
+                        })
+                    }
                     MetricInput::Slots(slots) => slots.iter().try_for_each(|s| {
                         state.aggregate(row, values.get(*s).unwrap_or(&Value::Null), time)
                     }),
@@ -559,7 +610,7 @@ impl IncrementalIndex {
     }
 
     fn sink_for(&mut self, time: i64) -> usize {
-        let bucket = self.segment_granularity.bucket_start(time);
+        let bucket = self.segment_buckets.start(time);
         if let Some((b, s)) = self.last_bucket
             && b == bucket
         {
@@ -661,6 +712,12 @@ fn sketch_text<'a>(v: &'a Value<'a>) -> Result<Option<std::borrow::Cow<'a, str>>
 }
 
 impl MetricValues {
+    /// Whether this aggregator reads its input as a number (so text parsed
+    /// to a number once can stand for it).
+    fn reads_numbers(&self) -> bool {
+        !matches!(self, MetricValues::Sketch { .. } | MetricValues::Count(_))
+    }
+
     /// Add a row's empty state; returns its estimated bytes.
     fn push_empty(&mut self) -> usize {
         match self {

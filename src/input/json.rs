@@ -2,7 +2,7 @@
 //! from the record and skip fields no column reads.
 
 use super::flatten::{self, FlattenSpec};
-use super::{FieldTable, FieldUse, ParseError, RowBuffer, Value};
+use super::{FieldTable, FieldUse, ParseError, RowBuffer, Value, utf8};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -100,10 +100,6 @@ pub fn parse_flattened<'a>(
         }
     }
     Ok(())
-}
-
-fn utf8(data: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))
 }
 
 /// Records with more brackets than this skip the sonic-rs path.

@@ -571,18 +571,35 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
 pub fn zip_segment(files: &SegmentFileSet) -> Result<(Vec<u8>, u64)> {
     let capacity = files.iter().map(|(_, b)| b.len()).sum::<usize>() + 1024;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(capacity)));
-    let options = zip::write::SimpleFileOptions::default()
+    let deflated = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(Some(1))
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o644);
+    // Small entries (version.bin, factory.json, meta.smoosh) do not shrink
+    // under DEFLATE, and starting a DEFLATE stream zeroes ~300 KB of
+    // encoder tables: three of those per segment were about 10% of a
+    // replay's instructions (callgrind, 366 segments). Stored entries carry
+    // their sizes in the local header (the writer seeks back), which is
+    // what Druid's ZipInputStream needs to read them.
+    let stored = deflated
+        .compression_method(zip::CompressionMethod::Stored)
+        .compression_level(None);
     let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut total = 0u64;
     for (name, bytes) in sorted {
+        let options = if bytes.len() < STORE_BELOW_BYTES {
+            stored
+        } else {
+            deflated
+        };
         zip.start_file(name.as_str(), options)?;
         zip.write_all(bytes)?;
         total += bytes.len() as u64;
     }
     Ok((zip.finish()?.into_inner(), total))
 }
+
+/// Entries smaller than this are stored, not deflated.
+const STORE_BELOW_BYTES: usize = 4096;

@@ -253,7 +253,7 @@ mod tests {
         let _ = s.made_tx.send((s.index, s.made));
         Some(Ok(vec![RecordBatch {
             shard: s.index,
-            records: Vec::new(),
+            records: Default::default(),
             end: if s.made == s.n {
                 BatchEnd::EndOfShard
             } else {

@@ -1,7 +1,8 @@
 //! The recorded shard dump: `shards.json` (a ListShards response) plus one
 //! `<ShardId>.jsonl[.gz|.zst]` per shard, one GetRecords-shaped record a line.
 
-use super::{Record, SequenceNumber};
+use super::{Records, normalize_decimal};
+use crate::spec::sequence::cmp_decimal;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -150,7 +151,8 @@ pub struct ShardReader {
     path: PathBuf,
     lines: Lines,
     line_no: u64,
-    last: Option<SequenceNumber>,
+    /// The last record's sequence digits ("" before the first).
+    last: String,
 }
 
 enum Lines {
@@ -206,17 +208,17 @@ impl ShardReader {
             path: path.to_path_buf(),
             lines,
             line_no: 0,
-            last: None,
+            last: String::new(),
         })
     }
 
-    /// The next record, or None at the end of the file.
-    pub fn next_record(&mut self) -> Result<Option<Record>> {
+    /// Append the next record to `out`; false at the end of the file.
+    pub fn next_record(&mut self, out: &mut Records) -> Result<bool> {
         loop {
             let raw: &[u8] = match &mut self.lines {
                 Lines::Mapped { map, pos, released } => {
                     if *pos >= map.len() {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     // Pages already read leave the process's resident set
                     // (they stay in the page cache), so RSS measures the
@@ -252,7 +254,7 @@ impl ShardReader {
                         )
                     })?;
                     if n == 0 {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     line
                 }
@@ -262,56 +264,57 @@ impl ShardReader {
             if text.is_empty() {
                 continue;
             }
-            let record = decode(text, &self.path, self.line_no, self.last.as_ref())?;
-            self.last = Some(record.sequence.clone());
-            return Ok(Some(record));
+            decode(text, &self.path, self.line_no, &self.last, out)?;
+            self.last.clear();
+            self.last.push_str(out.last().expect("just added").sequence);
+            return Ok(true);
         }
     }
 }
 
-fn decode(text: &[u8], path: &Path, line_no: u64, last: Option<&SequenceNumber>) -> Result<Record> {
+fn decode(text: &[u8], path: &Path, line_no: u64, last: &str, out: &mut Records) -> Result<()> {
     let at = || format!("{}:{}", path.display(), line_no);
-    let general: DumpLine;
-    let line = match canonical_line(text) {
-        Some(line) => line,
-        None => {
-            general = serde_json::from_slice(text)
-                .map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
-            LineParts {
-                sequence_number: &general.sequence_number,
-                arrival: general.approximate_arrival_timestamp,
-                data: general.data.as_bytes(),
-            }
+    if let Some(line) = canonical_line(text) {
+        let sequence = trim_leading_zeros(line.sequence_number);
+        check_order(sequence, last, &at)?;
+        // SIMD decoding, straight into the batch's buffer: this is most of
+        // a fetch thread's work per record.
+        let decoded = out.push_with(sequence, line.arrival_millis, |buf| {
+            base64_simd::STANDARD.decode_append(line.data, buf)
+        });
+        if decoded.is_ok() {
+            return Ok(());
         }
-    };
-    let sequence = SequenceNumber::parse(line.sequence_number)
+        // Escapes (`\/` is valid JSON) or bad base64: the general way
+        // below unescapes, or says what is wrong.
+    }
+    let general: DumpLine =
+        serde_json::from_slice(text).map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
+    let arrival_millis = general
+        .approximate_arrival_timestamp
+        .map_or(0, |s| (s * 1000.0).round() as i64);
+    let sequence = normalize_decimal(&general.sequence_number)
         .map_err(|e| anyhow!("{}: SequenceNumber: {e}", at()))?;
-    if let Some(last) = last
-        && &sequence <= last
-    {
+    check_order(sequence, last, &at)?;
+    out.push_with(sequence, arrival_millis, |buf| {
+        base64_simd::STANDARD.decode_append(general.data.as_bytes(), buf)
+    })
+    .map_err(|e| {
+        anyhow!(
+            "{}: Data is not base64 (sequence number {sequence}): {e}",
+            at()
+        )
+    })
+}
+
+fn check_order(sequence: &str, last: &str, at: &dyn Fn() -> String) -> Result<()> {
+    if !last.is_empty() && cmp_decimal(sequence, last).is_le() {
         bail!(
             "{}: sequence number {sequence} does not follow {last}; a shard's records must be in order",
             at()
         );
     }
-    // SIMD decoding: this is most of a fetch thread's work per record.
-    let data = base64_simd::STANDARD
-        .decode_to_vec(line.data)
-        .map_err(|e| {
-            anyhow!(
-                "{}: Data is not base64 (sequence number {sequence}): {e}",
-                at()
-            )
-        })?;
-    let arrival_millis = line
-        .arrival
-        .map(|s| (s * 1000.0).round() as i64)
-        .unwrap_or(0);
-    Ok(Record {
-        sequence,
-        arrival_millis,
-        data,
-    })
+    Ok(())
 }
 
 /// The line shape `make-dump` and `record` write, read without a general
@@ -321,19 +324,19 @@ fn decode(text: &[u8], path: &Path, line_no: u64, last: Option<&SequenceNumber>)
 fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
     let rest = text.strip_prefix(br#"{"SequenceNumber":""#)?;
     let q = memchr::memchr(b'"', rest)?;
-    let seq = std::str::from_utf8(&rest[..q]).ok()?;
-    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+    if q == 0 || !rest[..q].iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // Only ASCII digits: always UTF-8.
+    let seq = std::str::from_utf8(&rest[..q]).ok()?;
     let rest = rest[q + 1..].strip_prefix(br#","ApproximateArrivalTimestamp":"#)?;
     let comma = memchr::memchr(b',', rest)?;
-    let arrival: f64 = std::str::from_utf8(&rest[..comma]).ok()?.parse().ok()?;
+    let arrival_millis = epoch_seconds_to_millis(&rest[..comma])?;
     let rest = rest[comma..].strip_prefix(br#","Data":""#)?;
     let q = memchr::memchr(b'"', rest)?;
+    // A `\/` escape (JSON allows it) fails base64 decoding, and the line
+    // is read again the general way.
     let data = &rest[..q];
-    if memchr::memchr(b'\\', data).is_some() {
-        return None;
-    }
     let tail = &rest[q + 1..];
     if !(tail.starts_with(br#","PartitionKey":""#) && tail.ends_with(br#""}"#)) {
         return None;
@@ -341,15 +344,43 @@ fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
     // Data is not checked as UTF-8 here: base64 decoding checks every byte.
     Some(LineParts {
         sequence_number: seq,
-        arrival: Some(arrival),
+        arrival_millis,
         data,
     })
 }
 
+/// Epoch seconds with up to three decimals ("1700000000.006") as
+/// milliseconds, without a float parse; any other form returns None (and
+/// the line takes the general path).
+fn epoch_seconds_to_millis(text: &[u8]) -> Option<i64> {
+    let (mut millis, mut fraction_digits, mut dot) = (0i64, 0u32, false);
+    for &b in text {
+        match b {
+            b'0'..=b'9' => {
+                millis = millis.checked_mul(10)? + i64::from(b - b'0');
+                fraction_digits += u32::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if matches!(text.first(), None | Some(b'.')) || fraction_digits > 3 || text.len() > 17 {
+        return None;
+    }
+    Some(millis * 10i64.pow(3 - fraction_digits))
+}
+
+/// Leading zeros off a string of digits ("0" stays).
+fn trim_leading_zeros(digits: &str) -> &str {
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() { "0" } else { trimmed }
+}
+
 /// The fields of a dump line that a record needs, borrowed.
 struct LineParts<'a> {
+    /// ASCII digits.
     sequence_number: &'a str,
-    arrival: Option<f64>,
+    arrival_millis: i64,
     data: &'a [u8],
 }
 
@@ -372,16 +403,53 @@ mod tests {
         let slow: DumpLine = serde_json::from_slice(canonical).unwrap();
         assert_eq!(fast.sequence_number, slow.sequence_number);
         assert_eq!(fast.data, slow.data.as_bytes());
-        assert_eq!(fast.arrival, slow.approximate_arrival_timestamp);
+        assert_eq!(
+            fast.arrival_millis,
+            (slow.approximate_arrival_timestamp.unwrap() * 1000.0) as i64
+        );
         let reordered = br#"{"Data":"eyJhIjoxfQ==","SequenceNumber":"12"}"#;
+        // An escaped slash in canonical order takes the general path.
+        let escaped = br#"{"SequenceNumber":"0009","ApproximateArrivalTimestamp":1.5,"Data":"P\/8=","PartitionKey":"k"}"#;
+        let mut one = Records::default();
+        decode(escaped, Path::new("x"), 1, "", &mut one).unwrap();
+        assert_eq!(
+            (one.get(0).sequence, one.get(0).data),
+            ("9", &[0x3f, 0xff][..])
+        );
         assert!(canonical_line(reordered).is_none());
         assert!(canonical_line(&canonical[..canonical.len() - 3]).is_none());
-        let record = decode(reordered, Path::new("x"), 1, None).unwrap();
-        assert_eq!(record.data, br#"{"a":1}"#);
-        let err = decode(&canonical[..60], Path::new("x.jsonl"), 7, None).unwrap_err();
+        let mut out = Records::default();
+        decode(reordered, Path::new("x"), 1, "", &mut out).unwrap();
+        assert_eq!(out.get(0).data, br#"{"a":1}"#);
+        // Out of order: 12 again after 12.
+        let err = decode(canonical, Path::new("x.jsonl"), 2, "12", &mut out).unwrap_err();
+        assert!(err.to_string().contains("does not follow 12"), "{err}");
+        let err = decode(&canonical[..60], Path::new("x.jsonl"), 7, "", &mut out).unwrap_err();
         assert!(
             err.to_string().starts_with("x.jsonl:7: not a dump record"),
             "{err}"
         );
+        assert_eq!(out.len(), 1, "failed lines add nothing");
+    }
+
+    #[test]
+    fn arrival_times_read_without_a_float_parse() {
+        assert_eq!(
+            epoch_seconds_to_millis(b"1700000000.006"),
+            Some(1_700_000_000_006)
+        );
+        assert_eq!(
+            epoch_seconds_to_millis(b"1700000000.5"),
+            Some(1_700_000_000_500)
+        );
+        assert_eq!(
+            epoch_seconds_to_millis(b"1700000000"),
+            Some(1_700_000_000_000)
+        );
+        // Other forms go the general way.
+        assert_eq!(epoch_seconds_to_millis(b"1.7e9"), None);
+        assert_eq!(epoch_seconds_to_millis(b"1700000000.0001"), None);
+        assert_eq!(epoch_seconds_to_millis(b"-1"), None);
+        assert_eq!(epoch_seconds_to_millis(b""), None);
     }
 }

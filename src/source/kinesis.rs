@@ -8,7 +8,7 @@
 
 use super::buffer::{FetchJob, ShardBuffers, fetch_loop, work_queue};
 use super::dump::{HashKeyRange, SequenceNumberRange, ShardInfo};
-use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
+use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment, normalize_decimal};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::{Credentials, Region};
@@ -323,24 +323,18 @@ fn fetch(
         }
     };
     s.backoff = Duration::ZERO;
-    let mut records = Vec::with_capacity(out.records.len());
+    let mut records: Vec<aws_sdk_kinesis::types::Record> = Vec::with_capacity(out.records.len());
     let mut end = BatchEnd::More;
     for r in out.records {
-        let sequence = SequenceNumber::parse(&r.sequence_number)
+        let sequence = normalize_decimal(&r.sequence_number)
             .map_err(|e| anyhow!("shard {shard_id}: sequence number: {e}"))?;
-        s.last = Some(sequence.clone());
-        if sequence < s.assignment.start {
+        s.last = Some(SequenceNumber::from_digits(sequence));
+        if s.assignment.start.cmp_digits(sequence).is_gt() {
             continue;
         }
-        let past_end = s.assignment.end != SequenceNumber::NoEnd && sequence >= s.assignment.end;
-        records.push(Record {
-            sequence,
-            arrival_millis: r
-                .approximate_arrival_timestamp
-                .map(|t| t.to_millis().unwrap_or(0))
-                .unwrap_or(0),
-            data: r.data.into_inner(),
-        });
+        let past_end = s.assignment.end != SequenceNumber::NoEnd
+            && s.assignment.end.cmp_digits(sequence).is_le();
+        records.push(r);
         if past_end {
             end = BatchEnd::Exhausted;
             break;
@@ -369,7 +363,7 @@ fn fetch(
 /// the end (an empty batch when there are no records).
 fn into_batches(
     shard: usize,
-    records: Vec<Record>,
+    records: Vec<aws_sdk_kinesis::types::Record>,
     end: BatchEnd,
     millis_behind: Option<i64>,
     batch: usize,
@@ -378,7 +372,16 @@ fn into_batches(
     let mut out = Vec::with_capacity(records.len().div_ceil(batch).max(1));
     let mut records = records.into_iter().peekable();
     loop {
-        let chunk: Vec<Record> = records.by_ref().take(batch).collect();
+        let mut chunk = Records::with_capacity(batch, 0);
+        for r in records.by_ref().take(batch) {
+            // Checked when the reply was read.
+            let sequence = normalize_decimal(&r.sequence_number).unwrap_or("0");
+            let arrival_millis = r
+                .approximate_arrival_timestamp
+                .map(|t| t.to_millis().unwrap_or(0))
+                .unwrap_or(0);
+            chunk.push(sequence, arrival_millis, r.data.as_ref());
+        }
         let last = records.peek().is_none();
         out.push(RecordBatch {
             shard,
@@ -395,7 +398,7 @@ fn into_batches(
 fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {
     RecordBatch {
         shard: s.index,
-        records: Vec::new(),
+        records: Records::default(),
         end,
         millis_behind: None,
     }

@@ -10,15 +10,119 @@ pub mod make_dump;
 pub mod record;
 pub mod replay;
 
-pub use crate::spec::sequence::SequenceNumber;
+pub use crate::spec::sequence::{SequenceNumber, normalize_decimal};
 
-/// One Kinesis record as GetRecords returns it.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub sequence: SequenceNumber,
+/// One Kinesis record as GetRecords returns it, borrowed from its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// The sequence number's decimal digits, without leading zeros.
+    pub sequence: &'a str,
     /// ApproximateArrivalTimestamp in epoch milliseconds.
     pub arrival_millis: i64,
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
+}
+
+/// The records of one batch, side by side: every record's sequence digits
+/// in one string, every record's data in one buffer. Three allocations per
+/// batch instead of two per record: the fetch threads allocate and the poll
+/// loop frees, and freeing another thread's blocks one record at a time
+/// cost about 6% of a replay (perf, 4-shard flights csv dump).
+#[derive(Debug, Default, Clone)]
+pub struct Records {
+    sequences: String,
+    data: Vec<u8>,
+    entries: Vec<RecordEntry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecordEntry {
+    sequence_end: usize,
+    data_end: usize,
+    arrival_millis: i64,
+}
+
+impl Records {
+    pub fn with_capacity(records: usize, data_bytes: usize) -> Records {
+        Records {
+            sequences: String::with_capacity(records * 56),
+            data: Vec::with_capacity(data_bytes),
+            entries: Vec::with_capacity(records),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> RecordRef<'_> {
+        let (sequence_start, data_start) = match i {
+            0 => (0, 0),
+            _ => {
+                let p = self.entries[i - 1];
+                (p.sequence_end, p.data_end)
+            }
+        };
+        let e = self.entries[i];
+        RecordRef {
+            sequence: &self.sequences[sequence_start..e.sequence_end],
+            arrival_millis: e.arrival_millis,
+            data: &self.data[data_start..e.data_end],
+        }
+    }
+
+    pub fn last(&self) -> Option<RecordRef<'_>> {
+        (!self.is_empty()).then(|| self.get(self.len() - 1))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Append a record. `sequence` must be normalized digits
+    /// (`SequenceNumber::parse` or `normalize_decimal` made them).
+    pub fn push(&mut self, sequence: &str, arrival_millis: i64, data: &[u8]) {
+        let _ = self.push_with(sequence, arrival_millis, |buf| {
+            buf.extend_from_slice(data);
+            Ok::<(), ()>(())
+        });
+    }
+
+    /// Append a record whose data `fill` appends to the data buffer
+    /// (decoding it in place); when `fill` fails nothing is added.
+    pub fn push_with<E>(
+        &mut self,
+        sequence: &str,
+        arrival_millis: i64,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let data_start = self.data.len();
+        if let Err(e) = fill(&mut self.data) {
+            self.data.truncate(data_start);
+            return Err(e);
+        }
+        self.sequences.push_str(sequence);
+        self.entries.push(RecordEntry {
+            sequence_end: self.sequences.len(),
+            data_end: self.data.len(),
+            arrival_millis,
+        });
+        Ok(())
+    }
+
+    /// Drop the last record.
+    pub fn pop(&mut self) {
+        self.entries.pop();
+        let (s, d) = self
+            .entries
+            .last()
+            .map_or((0, 0), |e| (e.sequence_end, e.data_end));
+        self.sequences.truncate(s);
+        self.data.truncate(d);
+    }
 }
 
 /// What a fetcher hands the poll loop: records of one shard, in order.
@@ -26,7 +130,7 @@ pub struct Record {
 pub struct RecordBatch {
     /// Position of the shard in the supplier's shard list.
     pub shard: usize,
-    pub records: Vec<Record>,
+    pub records: Records,
     pub end: BatchEnd,
     /// Kinesis's MillisBehindLatest for the shard after this batch (live only).
     pub millis_behind: Option<i64>,
@@ -103,14 +207,18 @@ pub enum Admit {
 }
 
 impl ShardAssignment {
-    pub fn admit(&self, seq: &SequenceNumber) -> Admit {
-        if seq < &self.start || (self.exclusive && seq == &self.start) {
-            return Admit::Skip;
+    /// `sequence`: a record's normalized digits.
+    pub fn admit(&self, sequence: &str) -> Admit {
+        use std::cmp::Ordering;
+        match self.start.cmp_digits(sequence) {
+            Ordering::Greater => return Admit::Skip,
+            Ordering::Equal if self.exclusive => return Admit::Skip,
+            _ => {}
         }
-        match seq.cmp(&self.end) {
-            std::cmp::Ordering::Less => Admit::Process,
-            std::cmp::Ordering::Equal => Admit::ProcessAndFinish,
-            std::cmp::Ordering::Greater => Admit::Finish,
+        match self.end.cmp_digits(sequence) {
+            Ordering::Greater => Admit::Process,
+            Ordering::Equal => Admit::ProcessAndFinish,
+            Ordering::Less => Admit::Finish,
         }
     }
 }
@@ -119,7 +227,11 @@ impl ShardAssignment {
 mod tests {
     use super::*;
 
-    fn seq(s: &str) -> SequenceNumber {
+    fn seq(s: &str) -> &str {
+        normalize_decimal(s).unwrap()
+    }
+
+    fn marker(s: &str) -> SequenceNumber {
         SequenceNumber::parse(s).unwrap()
     }
 
@@ -178,24 +290,50 @@ mod tests {
     fn admits_by_druid_rules() {
         let a = ShardAssignment {
             shard_id: "s".into(),
-            start: seq("10"),
+            start: marker("10"),
             exclusive: true,
-            end: seq("20"),
+            end: marker("20"),
         };
-        assert_eq!(a.admit(&seq("9")), Admit::Skip);
-        assert_eq!(a.admit(&seq("10")), Admit::Skip);
-        assert_eq!(a.admit(&seq("11")), Admit::Process);
-        assert_eq!(a.admit(&seq("20")), Admit::ProcessAndFinish);
-        assert_eq!(a.admit(&seq("21")), Admit::Finish);
+        assert_eq!(a.admit(seq("9")), Admit::Skip);
+        assert_eq!(a.admit(seq("10")), Admit::Skip);
+        assert_eq!(a.admit(seq("11")), Admit::Process);
+        assert_eq!(a.admit(seq("20")), Admit::ProcessAndFinish);
+        assert_eq!(a.admit(seq("21")), Admit::Finish);
         let inclusive = ShardAssignment {
             exclusive: false,
-            end: seq("NO_END_SEQUENCE_NUMBER"),
+            end: marker("NO_END_SEQUENCE_NUMBER"),
             ..a
         };
-        assert_eq!(inclusive.admit(&seq("10")), Admit::Process);
+        assert_eq!(inclusive.admit(seq("10")), Admit::Process);
         assert_eq!(
-            inclusive.admit(&seq("999999999999999999999999")),
+            inclusive.admit(seq("999999999999999999999999")),
             Admit::Process
         );
+        // Leading zeros do not matter; markers bound every number.
+        assert_eq!(inclusive.admit(seq("0011")), Admit::Process);
+        let unread = ShardAssignment {
+            start: marker("UNREAD_TRIM_HORIZON"),
+            exclusive: true,
+            end: marker("EOS"),
+            ..inclusive
+        };
+        assert_eq!(unread.admit(seq("0")), Admit::Process);
+    }
+
+    #[test]
+    fn records_share_their_buffers() {
+        let mut r = Records::with_capacity(2, 16);
+        r.push("12", 5, b"ab");
+        assert!(r.push_with("13", 6, |_| Err("bad")).is_err());
+        r.push("14", 7, b"");
+        r.push("15", 8, b"xyz");
+        r.pop();
+        assert_eq!(r.len(), 2);
+        let got: Vec<_> = r
+            .iter()
+            .map(|x| (x.sequence, x.arrival_millis, x.data))
+            .collect();
+        assert_eq!(got, vec![("12", 5, &b"ab"[..]), ("14", 7, &b""[..])]);
+        assert_eq!(r.last().unwrap().sequence, "14");
     }
 }

@@ -6,7 +6,7 @@
 
 use super::buffer::{FetchJob, ShardBuffers, delivery_shape, fetch_loop, work_queue};
 use super::dump::{Dump, ShardReader};
-use super::{BatchEnd, Record, RecordBatch, SequenceNumber, ShardAssignment};
+use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment};
 use anyhow::{Result, bail};
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
@@ -149,9 +149,16 @@ fn read_batch(
     closed: bool,
     batch: usize,
 ) -> Result<RecordBatch> {
-    let mut records: Vec<Record> = Vec::with_capacity(batch);
+    // Room for a batch of typical records (a larger one just grows).
+    let mut records = Records::with_capacity(batch, batch * 256);
+    let batch_of = |records, end| RecordBatch {
+        shard,
+        records,
+        end,
+        millis_behind: None,
+    };
     while records.len() < batch {
-        let Some(record) = reader.next_record()? else {
+        if !reader.next_record(&mut records)? {
             // A closed shard's end comes as a batch of its own, as
             // GetRecords gives it (and Druid's EOS record).
             let end = match (closed, records.is_empty()) {
@@ -159,31 +166,16 @@ fn read_batch(
                 (true, false) => BatchEnd::More,
                 (false, _) => BatchEnd::Exhausted,
             };
-            return Ok(RecordBatch {
-                shard,
-                records,
-                end,
-                millis_behind: None,
-            });
-        };
-        if record.sequence < a.start {
+            return Ok(batch_of(records, end));
+        }
+        let sequence = records.last().expect("just read").sequence;
+        if a.start.cmp_digits(sequence).is_gt() {
+            records.pop();
             continue;
         }
-        let past_end = record.sequence >= a.end && a.end != SequenceNumber::NoEnd;
-        records.push(record);
-        if past_end {
-            return Ok(RecordBatch {
-                shard,
-                records,
-                end: BatchEnd::Exhausted,
-                millis_behind: None,
-            });
+        if a.end != SequenceNumber::NoEnd && a.end.cmp_digits(sequence).is_le() {
+            return Ok(batch_of(records, BatchEnd::Exhausted));
         }
     }
-    Ok(RecordBatch {
-        shard,
-        records,
-        end: BatchEnd::More,
-        millis_behind: None,
-    })
+    Ok(batch_of(records, BatchEnd::More))
 }

@@ -198,6 +198,53 @@ fn floor_int(v: i64, step: i64) -> i64 {
     v.div_euclid(step) * step
 }
 
+/// `Granularity::bucket_start` with the granularity's shape worked out
+/// once: most granularities are a fixed step from an origin, and working
+/// that out per row was ~2% of a replay's instructions.
+#[derive(Debug, Clone)]
+pub enum Bucketer {
+    Fixed { step: i64, origin: i64 },
+    Other(Granularity),
+}
+
+impl Bucketer {
+    pub fn new(g: &Granularity) -> Bucketer {
+        match g {
+            Granularity::None => Bucketer::Fixed { step: 1, origin: 0 },
+            Granularity::Duration { millis, origin } => Bucketer::Fixed {
+                step: (*millis).max(1),
+                origin: *origin,
+            },
+            Granularity::Period { period, origin, .. } => match (origin, period.single_field()) {
+                (Some(origin), _) => Bucketer::Fixed {
+                    step: period.fixed_millis().unwrap_or(1).max(1),
+                    origin: *origin,
+                },
+                (None, Some((PeriodField::Years | PeriodField::Months, _))) => {
+                    Bucketer::Other(g.clone())
+                }
+                (None, Some((PeriodField::Weeks, n))) => Bucketer::Fixed {
+                    step: n * 7 * MS_PER_DAY,
+                    origin: FIRST_MONDAY_MS,
+                },
+                (None, _) => Bucketer::Fixed {
+                    step: period.fixed_millis().unwrap_or(1).max(1),
+                    origin: 0,
+                },
+            },
+            Granularity::All => Bucketer::Other(g.clone()),
+        }
+    }
+
+    #[inline]
+    pub fn start(&self, t: i64) -> i64 {
+        match self {
+            Bucketer::Fixed { step, origin } => floor_to(t, *step, *origin),
+            Bucketer::Other(g) => g.bucket_start(t),
+        }
+    }
+}
+
 fn floor_to(t: i64, step: i64, origin: i64) -> i64 {
     origin.wrapping_add(floor_int(t.wrapping_sub(origin), step))
 }
@@ -270,6 +317,43 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// The precomputed form floors every time as the granularity does.
+    #[test]
+    fn bucketer_agrees_with_the_granularity() {
+        let mut granularities: Vec<Granularity> = [
+            "NONE",
+            "SECOND",
+            "MINUTE",
+            "FIFTEEN_MINUTE",
+            "HOUR",
+            "SIX_HOUR",
+            "DAY",
+            "WEEK",
+            "MONTH",
+            "QUARTER",
+            "YEAR",
+            "ALL",
+        ]
+        .iter()
+        .map(|n| Granularity::named(n).unwrap())
+        .collect();
+        for j in [
+            json!({"type":"period","period":"PT2H"}),
+            json!({"type":"period","period":"P2W"}),
+            json!({"type":"period","period":"P3M"}),
+            json!({"type":"period","period":"PT1H","origin":"2013-01-01T00:30:00Z"}),
+            json!({"type":"duration","duration":7200000,"origin":"1970-01-01T00:17:00Z"}),
+        ] {
+            granularities.push(Granularity::from_json(&j).unwrap());
+        }
+        for g in &granularities {
+            let b = Bucketer::new(g);
+            for t in [-86_400_001, -1, 0, 1, 1_357_000_000_123, 1_700_000_000_000] {
+                assert_eq!(b.start(t), g.bucket_start(t), "{g:?} at {t}");
+            }
+        }
     }
 
     #[test]

@@ -47,6 +47,19 @@ impl SequenceNumber {
         }
     }
 
+    /// How this compares with a number given as normalized digits.
+    pub fn cmp_digits(&self, digits: &str) -> Ordering {
+        match self {
+            SequenceNumber::Number(n) => cmp_decimal(n, digits),
+            _ => self.rank().cmp(&0),
+        }
+    }
+
+    /// A number from digits already normalized (`normalize_decimal`).
+    pub fn from_digits(digits: &str) -> SequenceNumber {
+        SequenceNumber::Number(Arc::from(digits))
+    }
+
     fn rank(&self) -> i8 {
         match self {
             SequenceNumber::UnreadTrimHorizon | SequenceNumber::UnreadLatest => -1,

@@ -22,6 +22,7 @@ use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
+use crate::spec::sequence::cmp_decimal;
 use crate::spec::time::{format_interval, format_iso};
 use crate::spec::{
     AggregatorKind, DimensionType, LoadedTask, NumType, SequenceSpan, Task, load_task,
@@ -413,14 +414,17 @@ impl Runner<'_> {
                     batch
                         .records
                         .iter()
-                        .map(|r| entities_of(&r.data, deaggregate, comments))
+                        .map(|r| entities_of(r.data, deaggregate, comments))
                         .collect()
                 } else {
                     Vec::new()
                 };
             let mut rows = RowBuffer::new();
+            // The last record read in this batch; the shard's offset is
+            // moved once, after the batch.
+            let mut last_read: Option<&str> = None;
             for (record_index, record) in batch.records.iter().enumerate() {
-                let admit = state.assignment.admit(&record.sequence);
+                let admit = state.assignment.admit(record.sequence);
                 match admit {
                     Admit::Skip => continue,
                     Admit::Finish => {
@@ -429,15 +433,29 @@ impl Runner<'_> {
                     }
                     Admit::Process | Admit::ProcessAndFinish => {}
                 }
-                if let Some(last) = &state.last_read
-                    && &record.sequence <= last
-                {
+                let not_after = match last_read {
+                    Some(last) => cmp_decimal(record.sequence, last).is_le(),
+                    None => state
+                        .last_read
+                        .as_ref()
+                        .is_some_and(|last| last.cmp_digits(record.sequence).is_ge()),
+                };
+                if not_after {
                     bail!(
-                        "shard {}: record {} is not after the current offset {last}",
+                        "shard {}: record {} is not after the current offset {}",
                         state.assignment.shard_id,
-                        record.sequence
+                        record.sequence,
+                        last_read.map_or_else(
+                            || state
+                                .last_read
+                                .as_ref()
+                                .map(|l| l.to_string())
+                                .unwrap_or_default(),
+                            str::to_string
+                        )
                     );
                 }
+                last_read = Some(record.sequence);
                 self.records += 1;
                 state.records += 1;
                 state.first_record.get_or_insert(self.records);
@@ -446,18 +464,18 @@ impl Runner<'_> {
                 let shard_id = &state.assignment.shard_id;
                 let at = || format!("shard {shard_id}, sequence number {}", record.sequence);
                 // The entities of this record: itself, or its user records.
-                let entities: &[Vec<u8>] = match unpacked.get(record_index) {
-                    None | Some(Ok(None)) => std::slice::from_ref(&record.data),
-                    Some(Ok(Some(users))) => users,
+                let (whole, users): (Option<&[u8]>, &[Vec<u8>]) = match unpacked.get(record_index) {
+                    None | Some(Ok(None)) => (Some(record.data), &[]),
+                    Some(Ok(Some(users))) => (None, users),
                     Some(Err(e)) => {
                         let msg = format!("{}: {e}", at());
                         self.errors
                             .record(&mut self.stats, ErrorKind::Unparseable, msg)
                             .map_err(anyhow::Error::msg)?;
-                        &[]
+                        (None, &[])
                     }
                 };
-                for data in entities {
+                for data in whole.into_iter().chain(users.iter().map(Vec::as_slice)) {
                     if data.is_empty() {
                         self.stats.thrown_away += 1;
                     } else {
@@ -521,7 +539,6 @@ impl Runner<'_> {
                         }
                     }
                 }
-                state.last_read = Some(record.sequence.clone());
                 if index.row_count() >= max_rows_in_memory
                     || index.bytes_in_memory() >= max_bytes_in_memory
                 {
@@ -540,6 +557,9 @@ impl Runner<'_> {
                     state.finished = true;
                     break;
                 }
+            }
+            if let Some(last) = last_read {
+                state.last_read = Some(SequenceNumber::from_digits(last));
             }
             if !state.finished {
                 match batch.end {

@@ -62,12 +62,12 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
         // With deaggregate on, each user record of a KPL aggregate is its
         // own entry (all under the Kinesis record's sequence number).
         let mut items: Vec<(String, Result<Vec<u8>, String>)> = Vec::new();
-        for record in &batch.records {
+        for record in batch.records.iter() {
             let seq = record.sequence.to_string();
-            match super::entities_of(&record.data, task.io_config.deaggregate, parser.comments()) {
+            match super::entities_of(record.data, task.io_config.deaggregate, parser.comments()) {
                 Ok(Some(users)) => items.extend(users.into_iter().map(|u| (seq.clone(), Ok(u)))),
                 Err(e) => items.push((seq, Err(e))),
-                Ok(None) => items.push((seq, Ok(record.data.clone()))),
+                Ok(None) => items.push((seq, Ok(record.data.to_vec()))),
             }
         }
         for (sequence, data) in &items {
