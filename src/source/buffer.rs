@@ -7,7 +7,7 @@
 //! Shards can be added while reading (the children of a closed shard).
 //! Dropping it stops and joins the fetch threads.
 
-use super::{BatchEnd, RecordBatch, ShardAssignment};
+use super::{BatchEnd, RecordBatch, Records, ShardAssignment};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use std::collections::VecDeque;
@@ -34,6 +34,7 @@ pub struct ShardBuffers {
     starter: Option<ShardStarter>,
     /// Nanoseconds the fetch threads spent reading and decoding.
     read_nanos: Arc<AtomicU64>,
+    pool: RecordsPool,
 }
 
 impl ShardBuffers {
@@ -43,6 +44,7 @@ impl ShardBuffers {
         stop: Arc<AtomicBool>,
         read_nanos: Arc<AtomicU64>,
         starter: ShardStarter,
+        pool: RecordsPool,
     ) -> ShardBuffers {
         ShardBuffers {
             taken: receivers.iter().map(|_| VecDeque::new()).collect(),
@@ -52,6 +54,7 @@ impl ShardBuffers {
             stop,
             starter: Some(starter),
             read_nanos,
+            pool,
         }
     }
 
@@ -107,6 +110,46 @@ impl ShardBuffers {
 
     pub fn read_nanos(&self) -> u64 {
         self.read_nanos.load(Ordering::Relaxed)
+    }
+
+    /// Hand a polled batch's buffers back for the fetch threads to fill again.
+    pub fn recycle(&self, records: Records) {
+        self.pool.put(records);
+    }
+}
+
+/// Emptied record buffers on their way back to the fetch threads, so a
+/// replay refills buffers it already has instead of asking the allocator
+/// for fresh ones on one thread and freeing them on another. Measured on
+/// the 4-shard flights csv dump: kernel page zeroing fell from ~30% to ~4%
+/// of perf-record samples; plain task-clock runs differed by less than this
+/// VM's run-to-run noise.
+#[derive(Clone)]
+pub struct RecordsPool {
+    tx: Sender<Records>,
+    rx: Receiver<Records>,
+}
+
+impl RecordsPool {
+    /// At most `batches` buffers are kept; more are dropped.
+    pub fn new(batches: usize) -> RecordsPool {
+        let (tx, rx) = crossbeam_channel::bounded(batches.max(1));
+        RecordsPool { tx, rx }
+    }
+
+    /// An empty buffer: a recycled one, else a new one sized for `records`.
+    pub fn take(&self, records: usize, data_bytes: usize) -> Records {
+        match self.rx.try_recv() {
+            Ok(mut r) => {
+                r.clear();
+                r
+            }
+            Err(_) => Records::with_capacity(records, data_bytes),
+        }
+    }
+
+    pub fn put(&self, records: Records) {
+        let _ = self.tx.try_send(records);
     }
 }
 
@@ -307,6 +350,7 @@ mod tests {
             stop,
             Arc::new(AtomicU64::new(0)),
             starter,
+            RecordsPool::new(1),
         );
         assert_eq!(buffers.add_shard(assignment("b")).unwrap(), 1);
         let mut seen = [0, 0];
@@ -314,5 +358,19 @@ mod tests {
             seen[batch.unwrap().shard] += 1;
         }
         assert_eq!(seen, [6, 6]);
+    }
+
+    #[test]
+    fn recycled_buffers_come_back_empty_and_the_pool_is_bounded() {
+        let pool = RecordsPool::new(1);
+        let mut r = pool.take(4, 64);
+        r.push("1", 0, b"abc");
+        let room = r.data_capacity();
+        pool.put(r);
+        pool.put(Records::default()); // over the bound: dropped
+        let again = pool.take(4, 64);
+        assert!(again.is_empty());
+        assert_eq!(again.data_capacity(), room);
+        assert_eq!(pool.take(4, 0).data_capacity(), 0, "a fresh one");
     }
 }

@@ -6,7 +6,7 @@
 //! (the SDK's own retries are off, so these are ours); an expired iterator
 //! is replaced by one after the last sequence number read.
 
-use super::buffer::{FetchJob, ShardBuffers, fetch_loop, work_queue};
+use super::buffer::{FetchJob, RecordsPool, ShardBuffers, fetch_loop, work_queue};
 use super::dump::{HashKeyRange, SequenceNumberRange, ShardInfo};
 use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment, normalize_decimal};
 use anyhow::{Context, Result, anyhow, bail};
@@ -149,6 +149,8 @@ impl KinesisSupplier {
         // A delivery is one GetRecords call's records, cut into batches.
         let per_call = config.records_per_fetch.max(1) as usize;
         let capacity = (opts.buffer_records / per_call / assignments.len().max(1)).max(1);
+        let pool =
+            RecordsPool::new((capacity + 1) * per_call.div_ceil(batch) * assignments.len().max(1));
         let new_job = move |index: usize, assignment: ShardAssignment| {
             let (tx, rx) = bounded(capacity);
             let job = FetchJob::new(
@@ -183,6 +185,7 @@ impl KinesisSupplier {
             let read_nanos = read_nanos.clone();
             let config = config.clone();
             let work = work_rx.clone();
+            let pool = pool.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("kinesis-fetch-{t}"))
@@ -200,7 +203,7 @@ impl KinesisSupplier {
                         };
                         fetch_loop(shards, work, &stop, |s| {
                             let started = Instant::now();
-                            let step = fetch(&conn, &config, s, batch);
+                            let step = fetch(&conn, &config, &pool, s, batch);
                             read_nanos
                                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                             step.transpose()
@@ -217,7 +220,7 @@ impl KinesisSupplier {
             Ok(rx)
         });
         Ok(ShardBuffers::new(
-            receivers, threads, stop, read_nanos, starter,
+            receivers, threads, stop, read_nanos, starter, pool,
         ))
     }
 }
@@ -252,6 +255,7 @@ fn back_off(s: &mut ShardFetch, config: &KinesisConfig, why: &str) {
 fn fetch(
     conn: &KinesisConnection,
     config: &KinesisConfig,
+    pool: &RecordsPool,
     s: &mut ShardFetch,
     batch: usize,
 ) -> Result<Option<Vec<RecordBatch>>> {
@@ -351,6 +355,7 @@ fn fetch(
         std::thread::sleep(config.fetch_delay);
     }
     Ok(Some(into_batches(
+        pool,
         s.index,
         records,
         end,
@@ -362,6 +367,7 @@ fn fetch(
 /// Records in order cut into batches of at most `batch`; the last carries
 /// the end (an empty batch when there are no records).
 fn into_batches(
+    pool: &RecordsPool,
     shard: usize,
     records: Vec<aws_sdk_kinesis::types::Record>,
     end: BatchEnd,
@@ -372,7 +378,7 @@ fn into_batches(
     let mut out = Vec::with_capacity(records.len().div_ceil(batch).max(1));
     let mut records = records.into_iter().peekable();
     loop {
-        let mut chunk = Records::with_capacity(batch, 0);
+        let mut chunk = pool.take(batch, 0);
         for r in records.by_ref().take(batch) {
             // Checked when the reply was read.
             let sequence = normalize_decimal(&r.sequence_number).unwrap_or("0");

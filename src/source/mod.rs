@@ -113,6 +113,18 @@ impl Records {
         Ok(())
     }
 
+    /// Bytes of data the buffer holds room for.
+    pub fn data_capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Forget every record, keeping the buffers' room.
+    pub fn clear(&mut self) {
+        self.sequences.clear();
+        self.data.clear();
+        self.entries.clear();
+    }
+
     /// Drop the last record.
     pub fn pop(&mut self) {
         self.entries.pop();

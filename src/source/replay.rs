@@ -4,9 +4,9 @@
 //! ingests records in the same order every time (byte-identical segments
 //! even where floating-point sums depend on order).
 
-use super::buffer::{FetchJob, ShardBuffers, delivery_shape, fetch_loop, work_queue};
+use super::buffer::{FetchJob, RecordsPool, ShardBuffers, delivery_shape, fetch_loop, work_queue};
 use super::dump::{Dump, ShardReader};
-use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment};
+use super::{BatchEnd, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Result, bail};
 use crossbeam_channel::bounded;
 use std::collections::BTreeMap;
@@ -51,6 +51,8 @@ impl ReplaySupplier {
         let batch = opts.batch_records.max(1);
         let (per_delivery, capacity) =
             delivery_shape(opts.buffer_records, batch, assignments.len());
+        // As many buffers as the channels hold, and a delivery in hand per shard.
+        let pool = RecordsPool::new((capacity + 1) * per_delivery * assignments.len().max(1));
         let new_job = move |index: usize, assignment: ShardAssignment| {
             let Some((file, closed)) = files.get(&assignment.shard_id) else {
                 bail!(
@@ -94,6 +96,7 @@ impl ReplaySupplier {
             let stop = stop.clone();
             let read_nanos = read_nanos.clone();
             let work = work_rx.clone();
+            let pool = pool.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fetch-{t}"))
@@ -103,6 +106,7 @@ impl ReplaySupplier {
                             let mut batches = Vec::with_capacity(per_delivery);
                             let step = loop {
                                 match read_batch(
+                                    &pool,
                                     shard.index,
                                     &shard.assignment,
                                     &mut shard.reader,
@@ -135,7 +139,7 @@ impl ReplaySupplier {
             Ok(rx)
         });
         Ok(ShardBuffers::new(
-            receivers, threads, stop, read_nanos, starter,
+            receivers, threads, stop, read_nanos, starter, pool,
         ))
     }
 }
@@ -143,6 +147,7 @@ impl ReplaySupplier {
 /// Read up to `batch` records of one shard, seeking past those before the start
 /// and stopping after the first record at or beyond the end.
 fn read_batch(
+    pool: &RecordsPool,
     shard: usize,
     a: &ShardAssignment,
     reader: &mut ShardReader,
@@ -150,7 +155,7 @@ fn read_batch(
     batch: usize,
 ) -> Result<RecordBatch> {
     // Room for a batch of typical records (a larger one just grows).
-    let mut records = Records::with_capacity(batch, batch * 256);
+    let mut records = pool.take(batch, batch * 256);
     let batch_of = |records, end| RecordBatch {
         shard,
         records,

@@ -607,6 +607,7 @@ impl Runner<'_> {
                 );
                 self.start_ready_children(dump, &mut list_conn, &mut shards, &mut supplier)?;
             }
+            supplier.recycle(batch.records);
             if let Some(t0) = batch_started {
                 self.stages.index += t0
                     .elapsed()
