@@ -603,3 +603,52 @@ pub fn zip_segment(files: &SegmentFileSet) -> Result<(Vec<u8>, u64)> {
 
 /// Entries smaller than this are stored, not deflated.
 const STORE_BELOW_BYTES: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small entries are stored and large ones deflated, and every local
+    /// header carries its sizes (no data descriptor, general-purpose bit 3
+    /// clear), which a streaming reader such as Java's ZipInputStream needs
+    /// to read a stored entry.
+    #[test]
+    fn local_headers_carry_sizes_and_small_entries_are_stored() {
+        let big: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        let files: SegmentFileSet = vec![
+            ("version.bin".into(), vec![0, 0, 0, 9]),
+            ("00000.smoosh".into(), big.clone()),
+        ];
+        let (zip, size) = zip_segment(&files).unwrap();
+        assert_eq!(size, 4 + big.len() as u64);
+        let mut methods = Vec::new();
+        let mut at = 0;
+        while zip[at..].starts_with(&[0x50, 0x4b, 0x03, 0x04]) {
+            let u16_at = |o: usize| u16::from_le_bytes([zip[at + o], zip[at + o + 1]]);
+            let u32_at = |o: usize| u32::from_le_bytes(zip[at + o..at + o + 4].try_into().unwrap());
+            assert_eq!(u16_at(6) & 0x08, 0, "no data descriptor");
+            let (compressed, uncompressed) = (u32_at(18) as usize, u32_at(22) as usize);
+            assert!(uncompressed > 0 && compressed > 0);
+            let name_len = u16_at(26) as usize;
+            let extra_len = u16_at(28) as usize;
+            let name = String::from_utf8(zip[at + 30..at + 30 + name_len].to_vec()).unwrap();
+            methods.push((name, u16_at(8), uncompressed));
+            at += 30 + name_len + extra_len + compressed;
+        }
+        assert_eq!(
+            methods,
+            vec![
+                ("00000.smoosh".to_string(), 8, big.len()),
+                ("version.bin".to_string(), 0, 4)
+            ]
+        );
+        // And the archive reads back.
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut archive.by_name("00000.smoosh").unwrap(), &mut back)
+            .unwrap();
+        assert_eq!(back, big);
+    }
+}
