@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A kinesalite process on a free loopback port, killed on drop.
@@ -184,10 +184,7 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
     .unwrap();
     assert_eq!(counts.len(), 4);
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
-    let replayed = fresh_dir("live-4-replayed");
-    let task2 = replayed.join("live.json");
-    std::fs::copy(&task, &task2).unwrap();
-    let s2 = run_task(&task2, &dump, &replayed);
+    let (replayed, s2) = replay_recording(&task, &dump, "live-4-replayed");
     assert_eq!(s2.error, None);
     let live_zips = zips_by_interval(&base, "flights");
     let days: std::collections::BTreeSet<i64> = naive_groups(Some(rows))
@@ -669,10 +666,7 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     let counts = recording.join().unwrap().unwrap();
     assert_eq!(counts.len(), 7);
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
-    let replayed = fresh_dir("live-reshard-replayed");
-    let task2 = replayed.join("reshard.json");
-    std::fs::copy(&task, &task2).unwrap();
-    let s2 = run_task(&task2, &dump, &replayed);
+    let (replayed, s2) = replay_recording(&task, &dump, "live-reshard-replayed");
     assert_eq!(s2.error, None);
     assert_eq!(s2.stats.processed, rows as u64);
     assert_eq!(
@@ -715,4 +709,18 @@ fn a_start_before_the_earliest_record_fails_or_resets() {
         groups_from_segments(&published_segments(&base, "flights")),
         naive_groups(Some(rows))
     );
+}
+
+/// Run a copy of `task` on a recorded dump in a fresh base dir of its own
+/// (its own metadata store, so nothing counts as published already).
+fn replay_recording(
+    task: &Path,
+    dump: &Path,
+    name: &str,
+) -> (PathBuf, kinesis_peon::task::RunSummary) {
+    let base = fresh_dir(name);
+    let copy = base.join(task.file_name().expect("task file"));
+    std::fs::copy(task, &copy).unwrap();
+    let summary = run_task(&copy, dump, &base);
+    (base, summary)
 }
