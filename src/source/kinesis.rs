@@ -327,7 +327,9 @@ fn fetch(
         }
     };
     s.backoff = Duration::ZERO;
-    let mut records: Vec<aws_sdk_kinesis::types::Record> = Vec::with_capacity(out.records.len());
+    // The reply's records, cut into batches of at most `batch` as they are read.
+    let batch = batch.max(1);
+    let mut chunks: Vec<Records> = Vec::new();
     let mut end = BatchEnd::More;
     for r in out.records {
         let sequence = normalize_decimal(&r.sequence_number)
@@ -336,10 +338,18 @@ fn fetch(
         if s.assignment.start.cmp_digits(sequence).is_gt() {
             continue;
         }
-        let past_end = s.assignment.end != SequenceNumber::NoEnd
-            && s.assignment.end.cmp_digits(sequence).is_le();
-        records.push(r);
-        if past_end {
+        if chunks.last().is_none_or(|c| c.len() >= batch) {
+            chunks.push(pool.take(batch, 0));
+        }
+        let arrival_millis = r
+            .approximate_arrival_timestamp
+            .map(|t| t.to_millis().unwrap_or(0))
+            .unwrap_or(0);
+        let chunk = chunks.last_mut().expect("just ensured");
+        chunk.push(sequence, arrival_millis, r.data.as_ref());
+        if s.assignment.end != SequenceNumber::NoEnd
+            && s.assignment.end.cmp_digits(sequence).is_le()
+        {
             end = BatchEnd::Exhausted;
             break;
         }
@@ -348,57 +358,29 @@ fn fetch(
     if end == BatchEnd::More && s.iterator.is_none() {
         end = BatchEnd::EndOfShard;
     }
-    if records.is_empty() && end == BatchEnd::More {
+    if chunks.is_empty() && end == BatchEnd::More {
         // Caught up: wait before asking again, as Kinesis asks of readers.
         std::thread::sleep(config.fetch_delay.max(IDLE_WAIT));
     } else if !config.fetch_delay.is_zero() {
         std::thread::sleep(config.fetch_delay);
     }
-    Ok(Some(into_batches(
-        pool,
-        s.index,
-        records,
-        end,
-        out.millis_behind_latest,
-        batch,
-    )))
-}
-
-/// Records in order cut into batches of at most `batch`; the last carries
-/// the end (an empty batch when there are no records).
-fn into_batches(
-    pool: &RecordsPool,
-    shard: usize,
-    records: Vec<aws_sdk_kinesis::types::Record>,
-    end: BatchEnd,
-    millis_behind: Option<i64>,
-    batch: usize,
-) -> Vec<RecordBatch> {
-    let batch = batch.max(1);
-    let mut out = Vec::with_capacity(records.len().div_ceil(batch).max(1));
-    let mut records = records.into_iter().peekable();
-    loop {
-        let mut chunk = pool.take(batch, 0);
-        for r in records.by_ref().take(batch) {
-            // Checked when the reply was read.
-            let sequence = normalize_decimal(&r.sequence_number).unwrap_or("0");
-            let arrival_millis = r
-                .approximate_arrival_timestamp
-                .map(|t| t.to_millis().unwrap_or(0))
-                .unwrap_or(0);
-            chunk.push(sequence, arrival_millis, r.data.as_ref());
-        }
-        let last = records.peek().is_none();
-        out.push(RecordBatch {
-            shard,
-            records: chunk,
-            end: if last { end } else { BatchEnd::More },
-            millis_behind,
-        });
-        if last {
-            return out;
-        }
+    // The last batch carries the end (an empty one when there are no records).
+    if chunks.is_empty() {
+        chunks.push(Records::default());
     }
+    let count = chunks.len();
+    Ok(Some(
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, records)| RecordBatch {
+                shard: s.index,
+                records,
+                end: if i + 1 == count { end } else { BatchEnd::More },
+                millis_behind: out.millis_behind_latest,
+            })
+            .collect(),
+    ))
 }
 
 fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {
