@@ -441,18 +441,17 @@ impl Runner<'_> {
                         .is_some_and(|last| last.cmp_digits(record.sequence).is_ge()),
                 };
                 if not_after {
+                    let offset = match last_read {
+                        Some(last) => last.to_string(),
+                        None => state
+                            .last_read
+                            .as_ref()
+                            .map_or(String::new(), |l| l.to_string()),
+                    };
                     bail!(
-                        "shard {}: record {} is not after the current offset {}",
+                        "shard {}: record {} is not after the current offset {offset}",
                         state.assignment.shard_id,
                         record.sequence,
-                        last_read.map_or_else(
-                            || state
-                                .last_read
-                                .as_ref()
-                                .map(|l| l.to_string())
-                                .unwrap_or_default(),
-                            str::to_string
-                        )
                     );
                 }
                 last_read = Some(record.sequence);
