@@ -145,11 +145,7 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
     let rows = 50_000;
     let last = put_flights(&server, "flights", 4, rows);
     let base = fresh_dir("live-4");
-    let task = flights_task(&base, "live", 4, "live", &[]);
-    edit_task(&task, |t| {
-        t["ioConfig"]["endpoint"] = server.url().into();
-        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
-    });
+    let task = task_ending_at(&base, "live", 4, &[], &server.url(), &last);
     let s = run_live(&task, &base);
     assert_eq!(s.error, None);
     assert_eq!(s.stats.processed, rows as u64);
@@ -384,10 +380,9 @@ fn throttling_and_expired_iterators_are_retried_to_exact_totals() {
     let last = put_flights(&server, "flights", 2, rows);
     let relay = FaultRelay::start(server.port);
     let base = fresh_dir("live-faults");
-    let task = flights_task(&base, "faults", 2, "faults", &[]);
+    let endpoint = format!("http://127.0.0.1:{}", relay.port);
+    let task = task_ending_at(&base, "faults", 2, &[], &endpoint, &last);
     edit_task(&task, |t| {
-        t["ioConfig"]["endpoint"] = format!("http://127.0.0.1:{}", relay.port).into();
-        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
         // Small fetches: many calls, so many faults.
         t["ioConfig"]["recordsPerFetch"] = 1000.into();
     });
@@ -685,11 +680,7 @@ fn a_start_before_the_earliest_record_fails_or_resets() {
     let rows = 2_000;
     let last = put_flights(&server, "flights", 2, rows);
     let base = fresh_dir("live-trimmed");
-    let task = flights_task(&base, "trimmed", 2, "trimmed", &[("100", false)]);
-    edit_task(&task, |t| {
-        t["ioConfig"]["endpoint"] = server.url().into();
-        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
-    });
+    let task = task_ending_at(&base, "trimmed", 2, &[("100", false)], &server.url(), &last);
     let failed = run_live(&task, &base);
     let error = failed.error.unwrap_or_default();
     assert!(
@@ -723,4 +714,22 @@ fn replay_recording(
     std::fs::copy(task, &copy).unwrap();
     let summary = run_task(&copy, dump, &base);
     (base, summary)
+}
+
+/// A flights task in `base` (named and sequenced `name`) reading the
+/// stream at `endpoint` up to the explicit end sequence numbers `last`.
+fn task_ending_at(
+    base: &Path,
+    name: &str,
+    shards: usize,
+    start: &[(&str, bool)],
+    endpoint: &str,
+    last: &serde_json::Value,
+) -> PathBuf {
+    let task = flights_task(base, name, shards, name, start);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = endpoint.into();
+        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
+    });
+    task
 }

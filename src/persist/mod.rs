@@ -346,16 +346,10 @@ fn row_order(
         }
     };
     let bits = |n: u64| 64 - n.leading_zeros();
-    let min_time = rows
+    let (min_time, max_time) = rows
         .iter()
         .map(|&r| index.times[r as usize])
-        .min()
-        .unwrap_or(0);
-    let max_time = rows
-        .iter()
-        .map(|&r| index.times[r as usize])
-        .max()
-        .unwrap_or(0);
+        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let time_bits = bits(max_time.abs_diff(min_time));
     let dim_bits: Vec<u32> = (0..width)
         .map(|d| match &key_ranks[d] {

@@ -2,7 +2,7 @@
 //! `<ShardId>.jsonl[.gz|.zst]` per shard, one GetRecords-shaped record a line.
 
 use super::{Records, normalize_decimal};
-use crate::spec::sequence::cmp_decimal;
+use crate::spec::sequence::{cmp_decimal, trim_leading_zeros};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -277,12 +277,7 @@ fn decode(text: &[u8], path: &Path, line_no: u64, last: &str, out: &mut Records)
     if let Some(line) = canonical_line(text) {
         let sequence = trim_leading_zeros(line.sequence_number);
         check_order(sequence, last, &at)?;
-        // SIMD decoding, straight into the batch's buffer: this is most of
-        // a fetch thread's work per record.
-        let decoded = out.push_with(sequence, line.arrival_millis, |buf| {
-            base64_simd::STANDARD.decode_append(line.data, buf)
-        });
-        if decoded.is_ok() {
+        if push_decoded(out, sequence, line.arrival_millis, line.data).is_ok() {
             return Ok(());
         }
         // Escapes (`\/` is valid JSON) or bad base64: the general way
@@ -296,14 +291,24 @@ fn decode(text: &[u8], path: &Path, line_no: u64, last: &str, out: &mut Records)
     let sequence = normalize_decimal(&general.sequence_number)
         .map_err(|e| anyhow!("{}: SequenceNumber: {e}", at()))?;
     check_order(sequence, last, &at)?;
-    out.push_with(sequence, arrival_millis, |buf| {
-        base64_simd::STANDARD.decode_append(general.data.as_bytes(), buf)
-    })
-    .map_err(|e| {
+    push_decoded(out, sequence, arrival_millis, general.data.as_bytes()).map_err(|e| {
         anyhow!(
             "{}: Data is not base64 (sequence number {sequence}): {e}",
             at()
         )
+    })
+}
+
+/// Add a record whose Data is base64, decoded (SIMD) straight into the
+/// batch's buffer: this is most of a fetch thread's work per record.
+fn push_decoded(
+    out: &mut Records,
+    sequence: &str,
+    arrival_millis: i64,
+    base64: &[u8],
+) -> Result<(), base64_simd::Error> {
+    out.push_with(sequence, arrival_millis, |buf| {
+        base64_simd::STANDARD.decode_append(base64, buf)
     })
 }
 
@@ -368,12 +373,6 @@ fn epoch_seconds_to_millis(text: &[u8]) -> Option<i64> {
         return None;
     }
     Some(millis * 10i64.pow(3 - fraction_digits))
-}
-
-/// Leading zeros off a string of digits ("0" stays).
-fn trim_leading_zeros(digits: &str) -> &str {
-    let trimmed = digits.trim_start_matches('0');
-    if trimmed.is_empty() { "0" } else { trimmed }
 }
 
 /// The fields of a dump line that a record needs, borrowed.

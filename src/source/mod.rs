@@ -34,6 +34,9 @@ pub struct Records {
     entries: Vec<RecordEntry>,
 }
 
+/// Digits in a Kinesis sequence number as Kinesis writes them today.
+const SEQUENCE_DIGITS: usize = 56;
+
 #[derive(Debug, Clone, Copy)]
 struct RecordEntry {
     sequence_end: usize,
@@ -44,7 +47,7 @@ struct RecordEntry {
 impl Records {
     pub fn with_capacity(records: usize, data_bytes: usize) -> Records {
         Records {
-            sequences: String::with_capacity(records * 56),
+            sequences: String::with_capacity(records * SEQUENCE_DIGITS),
             data: Vec::with_capacity(data_bytes),
             entries: Vec::with_capacity(records),
         }

@@ -69,13 +69,18 @@ impl SequenceNumber {
     }
 }
 
-/// Strip leading zeros from a string of ASCII digits.
+/// Check a string of ASCII digits and strip its leading zeros.
 pub fn normalize_decimal(text: &str) -> Result<&str, String> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("not a sequence number: {text:?}"));
     }
-    let trimmed = text.trim_start_matches('0');
-    Ok(if trimmed.is_empty() { "0" } else { trimmed })
+    Ok(trim_leading_zeros(text))
+}
+
+/// Leading zeros off digits already checked ("0" stays).
+pub fn trim_leading_zeros(digits: &str) -> &str {
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() { "0" } else { trimmed }
 }
 
 /// Compare two normalized decimals as unsigned integers.
