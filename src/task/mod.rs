@@ -16,7 +16,7 @@ use crate::persist::merge::{MemoryInput, MergeInput, MergePlan, SpillInput, merg
 use crate::persist::{PersistResult, Persister, sink_to_segment};
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
 use crate::segment::SegmentData;
-use crate::segment::writer::{build_segment, zip_segment};
+use crate::segment::writer::{SegmentZipper, build_segment};
 use crate::source::dump::Dump;
 use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
@@ -843,6 +843,7 @@ impl Runner<'_> {
 
         let mut pushed: Vec<PublishedSegment> = Vec::new();
         let mut allocator = store.allocator()?;
+        let mut zipper = SegmentZipper::default();
         let result = (|| -> Result<()> {
             for (&interval, (spills, sink)) in &intervals {
                 let t0 = Instant::now();
@@ -850,7 +851,7 @@ impl Runner<'_> {
                 let mut built: Vec<(Vec<u8>, u64, Vec<String>, usize)> = Vec::new();
                 let mut build = |data: SegmentData| -> Result<()> {
                     let files = build_segment(&data, &r.index_spec)?;
-                    let (zip, size) = zip_segment(&files)?;
+                    let (zip, size) = zipper.zip(&files)?;
                     let dims = data.dimensions.iter().map(|d| d.name.clone()).collect();
                     built.push((zip, size, dims, data.num_rows()));
                     Ok(())
