@@ -136,8 +136,10 @@ impl Layout {
                         let i = base + delimiters.trailing_zeros() as usize;
                         delimiters &= delimiters - 1;
                         if let Some(Some(slot)) = slots.get(cell) {
-                            row[*slot] =
-                                cell_value(list_delimiter, Cow::Borrowed(&line[cell_start..i]));
+                            row[*slot].set(cell_value(
+                                list_delimiter,
+                                Cow::Borrowed(&line[cell_start..i]),
+                            ));
                         }
                         cell += 1;
                         cell_start = i + 1;
@@ -156,14 +158,17 @@ impl Layout {
                     row.fill(Value::Null);
                     for (i, cell) in split_csv(line)?.into_iter().enumerate() {
                         if let Some(Some(slot)) = slots.get(i) {
-                            row[*slot] = cell_value(list_delimiter, cell);
+                            row[*slot].set(cell_value(list_delimiter, cell));
                         }
                     }
                 } else if scanned == line.len()
                     && let Some(Some(slot)) = slots.get(cell)
                 {
                     // The line's last cell.
-                    row[*slot] = cell_value(list_delimiter, Cow::Borrowed(&line[cell_start..]));
+                    row[*slot].set(cell_value(
+                        list_delimiter,
+                        Cow::Borrowed(&line[cell_start..]),
+                    ));
                 }
             }
         } else {
@@ -177,7 +182,7 @@ impl Layout {
                 let row = rows.next_row(width);
                 for (i, cell) in line.split(self.delimiter.as_str()).enumerate() {
                     if let Some(Some(slot)) = slots.get(i) {
-                        row[*slot] = cell_value(list_delimiter, Cow::Borrowed(cell));
+                        row[*slot].set(cell_value(list_delimiter, Cow::Borrowed(cell)));
                     }
                 }
             }

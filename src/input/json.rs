@@ -96,7 +96,7 @@ pub fn parse_flattened<'a>(
             if slot >= row.len() {
                 row.resize(slot + 1, Value::Null);
             }
-            row[slot] = v;
+            row[slot].set(v);
         }
     }
     Ok(())

@@ -144,7 +144,7 @@ pub fn open_maybe_compressed(path: &Path) -> Result<Box<dyn Read + Send>> {
 
 /// How much of a mapped shard file is read before its pages are released
 /// (a power of two, a multiple of the page size).
-const RELEASE_BYTES: usize = 8 << 20;
+const RELEASE_BYTES: usize = 4 << 20;
 
 /// Reads one shard file record by record, checking order as it goes.
 pub struct ShardReader {
@@ -341,7 +341,7 @@ fn check_order(sequence: &str, last: &str, at: &dyn Fn() -> String) -> Result<()
 fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
     let rest = text.strip_prefix(br#"{"SequenceNumber":""#)?;
     let q = memchr::memchr(b'"', rest)?;
-    if q == 0 || !rest[..q].iter().all(u8::is_ascii_digit) {
+    if q == 0 || !all_ascii_digits(&rest[..q]) {
         return None;
     }
     // Only ASCII digits: always UTF-8.
@@ -370,21 +370,45 @@ fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
 /// milliseconds, without a float parse; any other form returns None (and
 /// the line takes the general path).
 fn epoch_seconds_to_millis(text: &[u8]) -> Option<i64> {
-    let (mut millis, mut fraction_digits, mut dot) = (0i64, 0u32, false);
-    for &b in text {
-        match b {
-            b'0'..=b'9' => {
-                millis = millis.checked_mul(10)? + i64::from(b - b'0');
-                fraction_digits += u32::from(dot);
-            }
-            b'.' if !dot => dot = true,
-            _ => return None,
-        }
-    }
-    if matches!(text.first(), None | Some(b'.')) || fraction_digits > 3 || text.len() > 17 {
+    // At most 17 characters, so the digits fit an i64 unchecked.
+    if text.len() > 17 || matches!(text.first(), None | Some(b'.')) {
         return None;
     }
-    Some(millis * 10i64.pow(3 - fraction_digits))
+    let mut millis = 0i64;
+    // Digits after the dot, once one is seen.
+    let mut fraction: Option<u32> = None;
+    for &b in text {
+        let digit = b.wrapping_sub(b'0');
+        if digit <= 9 {
+            millis = millis * 10 + i64::from(digit);
+            if let Some(f) = &mut fraction {
+                *f += 1;
+            }
+        } else if b == b'.' && fraction.is_none() {
+            fraction = Some(0);
+        } else {
+            return None;
+        }
+    }
+    let fraction = fraction.unwrap_or(0);
+    if fraction > 3 {
+        return None;
+    }
+    millis.checked_mul(10i64.pow(3 - fraction))
+}
+
+/// Whether every byte is an ASCII digit, eight at a time: a byte is a
+/// digit when its high nibble is 3 and adding 6 keeps it there.
+fn all_ascii_digits(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    let mut words = bytes.chunks_exact(8);
+    let words_ok = words.by_ref().all(|w| {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        x & HIGH == THREES && (x + SIXES) & HIGH == THREES
+    });
+    words_ok && words.remainder().iter().all(u8::is_ascii_digit)
 }
 
 /// The fields of a dump line that a record needs, borrowed.
@@ -444,6 +468,21 @@ mod tests {
     }
 
     #[test]
+    fn digits_are_checked_eight_at_a_time_and_in_the_tail() {
+        let digits = b"49590000000000000000000000000000000000000000000000000001";
+        assert!(all_ascii_digits(digits));
+        assert!(all_ascii_digits(b""));
+        // Every position, with each neighbour of '0'..'9' and a high byte.
+        for at in 0..digits.len() {
+            for bad in [b'/', b':', b'0' + 0x80, b' ', 0x36 + 0x10] {
+                let mut line = digits.to_vec();
+                line[at] = bad;
+                assert!(!all_ascii_digits(&line), "{at} {bad}");
+            }
+        }
+    }
+
+    #[test]
     fn arrival_times_read_without_a_float_parse() {
         assert_eq!(
             epoch_seconds_to_millis(b"1700000000.006"),
@@ -462,5 +501,9 @@ mod tests {
         assert_eq!(epoch_seconds_to_millis(b"1700000000.0001"), None);
         assert_eq!(epoch_seconds_to_millis(b"-1"), None);
         assert_eq!(epoch_seconds_to_millis(b""), None);
+        assert_eq!(epoch_seconds_to_millis(b"."), None);
+        assert_eq!(epoch_seconds_to_millis(b"1.2.3"), None);
+        assert_eq!(epoch_seconds_to_millis(b"17."), Some(17_000));
+        assert_eq!(epoch_seconds_to_millis(b"99999999999999999"), None);
     }
 }
