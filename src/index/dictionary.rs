@@ -7,6 +7,10 @@ use std::hash::BuildHasher;
 
 pub struct Dictionary {
     values: Vec<Box<str>>,
+    /// Values of up to seven bytes, by their bytes and length packed in a
+    /// u64: found with one integer compare, no string hash or memcmp.
+    short: HashTable<(u64, u32)>,
+    /// Longer values.
     table: HashTable<u32>,
     hasher: foldhash::fast::FixedState,
     number_text: String,
@@ -24,6 +28,7 @@ impl Dictionary {
         Dictionary {
             // Slot 0 stands for null and is never looked up.
             values: vec!["".into()],
+            short: HashTable::new(),
             table: HashTable::new(),
             hasher: foldhash::fast::FixedState::with_seed(0xd1c7),
             number_text: String::new(),
@@ -55,17 +60,33 @@ impl Dictionary {
     }
 
     pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(key) = short_key(s) {
+            let hash = short_hash(key);
+            if let Some(&(_, id)) = self.short.find(hash, |&(k, _)| k == key) {
+                return id;
+            }
+            let id = self.push(s);
+            self.short
+                .insert_unique(hash, (key, id), |&(k, _)| short_hash(k));
+            return id;
+        }
         let hash = self.hasher.hash_one(s);
         let values = &self.values;
         if let Some(&id) = self.table.find(hash, |&id| &*values[id as usize] == s) {
             return id;
         }
-        let id = self.values.len() as u32;
-        self.values.push(s.into());
-        self.bytes += s.len() + 16 + 8;
+        let id = self.push(s);
         let (values, hasher) = (&self.values, &self.hasher);
         self.table
             .insert_unique(hash, id, |&id| hasher.hash_one(&*values[id as usize]));
+        id
+    }
+
+    /// Add a new value; its id.
+    fn push(&mut self, s: &str) -> u32 {
+        let id = self.values.len() as u32;
+        self.values.push(s.into());
+        self.bytes += s.len() + 16 + 8;
         id
     }
 
@@ -92,6 +113,27 @@ impl Dictionary {
             Value::List(_) | Value::Nested => None,
         }
     }
+}
+
+/// A value of at most seven bytes as its bytes with its length in the top
+/// byte (so "a" and "a\0" differ); None for longer values.
+fn short_key(s: &str) -> Option<u64> {
+    let bytes = s.as_bytes();
+    if bytes.len() > 7 {
+        return None;
+    }
+    let mut key = (bytes.len() as u64) << 56;
+    for (i, &b) in bytes.iter().enumerate() {
+        key |= u64::from(b) << (8 * i);
+    }
+    Some(key)
+}
+
+/// A multiplicative hash of a short key, its high bits folded down
+/// (hashbrown reads the top 7 bits as well as the low ones).
+fn short_hash(key: u64) -> u64 {
+    let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
 }
 
 /// Java's `Double.toString`: `1.0`, `0.001`, `1.0E7`, `1.5E-4`, `NaN`.
@@ -136,6 +178,34 @@ mod tests {
         assert_eq!(d.value(a), Some("a"));
         assert_eq!(d.value(0), None);
         assert_eq!(d.len(), 3);
+    }
+
+    /// Short values (packed) and long ones (hashed) each keep one id,
+    /// whatever their order; a value and the same bytes with a NUL added
+    /// are different values.
+    #[test]
+    fn short_and_long_values_intern_once() {
+        let mut d = Dictionary::new();
+        let words = [
+            "",
+            "a",
+            "a\0",
+            "abcdefg",
+            "abcdefgh",
+            "JFK",
+            "é",
+            "a much longer value",
+        ];
+        let ids: Vec<u32> = words.iter().map(|w| d.intern(w)).collect();
+        let mut distinct = ids.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), words.len());
+        for (w, id) in words.iter().zip(&ids).rev() {
+            assert_eq!(d.intern(w), *id);
+            assert_eq!(d.value(*id), Some(*w));
+        }
+        assert_eq!(d.len(), words.len() + 1);
     }
 
     #[test]
