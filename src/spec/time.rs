@@ -138,6 +138,10 @@ impl Scanner<'_> {
 /// truncated. No offset means UTC.
 pub fn parse_iso(text: &str) -> Option<i64> {
     let text = text.trim_matches('"');
+    parse_iso_utc_fixed(text.as_bytes()).or_else(|| parse_iso_general(text))
+}
+
+fn parse_iso_general(text: &str) -> Option<i64> {
     let mut sc = Scanner {
         bytes: text.as_bytes(),
         pos: 0,
@@ -225,6 +229,55 @@ pub fn parse_iso(text: &str) -> Option<i64> {
         .checked_sub(offset_ms)
 }
 
+/// The two shapes most data has, `yyyy-MM-ddTHH:mm:ssZ` and
+/// `yyyy-MM-ddTHH:mm:ss.SSSZ`, read at fixed positions (the general parser
+/// was ~390 instructions a timestamp, ~3% of a csv replay). None sends
+/// anything else, including hour 24 and every error, to the general parser.
+fn parse_iso_utc_fixed(b: &[u8]) -> Option<i64> {
+    let with_millis = match b.len() {
+        20 => false,
+        24 if b[19] == b'.' => true,
+        _ => return None,
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let mut not_digits = false;
+    for i in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] {
+        not_digits |= !b[i].is_ascii_digit();
+    }
+    if not_digits {
+        return None;
+    }
+    let digit = |i: usize| i64::from(b[i] - b'0');
+    let two = |i: usize| digit(i) * 10 + digit(i + 1);
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5) as u32, two(8) as u32);
+    let (hour, minute, second) = (two(11), two(14), two(17));
+    let millis = if with_millis {
+        if !(b[20].is_ascii_digit() && b[21].is_ascii_digit() && b[22].is_ascii_digit()) {
+            return None;
+        }
+        two(20) * 10 + digit(22)
+    } else {
+        0
+    };
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(
+        days_from_civil(year, month, day) * MS_PER_DAY
+            + ((hour * 60 + minute) * 60 + second) * 1000
+            + millis,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +296,58 @@ mod tests {
         assert_eq!(format_iso(1_357_035_300_000), "2013-01-01T10:15:00.000Z");
         assert_eq!(format_iso(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_iso(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    /// The fixed-position reading agrees with the general one: every
+    /// formatted time of a span of days (leap days, year ends, millis and
+    /// none) reads back, and near misses (a bad field, another separator,
+    /// hour 24, an offset) give what the general parser gives.
+    #[test]
+    fn fixed_iso_shapes_read_as_the_general_parser_does() {
+        let mut t = -70 * 365 * MS_PER_DAY;
+        while t < 80 * 365 * MS_PER_DAY {
+            let with_millis = format_iso(t);
+            assert_eq!(
+                parse_iso_utc_fixed(with_millis.as_bytes()),
+                Some(t),
+                "{with_millis}"
+            );
+            assert_eq!(parse_iso_general(&with_millis), Some(t), "{with_millis}");
+            let whole = t - t.rem_euclid(1000);
+            let without = format!("{}Z", &format_iso(whole)[..19]);
+            assert_eq!(
+                parse_iso_utc_fixed(without.as_bytes()),
+                Some(whole),
+                "{without}"
+            );
+            assert_eq!(parse_iso_general(&without), Some(whole), "{without}");
+            t += 7 * MS_PER_DAY / 3 + 12_345;
+        }
+        for text in [
+            "2012-02-29T00:00:00Z",
+            "2013-02-29T00:00:00Z",
+            "2013-13-01T00:00:00Z",
+            "2013-00-01T00:00:00Z",
+            "2013-01-32T00:00:00Z",
+            "2013-01-01T24:00:00Z",
+            "2013-01-01T24:00:00.000Z",
+            "2013-01-01T23:60:00Z",
+            "2013-01-01T23:59:60Z",
+            "2013-01-01 10:15:00Z",
+            "2013-01-01T10:15:00+0",
+            "2013-01-01T10:15:00.5Z",
+            "2013-01-01T1a:15:00Z",
+            "2013-01-01T10:15:00.00aZ",
+            "+013-01-01T10:15:00Z",
+        ] {
+            let general = parse_iso_general(text);
+            if let Some(fixed) = parse_iso_utc_fixed(text.as_bytes()) {
+                assert_eq!(Some(fixed), general, "{text}");
+            }
+            assert_eq!(parse_iso(text), general, "{text}");
+        }
+        assert_eq!(parse_iso("2013-01-01T24:00:00Z"), Some(1_357_084_800_000));
+        assert_eq!(parse_iso("2013-02-29T00:00:00Z"), None);
     }
 
     #[test]
