@@ -203,6 +203,10 @@ pub struct Sink {
 /// key offset and length, the sink's row list and its hash-table slot.
 const ROW_OVERHEAD_BYTES: usize = 8 + 4 + 2 + 4 + 8;
 
+/// At most this many rows are reserved up front for a new interval, so a
+/// stream of late rows opening many small intervals reserves little.
+const MAX_SINK_RESERVE: usize = 1 << 14;
+
 /// What adding one input row did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AddOutcome {
@@ -253,7 +257,14 @@ impl NumberCache {
         if entry.0 != generation {
             // As `long` and `number` read text: an integer if it is one,
             // else a double.
-            let t = text.trim();
+            let b = text.as_bytes();
+            let t = if b.first().is_some_and(u8::is_ascii_graphic)
+                && b.last().is_some_and(u8::is_ascii_graphic)
+            {
+                text
+            } else {
+                text.trim()
+            };
             entry.1 = match t.parse::<i64>() {
                 Ok(n) => Some(Value::Long(n)),
                 Err(_) => t.parse::<f64>().ok().map(Value::Double),
@@ -574,6 +585,24 @@ impl IncrementalIndex {
                 filter,
                 values: state,
             } = m;
+            // The common shapes straight to their column: a count, or a
+            // sum/min/max of one column holding a number as text. The
+            // general way below dispatches per input value (~3% of a csv
+            // replay's instructions went to that).
+            if filter.is_none() {
+                if let MetricValues::Count(v) = state {
+                    v[row] += 1;
+                    continue;
+                }
+                if let MetricInput::Slots(slots) = &*input
+                    && let [slot] = slots[..]
+                    && let Some(Value::Str(text)) = values.get(slot)
+                    && let Some(number) = numbers.of(slot, self.row_generation, text)
+                    && fold_number(state, row, number)
+                {
+                    continue;
+                }
+            }
             let result = match filter.as_ref().map(|f| f.test(values, time)) {
                 Some(Ok(false)) => Ok(()),
                 Some(Err(e)) => Err(e),
@@ -620,11 +649,19 @@ impl IncrementalIndex {
             Some(&s) => s,
             None => {
                 let s = self.sinks.len();
+                // Sized for the rows an interval has held so far on
+                // average: growing each of a replay's 366 day tables from
+                // empty (nine rehashes each) was ~2% of its CPU (perf).
+                let expected = (self.times.len() / s.max(1)).min(MAX_SINK_RESERVE);
                 self.sinks.push(Sink {
                     interval_start: bucket,
                     interval_end: self.segment_granularity.bucket_end(bucket),
-                    rows: Vec::new(),
-                    table: HashTable::new(),
+                    rows: Vec::with_capacity(expected),
+                    table: if self.rollup {
+                        HashTable::with_capacity(expected)
+                    } else {
+                        HashTable::new()
+                    },
                 });
                 self.open_sink.insert(bucket, s);
                 s
@@ -830,6 +867,39 @@ impl MetricValues {
             }
         }
     }
+}
+
+/// Fold a parsed number into a numeric sum/min/max column as `aggregate`
+/// would; false for any other aggregator.
+fn fold_number(state: &mut MetricValues, row: usize, number: &Value) -> bool {
+    let (as_long, as_double) = match *number {
+        Value::Long(n) => (n, n as f64),
+        Value::Double(d) => (d as i64, d),
+        _ => return false,
+    };
+    match state {
+        MetricValues::Long { op, values, set } => fold(
+            &mut values[row],
+            &mut set[row],
+            as_long,
+            *op,
+            i64::wrapping_add,
+        ),
+        MetricValues::Double { op, values, set } => {
+            fold(&mut values[row], &mut set[row], as_double, *op, |a, b| {
+                a + b
+            })
+        }
+        MetricValues::Float { op, values, set } => fold(
+            &mut values[row],
+            &mut set[row],
+            as_double as f32,
+            *op,
+            |a, b| a + b,
+        ),
+        _ => return false,
+    }
+    true
 }
 
 fn fold<T: PartialOrd + Copy>(

@@ -257,12 +257,36 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// A record's bytes as text. The SIMD check is ~3x cheaper than std's on
-/// flights records; std's, run only on failure, says where the bad byte is.
+/// A record's bytes as text. Most records are short and all ASCII: eight
+/// bytes at a time settles those (~15 instructions for a flights csv
+/// record, where the SIMD checker's setup and tail handling cost ~90);
+/// anything else takes the SIMD check (~3x cheaper than std's), and std's,
+/// run only on failure, says where the bad byte is.
 pub fn utf8(data: &[u8]) -> Result<&str, ParseError> {
+    if is_ascii_short(data) {
+        // SAFETY: all bytes are ASCII, so valid UTF-8. Validating again
+        // would cost what the ASCII check saved (~1% of a csv replay).
+        return Ok(unsafe { std::str::from_utf8_unchecked(data) });
+    }
     simdutf8::basic::from_utf8(data).or_else(|_| {
         std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))
     })
+}
+
+/// Whether `data` is at most 1 KiB and all ASCII.
+fn is_ascii_short(data: &[u8]) -> bool {
+    if data.len() > 1024 {
+        return false;
+    }
+    let mut high = 0u64;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        high |= u64::from_le_bytes(w.try_into().expect("eight bytes"));
+    }
+    for &b in words.remainder() {
+        high |= u64::from(b);
+    }
+    high & 0x8080_8080_8080_8080 == 0
 }
 
 /// Parses records of one input format into slot values.
@@ -398,5 +422,34 @@ mod tests {
         );
         // An unterminated block comment is an error, not a panic.
         assert!(strip_json_comments(br#"{"a": 1} /* open"#, c_style).is_err());
+    }
+
+    /// The ASCII fast path agrees with std on every length around the
+    /// eight-byte words and the 1 KiB cut, with a non-ASCII or invalid
+    /// byte at every position.
+    #[test]
+    fn record_text_checks_agree_with_std() {
+        for len in (0..40).chain(1016..1032) {
+            let ascii = vec![b'a'; len];
+            assert_eq!(utf8(&ascii).unwrap().len(), len);
+            for at in 0..len {
+                let mut bad = ascii.clone();
+                bad[at] = 0xFF;
+                assert!(utf8(&bad).is_err(), "0xFF at {at} of {len}");
+                let mut bad = ascii.clone();
+                bad[at] = 0x80;
+                assert!(utf8(&bad).is_err(), "0x80 at {at} of {len}");
+                if at + 1 < len {
+                    let mut accented = ascii.clone();
+                    accented[at..at + 2].copy_from_slice("é".as_bytes());
+                    assert_eq!(
+                        utf8(&accented).unwrap(),
+                        std::str::from_utf8(&accented).unwrap()
+                    );
+                }
+            }
+        }
+        let err = utf8(b"ab\xC3(").unwrap_err();
+        assert!(err.0.contains("not valid UTF-8"), "{}", err.0);
     }
 }

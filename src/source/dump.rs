@@ -345,8 +345,9 @@ fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
     if q == 0 || rest.get(q) != Some(&b'"') {
         return None;
     }
-    // Only ASCII digits: always UTF-8.
-    let seq = std::str::from_utf8(&rest[..q]).ok()?;
+    // SAFETY: `leading_ascii_digits` checked these are ASCII digits, so
+    // valid UTF-8; checking again was ~1% of a csv replay (callgrind).
+    let seq = unsafe { std::str::from_utf8_unchecked(&rest[..q]) };
     let rest = rest[q + 1..].strip_prefix(br#","ApproximateArrivalTimestamp":"#)?;
     // A dozen bytes: a plain loop, not a memchr call.
     let comma = rest.iter().position(|&b| b == b',')?;
