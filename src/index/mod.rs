@@ -265,7 +265,7 @@ impl NumberCache {
             } else {
                 text.trim()
             };
-            entry.1 = match t.parse::<i64>() {
+            entry.1 = match short_long(t).map_or_else(|| t.parse::<i64>(), Ok) {
                 Ok(n) => Some(Value::Long(n)),
                 Err(_) => t.parse::<f64>().ok().map(Value::Double),
             };
@@ -273,6 +273,30 @@ impl NumberCache {
         }
         entry.1.as_ref()
     }
+}
+
+/// An optionally signed integer of 1 to 18 ASCII digits (no overflow
+/// possible), read without std's general parser; None for anything else,
+/// which std's parser then settles.
+fn short_long(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let (negative, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n = 0i64;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + i64::from(d);
+    }
+    Some(if negative { -n } else { n })
 }
 
 impl IncrementalIndex {
@@ -941,6 +965,37 @@ mod tests {
             )
             .unwrap(),
         }
+    }
+
+    /// Whenever the short reader answers, std's parser gives the same.
+    #[test]
+    fn short_integers_read_as_std_reads_them() {
+        let mut cases: Vec<String> = [
+            "0", "-0", "+0", "7", "-6", "+762", "", "-", "+", "--1", "1-", "12a", "a12", " 1",
+            "1.0", "1e3", "٣",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for digits in 1..=20 {
+            cases.push("9".repeat(digits));
+            cases.push(format!("-{}", "9".repeat(digits)));
+            cases.push(format!("1{}", "0".repeat(digits - 1)));
+        }
+        cases.push(i64::MIN.to_string());
+        cases.push(i64::MAX.to_string());
+        for c in &cases {
+            if let Some(n) = short_long(c) {
+                assert_eq!(Ok(n), c.parse::<i64>(), "{c:?}");
+            } else {
+                assert!(
+                    c.trim_start_matches(['-', '+']).len() > 18 || c.parse::<i64>().is_err(),
+                    "{c:?} left to std though short"
+                );
+            }
+        }
+        assert_eq!(short_long("-6"), Some(-6));
+        assert_eq!(short_long(&"9".repeat(19)), None);
     }
 
     fn index() -> IncrementalIndex {

@@ -212,13 +212,22 @@ fn chunk_at(bytes: &[u8], at: usize) -> (u8x16, u32) {
     }
 }
 
+/// A cell as a value: empty is null; with a list delimiter in it, a list.
+/// Inlined: a call per cell was ~2% of a csv replay's instructions.
+#[inline(always)]
 fn cell_value<'a>(list_delimiter: Option<&str>, cell: Cow<'a, str>) -> Value<'a> {
     if cell.is_empty() {
         return Value::Null;
     }
-    if let Some(d) = list_delimiter
-        && cell.contains(d)
-    {
+    match list_delimiter {
+        None => Value::Str(cell),
+        Some(d) => list_cell(d, cell),
+    }
+}
+
+/// A cell of a line holding the list delimiter somewhere.
+fn list_cell<'a>(d: &str, cell: Cow<'a, str>) -> Value<'a> {
+    if cell.contains(d) {
         return Value::List(
             cell.split(d)
                 .map(|s| Value::Str(Cow::Owned(s.to_string())))
