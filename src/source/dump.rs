@@ -403,12 +403,19 @@ fn epoch_seconds_to_millis(text: &[u8]) -> Option<i64> {
     epoch_seconds_to_millis_general(text)
 }
 
+/// Nonzero bits in the bytes of `x` that are not ASCII digits (see
+/// `leading_ascii_digits` for why the lowest such byte is always marked).
+fn not_digits(x: u64) -> u64 {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    ((x & HIGH) ^ THREES) | ((x.wrapping_add(SIXES) & HIGH) ^ THREES)
+}
+
 /// Eight ASCII digits (the first in the lowest byte) as their value; None
 /// if any byte is not a digit.
 fn eight_digits(chunk: u64) -> Option<u64> {
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    const THREES: u64 = 0x3030_3030_3030_3030;
-    if chunk & HIGH != THREES || chunk.wrapping_add(0x0606_0606_0606_0606) & HIGH != THREES {
+    if not_digits(chunk) != 0 {
         return None;
     }
     // Pairs, then fours, then all eight, each step one multiply.
@@ -451,14 +458,10 @@ fn epoch_seconds_to_millis_general(text: &[u8]) -> Option<i64> {
 /// carry out of a byte above 0xF9 can only disturb the bytes after it,
 /// and that byte is not a digit, so the first non-digit is still found.)
 fn leading_ascii_digits(bytes: &[u8]) -> usize {
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    const THREES: u64 = 0x3030_3030_3030_3030;
-    const SIXES: u64 = 0x0606_0606_0606_0606;
     let mut words = bytes.chunks_exact(8);
     let mut count = 0;
     for w in words.by_ref() {
-        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        let not_digits = ((x & HIGH) ^ THREES) | ((x.wrapping_add(SIXES) & HIGH) ^ THREES);
+        let not_digits = not_digits(u64::from_le_bytes(w.try_into().expect("8 bytes")));
         if not_digits != 0 {
             return count + not_digits.trailing_zeros() as usize / 8;
         }
