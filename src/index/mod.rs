@@ -868,33 +868,27 @@ impl MetricValues {
                 v[row] += 1;
                 Ok(())
             }
-            MetricValues::Long { op, values, set } => {
-                let Some(x) = long(input)? else { return Ok(()) };
-                fold(&mut values[row], &mut set[row], x, *op, |a, b| {
-                    a.wrapping_add(b)
-                });
+            // Parsed as the aggregator reads its input, then folded as the
+            // row path folds an already-parsed number.
+            MetricValues::Long { .. } => {
+                if let Some(x) = long(input)? {
+                    fold_number(self, row, &Value::Long(x));
+                }
                 Ok(())
             }
-            MetricValues::Double { op, values, set } => {
-                let Some(x) = number(input)? else {
-                    return Ok(());
-                };
-                fold(&mut values[row], &mut set[row], x, *op, |a, b| a + b);
-                Ok(())
-            }
-            MetricValues::Float { op, values, set } => {
-                let Some(x) = number(input)? else {
-                    return Ok(());
-                };
-                fold(&mut values[row], &mut set[row], x as f32, *op, |a, b| a + b);
+            MetricValues::Double { .. } | MetricValues::Float { .. } => {
+                if let Some(x) = number(input)? {
+                    fold_number(self, row, &Value::Double(x));
+                }
                 Ok(())
             }
         }
     }
 }
 
-/// Fold a parsed number into a numeric sum/min/max column as `aggregate`
-/// would; false for any other aggregator.
+/// Fold a parsed number into a numeric sum/min/max column (the row
+/// path's shortcut and `aggregate` both end here); false for any other
+/// aggregator.
 fn fold_number(state: &mut MetricValues, row: usize, number: &Value) -> bool {
     let (as_long, as_double) = match *number {
         Value::Long(n) => (n, n as f64),
