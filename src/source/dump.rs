@@ -532,6 +532,44 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_file_of_mixed_lines_reads_record_by_record() {
+        let line = |seq: u32, key: &str| {
+            format!(
+                r#"{{"SequenceNumber":"{seq}","ApproximateArrivalTimestamp":1700000000.5,"Data":"eyJhIjoxfQ==","PartitionKey":"{key}"}}"#
+            )
+        };
+        // LF, CRLF, a blank line, a key with an escaped quote and brace,
+        // and a last line without a newline.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardId-000000000000.jsonl");
+        let body = format!(
+            "{}\n{}\r\n\n{}\n{}",
+            line(1, "k"),
+            line(2, "k"),
+            line(3, r#"a\"}"#),
+            line(4, "k")
+        );
+        std::fs::write(&path, &body).unwrap();
+        let mut reader = ShardReader::open(&path).unwrap();
+        let mut out = Records::default();
+        while reader.next_record(&mut out).unwrap() {}
+        let seqs: Vec<&str> = (0..out.len()).map(|i| out.get(i).sequence).collect();
+        assert_eq!(seqs, ["1", "2", "3", "4"]);
+        assert!((0..out.len()).all(|i| out.get(i).data == br#"{"a":1}"#));
+        // Junk after a record's brace: an error naming the file and line.
+        std::fs::write(&path, format!("{}\n{}x\n", line(1, "k"), line(2, "k"))).unwrap();
+        let mut reader = ShardReader::open(&path).unwrap();
+        let mut out = Records::default();
+        assert!(reader.next_record(&mut out).unwrap());
+        let err = reader.next_record(&mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("shardId-000000000000.jsonl:2: not a dump record"),
+            "{err}"
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
     fn digits_are_counted_eight_at_a_time_and_in_the_tail() {
         let digits = b"49590000000000000000000000000000000000000000000000000001";
         assert_eq!(leading_ascii_digits(digits), digits.len());
