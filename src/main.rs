@@ -486,12 +486,10 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         until_caught_up: false,
     })?;
     let after = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
-    let cpu = |u: &nix::sys::resource::Usage| {
-        let t = u.user_time();
-        let s = u.system_time();
-        t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6 + s.tv_sec() as f64 + s.tv_usec() as f64 / 1e6
-    };
-    let cpu_secs = cpu(&after) - cpu(&before);
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let user_secs = secs(after.user_time()) - secs(before.user_time());
+    let system_secs = secs(after.system_time()) - secs(before.system_time());
+    let cpu_secs = user_secs + system_secs;
     print_summary(&summary);
     let rows = (summary.stats.processed + summary.stats.processed_with_error) as f64;
     let wall = summary.wall.as_secs_f64();
@@ -503,7 +501,11 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         "input MB/s          {:.1}",
         summary.stats.processed_bytes as f64 / 1e6 / wall
     );
-    println!("CPU seconds         {cpu_secs:.2} (wall {wall:.2})");
+    // The kernel's share apart: on VMs it swings with the cost of
+    // zeroing fresh pages, which is not this program's doing.
+    println!(
+        "CPU seconds         {cpu_secs:.3} (user {user_secs:.3}, system {system_secs:.3}; wall {wall:.3})"
+    );
     println!(
         "peak RSS            {:.1} MiB",
         after.max_rss() as f64 / 1024.0

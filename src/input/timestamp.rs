@@ -9,6 +9,7 @@ pub struct TimestampParser {
     missing: Option<i64>,
     last_text: String,
     last_millis: i64,
+    days: time::DayCache,
 }
 
 /// Druid keeps row times within what a Joda DateTime can hold.
@@ -21,6 +22,7 @@ impl TimestampParser {
             missing,
             last_text: String::new(),
             last_millis: 0,
+            days: time::DayCache::default(),
         }
     }
 
@@ -50,7 +52,7 @@ impl TimestampParser {
         Ok(millis)
     }
 
-    fn parse_text(&self, s: &str) -> Result<i64, String> {
+    fn parse_text(&mut self, s: &str) -> Result<i64, String> {
         let bad = || format!("could not parse timestamp {s:?} as {:?}", self.format);
         let numeric = |scale: f64| -> Result<i64, String> {
             let v: f64 = s.trim().parse().map_err(|_| bad())?;
@@ -62,10 +64,10 @@ impl TimestampParser {
                 if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
                     s.parse::<i64>().map_err(|_| bad())
                 } else {
-                    time::parse_iso(s).ok_or_else(bad)
+                    time::parse_iso_cached(s, &mut self.days).ok_or_else(bad)
                 }
             }
-            TimestampFormat::Iso => time::parse_iso(s).ok_or_else(bad),
+            TimestampFormat::Iso => time::parse_iso_cached(s, &mut self.days).ok_or_else(bad),
             TimestampFormat::Millis => s.trim().parse::<i64>().map_err(|_| bad()),
             TimestampFormat::Posix => numeric(1000.0),
             TimestampFormat::Micro => numeric(0.001),
