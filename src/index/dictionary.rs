@@ -59,6 +59,7 @@ impl Dictionary {
         }
     }
 
+    #[inline(always)]
     pub fn intern(&mut self, s: &str) -> u32 {
         if let Some(key) = short_key(s) {
             let hash = short_hash(key);

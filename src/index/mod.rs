@@ -249,6 +249,9 @@ struct NumberCache {
 }
 
 impl NumberCache {
+    // Inlined: four aggregators ask per row, and the call itself was a
+    // third of this function's instructions (callgrind).
+    #[inline(always)]
     fn of(&mut self, slot: usize, generation: u64, text: &str) -> Option<&Value<'static>> {
         if slot >= self.slots.len() {
             self.slots.resize(slot + 1, (0, None));
@@ -527,6 +530,8 @@ impl IncrementalIndex {
                         }
                     }
                 }
+                // The common case without the general conversion's call.
+                Some(Value::Str(text)) => dim.dictionary.intern(text),
                 Some(v) => match dim.dictionary.id_of_value(v) {
                     Some(id) => id,
                     None => {
@@ -889,6 +894,7 @@ impl MetricValues {
 /// Fold a parsed number into a numeric sum/min/max column (the row
 /// path's shortcut and `aggregate` both end here); false for any other
 /// aggregator.
+#[inline(always)]
 fn fold_number(state: &mut MetricValues, row: usize, number: &Value) -> bool {
     let (as_long, as_double) = match *number {
         Value::Long(n) => (n, n as f64),

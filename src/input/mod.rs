@@ -201,6 +201,7 @@ impl<'a> RowBuffer<'a> {
     }
 
     /// A new all-null row of `width` slots.
+    #[inline(always)]
     pub fn next_row(&mut self, width: usize) -> &mut Vec<Value<'a>> {
         if self.len == self.rows.len() {
             self.rows.push(Vec::with_capacity(width));

@@ -61,6 +61,7 @@ impl Records {
         self.entries.is_empty()
     }
 
+    #[inline(always)]
     pub fn get(&self, i: usize) -> RecordRef<'_> {
         let (sequence_start, data_start) = match i {
             0 => (0, 0),
