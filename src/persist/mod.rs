@@ -338,13 +338,22 @@ fn row_order(
     key_ranks: &[Option<HashMap<u32, u32>>],
 ) -> Vec<u32> {
     let width = ranks.len();
-    let rank_of = |r: u32, d: usize| -> u32 {
+    // Inlined: three calls a row were ~2% of a csv replay's instructions.
+    #[inline(always)]
+    fn rank(
+        index: &IncrementalIndex,
+        ranks: &[Vec<u32>],
+        key_ranks: &[Option<HashMap<u32, u32>>],
+        r: u32,
+        d: usize,
+    ) -> u32 {
         let k = key_id(index, r as usize, d);
         match &key_ranks[d] {
             Some(key_rank) => key_rank[&k],
             None => ranks[d][k as usize],
         }
-    };
+    }
+    let rank_of = |r: u32, d: usize| rank(index, ranks, key_ranks, r, d);
     let bits = |n: u64| 64 - n.leading_zeros();
     let (min_time, max_time) = rows
         .iter()
@@ -468,6 +477,7 @@ pub fn numeric_column(
 }
 
 /// The id of dimension `d` in row `r` (0, null, past the stored key).
+#[inline]
 fn key_id(index: &IncrementalIndex, r: usize, d: usize) -> u32 {
     index.key(r).get(d).copied().unwrap_or(0)
 }
