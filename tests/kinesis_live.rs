@@ -670,6 +670,65 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     );
 }
 
+/// A shard closed by a split more than a second after its last record:
+/// kinesalite then answers the first read past that record with an empty
+/// page at MillisBehindLatest 0 that still has a next iterator (sequence
+/// times step by a second), and only the page after it ends the shard.
+/// Neither the task reading until caught up nor the recorder may take that
+/// page for the end: the parent is read to EOS, its children after it, and
+/// every row is published once. (This is what made the split-and-merge
+/// test above lose a child shard's rows when the suite ran slowly.)
+#[test]
+fn an_empty_page_from_a_closed_shard_does_not_end_it() {
+    let server = Kinesalite::start();
+    put_flights(&server, "flights", 2, 2_000);
+    // Not synchronisation: the split must carry a server time more than a
+    // second after shard 0's last record for kinesalite to answer the
+    // empty page this test is about.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let shard = |i: u32| format!("shardId-{i:012}");
+    let split = reshard(&server, "flights", &["split", &shard(0)]);
+    assert_eq!(split[&shard(2)][0], shard(0));
+    put_flights_with(&server, "flights", 0, 1_000, &["--skip", "2000"]);
+    let rows = 3_000;
+
+    let base = fresh_dir("live-closed-empty");
+    let task = flights_task(&base, "closedempty", 2, "closedempty", &[]);
+    edit_task(&task, |t| t["ioConfig"]["endpoint"] = server.url().into());
+    let s = run_live_with(&task, &base, true);
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.processed, rows as u64, "{:?}", s.shards);
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
+        naive_groups(Some(rows))
+    );
+    let read: std::collections::BTreeMap<String, &kinesis_peon::task::ShardRead> =
+        s.shards.iter().map(|r| (r.shard_id.clone(), r)).collect();
+    assert_eq!(read.len(), 4, "{:?}", s.shards);
+    assert_eq!(read[&shard(0)].end, "EOS");
+    for child in [2, 3] {
+        assert_eq!(read[&shard(child)].parents, vec![shard(0)]);
+    }
+
+    use kinesis_peon::source::record::{From, RecordOptions, Until, record};
+    let counts = record(&RecordOptions {
+        config: kinesis_peon::source::kinesis::KinesisConfig {
+            endpoint: server.url(),
+            stream: "flights".into(),
+            static_credentials: Some(("test".into(), "test".into())),
+            assumed_role: None,
+            records_per_fetch: 1000,
+            fetch_delay: std::time::Duration::ZERO,
+        },
+        out: scratch().join("live-closed-empty-recorded"),
+        from: From::TrimHorizon,
+        until: Until::CaughtUp,
+    })
+    .unwrap();
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
+}
+
 /// A start sequence number before a shard's earliest record (as after
 /// trimming past retention): the task fails naming the shard, its start
 /// and the earliest record; with resetOffsetAutomatically it reads from

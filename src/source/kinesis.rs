@@ -465,6 +465,19 @@ pub fn earliest_sequence_number(
     Ok(None)
 }
 
+/// Whether ListShards now gives `shard` an ending sequence number (a split
+/// or merge closed it). An empty page at MillisBehindLatest 0 does not show
+/// that a closed shard was read to its end: Kinesis may answer empty before
+/// the last page, and kinesalite does whenever the shard closed more than a
+/// second after its last record (its next iterator is a second past that
+/// record, short of the shard's end). Only the page without a next
+/// iterator ends a closed shard.
+pub fn shard_is_closed(conn: &KinesisConnection, stream: &str, shard: &str) -> Result<bool> {
+    Ok(list_shards(conn, stream)?
+        .iter()
+        .any(|s| s.shard_id == shard && s.sequence_number_range.ending_sequence_number.is_some()))
+}
+
 /// Every shard of the stream as ListShards gives it (in the shape of a
 /// dump's shards.json), following pages.
 pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<Vec<ShardInfo>> {

@@ -4,7 +4,7 @@
 
 use super::SequenceNumber;
 use super::dump::{DumpLineOut, ShardInfo, ShardList};
-use super::kinesis::{KinesisConfig, KinesisConnection, connect, list_shards};
+use super::kinesis::{KinesisConfig, KinesisConnection, connect, list_shards, shard_is_closed};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
@@ -170,7 +170,10 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
             if c.iterator.is_none() {
                 c.ended = true;
                 closed_now = true;
-            } else if matches!(opts.until, Until::CaughtUp) && caught_up {
+            } else if matches!(opts.until, Until::CaughtUp)
+                && caught_up
+                && !shard_is_closed(&conn, stream, &c.info.shard_id)?
+            {
                 c.iterator = None;
             }
             if c.iterator.is_none() {

@@ -216,6 +216,8 @@ struct ShardState {
     parents: Vec<String>,
     last_read: Option<SequenceNumber>,
     reached_end_of_shard: bool,
+    /// ListShards showed it closed (so an empty page does not end it).
+    closed: bool,
     finished: bool,
     records: u64,
     first_record: Option<u64>,
@@ -229,6 +231,7 @@ impl ShardState {
             parents,
             last_read: None,
             reached_end_of_shard: false,
+            closed: false,
             finished: false,
             records: 0,
             first_record: None,
@@ -568,12 +571,29 @@ impl Runner<'_> {
                             && batch.records.is_empty()
                             && batch.millis_behind == Some(0) =>
                     {
-                        log::info!(
-                            "shard {}: caught up after {} records",
-                            state.assignment.shard_id,
-                            state.records
-                        );
-                        state.finished = true;
+                        // A closed shard is read on to its end (its
+                        // children start only then): see `shard_is_closed`.
+                        if !state.closed && dump.is_none() {
+                            let conn = self.control_connection(&mut list_conn)?;
+                            state.closed = crate::source::kinesis::shard_is_closed(
+                                conn,
+                                &r.stream,
+                                &state.assignment.shard_id,
+                            )?;
+                        }
+                        if state.closed {
+                            log::info!(
+                                "shard {}: an empty page, but the shard is closed: reading on to its end",
+                                state.assignment.shard_id
+                            );
+                        } else {
+                            log::info!(
+                                "shard {}: caught up after {} records",
+                                state.assignment.shard_id,
+                                state.records
+                            );
+                            state.finished = true;
+                        }
                     }
                     BatchEnd::More => {}
                     BatchEnd::EndOfShard => {
