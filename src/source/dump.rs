@@ -267,9 +267,7 @@ impl ShardReader {
             if text.is_empty() {
                 continue;
             }
-            decode(text, &self.path, self.line_no, &self.last, out)?;
-            self.last.clear();
-            self.last.push_str(out.last().expect("just added").sequence);
+            decode(text, &self.path, self.line_no, &mut self.last, out)?;
             return Ok(true);
         }
     }
@@ -284,12 +282,22 @@ fn populate(map: &memmap2::Mmap, from: usize, len: usize) {
     }
 }
 
-fn decode(text: &[u8], path: &Path, line_no: u64, last: &str, out: &mut Records) -> Result<()> {
+/// Add the record on one line to `out`, checking that it follows `last`
+/// (the shard's previous sequence number, which it then becomes).
+fn decode(
+    text: &[u8],
+    path: &Path,
+    line_no: u64,
+    last: &mut String,
+    out: &mut Records,
+) -> Result<()> {
     let at = || format!("{}:{}", path.display(), line_no);
     if let Some(line) = canonical_line(text) {
         let sequence = trim_leading_zeros(line.sequence_number);
         check_order(sequence, last, &at)?;
         if push_decoded(out, sequence, line.arrival_millis, line.data).is_ok() {
+            last.clear();
+            last.push_str(sequence);
             return Ok(());
         }
         // Escapes (`\/` is valid JSON) or bad base64: the general way
@@ -308,7 +316,10 @@ fn decode(text: &[u8], path: &Path, line_no: u64, last: &str, out: &mut Records)
             "{}: Data is not base64 (sequence number {sequence}): {e}",
             at()
         )
-    })
+    })?;
+    last.clear();
+    last.push_str(sequence);
+    Ok(())
 }
 
 /// Add a record whose Data is base64, decoded (SIMD) straight into the
@@ -510,20 +521,31 @@ mod tests {
         // An escaped slash in canonical order takes the general path.
         let escaped = br#"{"SequenceNumber":"0009","ApproximateArrivalTimestamp":1.5,"Data":"P\/8=","PartitionKey":"k"}"#;
         let mut one = Records::default();
-        decode(escaped, Path::new("x"), 1, "", &mut one).unwrap();
+        let mut last = String::new();
+        decode(escaped, Path::new("x"), 1, &mut last, &mut one).unwrap();
         assert_eq!(
             (one.get(0).sequence, one.get(0).data),
             ("9", &[0x3f, 0xff][..])
         );
+        assert_eq!(last, "9", "the record read becomes the last one");
         assert!(canonical_line(reordered).is_none());
         assert!(canonical_line(&canonical[..canonical.len() - 3]).is_none());
         let mut out = Records::default();
-        decode(reordered, Path::new("x"), 1, "", &mut out).unwrap();
+        let mut last = String::new();
+        decode(reordered, Path::new("x"), 1, &mut last, &mut out).unwrap();
         assert_eq!(out.get(0).data, br#"{"a":1}"#);
-        // Out of order: 12 again after 12.
-        let err = decode(canonical, Path::new("x.jsonl"), 2, "12", &mut out).unwrap_err();
+        // Out of order: 12 again after 12; the last one stays 12.
+        let err = decode(canonical, Path::new("x.jsonl"), 2, &mut last, &mut out).unwrap_err();
         assert!(err.to_string().contains("does not follow 12"), "{err}");
-        let err = decode(&canonical[..60], Path::new("x.jsonl"), 7, "", &mut out).unwrap_err();
+        assert_eq!(last, "12");
+        let err = decode(
+            &canonical[..60],
+            Path::new("x.jsonl"),
+            7,
+            &mut String::new(),
+            &mut out,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().starts_with("x.jsonl:7: not a dump record"),
             "{err}"

@@ -13,7 +13,7 @@ use crate::input::timestamp::TimestampParser;
 use crate::input::transform::Transforms;
 use crate::input::{RowBuffer, RowParser, Value};
 use crate::persist::merge::{MemoryInput, MergeInput, MergePlan, SpillInput, merge};
-use crate::persist::{PersistResult, Persister, sink_to_segment};
+use crate::persist::{PersistResult, Persister, dimension_orders, sink_to_segment};
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
 use crate::segment::SegmentData;
 use crate::segment::writer::{SegmentZipper, build_segment};
@@ -864,10 +864,12 @@ impl Runner<'_> {
         let mut pushed: Vec<PublishedSegment> = Vec::new();
         let mut allocator = store.allocator()?;
         let mut zipper = SegmentZipper::default();
+        let orders = dimension_orders(index);
         let result = (|| -> Result<()> {
             for (&interval, (spills, sink)) in &intervals {
                 let t0 = Instant::now();
-                let in_memory = sink.map(|sink| sink_to_segment(index, sink, metadata.clone()));
+                let in_memory =
+                    sink.map(|sink| sink_to_segment(index, &orders, sink, metadata.clone()));
                 let mut built: Vec<(Vec<u8>, u64, Vec<String>, usize)> = Vec::new();
                 let mut build = |data: SegmentData| -> Result<()> {
                     let files = build_segment(&data, &r.index_spec)?;

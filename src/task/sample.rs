@@ -4,7 +4,7 @@
 
 use super::{Pipeline, RowFate, shard_assignments};
 use crate::input::{RowBuffer, Value};
-use crate::persist::sink_to_segment;
+use crate::persist::{dimension_orders, sink_to_segment};
 use crate::source::dump::Dump;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::spec::{LoadedTask, load_task};
@@ -140,8 +140,9 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
     let mut indexed = Vec::new();
     let mut sinks: Vec<_> = index.sinks.iter().filter(|s| !s.rows.is_empty()).collect();
     sinks.sort_by_key(|s| s.interval_start);
+    let orders = dimension_orders(&index);
     for sink in sinks {
-        let seg = sink_to_segment(&index, sink, serde_json::Value::Null);
+        let seg = sink_to_segment(&index, &orders, sink, serde_json::Value::Null);
         for row in 0..seg.num_rows() {
             indexed.push(serde_json::Value::Object(seg.row_json(row, |_| true)));
         }
