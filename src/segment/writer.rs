@@ -295,8 +295,15 @@ pub fn string_column_with(
             bail!("dimension compression {compression:?} is not written by this build")
         }
     }
-    let serialized = serialized_value_bitmaps(col, run_compression)?;
-    let items: Vec<Option<&[u8]>> = serialized.iter().map(|b| Some(b.as_slice())).collect();
+    let (bitmaps, ends) = serialized_value_bitmaps(col, run_compression)?;
+    let items: Vec<Option<&[u8]>> = ends
+        .iter()
+        .scan(0, |start, &end| {
+            let item = &bitmaps[*start..end];
+            *start = end;
+            Some(Some(item))
+        })
+        .collect();
     write_generic_indexed(&mut out, 0, &items);
     Ok(out)
 }
@@ -394,44 +401,41 @@ fn single_value_bitmaps(col: &StringColumn) -> Result<Vec<RoaringBitmap>> {
 }
 
 /// The serialized value bitmaps of a column (run containers where smaller,
-/// with `run_compression`, as Druid's runOptimize). A single-value column's
-/// are written straight from its rows grouped by id: building them as
-/// RoaringBitmaps first cost ~60 instructions a row (callgrind).
-fn serialized_value_bitmaps(col: &StringColumn, run_compression: bool) -> Result<Vec<Vec<u8>>> {
+/// with `run_compression`, as Druid's runOptimize), one after another in
+/// one buffer, with where each ends. A single-value column's are written
+/// straight from its rows grouped by id: building them as RoaringBitmaps
+/// first cost ~60 instructions a row (callgrind).
+fn serialized_value_bitmaps(
+    col: &StringColumn,
+    run_compression: bool,
+) -> Result<(Vec<u8>, Vec<usize>)> {
     let check = |i: usize, empty: bool| {
         if empty {
             bail!("column {}: dictionary entry {i} has no rows", col.name);
         }
         Ok(())
     };
+    let mut bytes = Vec::with_capacity(2 * col.ids.len() + 16 * col.dictionary.len());
+    let mut ends = Vec::with_capacity(col.dictionary.len());
     if col.offsets.is_none() {
         let (starts, rows) = rows_by_id(col)?;
-        return starts
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| {
-                let rows = &rows[w[0] as usize..w[1] as usize];
-                check(i, rows.is_empty())?;
-                let mut bytes = Vec::new();
-                write_sorted_roaring(&mut bytes, rows, run_compression);
-                Ok(bytes)
-            })
-            .collect();
+        for (i, w) in starts.windows(2).enumerate() {
+            let rows = &rows[w[0] as usize..w[1] as usize];
+            check(i, rows.is_empty())?;
+            write_sorted_roaring(&mut bytes, rows, run_compression);
+            ends.push(bytes.len());
+        }
+        return Ok((bytes, ends));
     }
-    let mut bitmaps = value_bitmaps(col)?;
-    bitmaps
-        .iter_mut()
-        .enumerate()
-        .map(|(i, b)| {
-            check(i, b.is_empty())?;
-            if run_compression {
-                b.optimize();
-            }
-            let mut bytes = Vec::new();
-            b.serialize_into(&mut bytes)?;
-            Ok(bytes)
-        })
-        .collect()
+    for (i, b) in value_bitmaps(col)?.iter_mut().enumerate() {
+        check(i, b.is_empty())?;
+        if run_compression {
+            b.optimize();
+        }
+        b.serialize_into(&mut bytes)?;
+        ends.push(bytes.len());
+    }
+    Ok((bytes, ends))
 }
 
 pub fn index_drd(data: &SegmentData) -> Result<Vec<u8>> {
