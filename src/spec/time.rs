@@ -260,8 +260,13 @@ fn parse_iso_utc_fixed_with(b: &[u8], cache: &mut DayCache) -> Option<i64> {
     // A fixed-size copy (missing millis read as "000"), so every position
     // below is known in bounds: the slice version's checks were most of
     // its ~210 instructions a timestamp (callgrind).
+    // One constant-length copy per shape: a copy of `b.len()` bytes was a
+    // memcpy call.
     let mut a = [b'0'; 24];
-    a[..b.len()].copy_from_slice(b);
+    match b.len() {
+        20 => a[..20].copy_from_slice(&b[..20]),
+        _ => a.copy_from_slice(&b[..24]),
+    }
     if a[4] != b'-' || a[7] != b'-' || a[10] != b'T' || a[13] != b':' || a[16] != b':' {
         return None;
     }
