@@ -243,6 +243,16 @@ impl ShardReader {
                         populate(map, upto + RELEASE_BYTES, RELEASE_BYTES);
                     }
                     let rest = &map[*pos..];
+                    // The usual line read in one pass from where it starts:
+                    // looking for its end first was a second scan of it.
+                    if let Some((line, len)) = canonical_line_at(rest) {
+                        let at = || format!("{}:{}", self.path.display(), self.line_no + 1);
+                        if push_canonical(&line, &at, &mut self.last, out)? {
+                            *pos += len;
+                            self.line_no += 1;
+                            return Ok(true);
+                        }
+                    }
                     let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
                     *pos += end;
                     &rest[..end]
@@ -292,17 +302,13 @@ fn decode(
     out: &mut Records,
 ) -> Result<()> {
     let at = || format!("{}:{}", path.display(), line_no);
-    if let Some(line) = canonical_line(text) {
-        let sequence = trim_leading_zeros(line.sequence_number);
-        check_order(sequence, last, &at)?;
-        if push_decoded(out, sequence, line.arrival_millis, line.data).is_ok() {
-            last.clear();
-            last.push_str(sequence);
-            return Ok(());
-        }
-        // Escapes (`\/` is valid JSON) or bad base64: the general way
-        // below unescapes, or says what is wrong.
+    if let Some(line) = canonical_line(text)
+        && push_canonical(&line, &at, last, out)?
+    {
+        return Ok(());
     }
+    // Another shape, escapes (`\/` is valid JSON) or bad base64: the
+    // general way unescapes, or says what is wrong.
     let general: DumpLine =
         serde_json::from_slice(text).map_err(|e| anyhow!("{}: not a dump record: {e}", at()))?;
     let arrival_millis = general
@@ -345,12 +351,41 @@ fn check_order(sequence: &str, last: &str, at: &dyn Fn() -> String) -> Result<()
     Ok(())
 }
 
+/// Add a canonical line's record, checking its order; false (nothing
+/// added) when its Data does not decode as it stands (escapes, bad base64):
+/// the general way then unescapes, or says what is wrong.
+fn push_canonical(
+    line: &LineParts,
+    at: &dyn Fn() -> String,
+    last: &mut String,
+    out: &mut Records,
+) -> Result<bool> {
+    let sequence = trim_leading_zeros(line.sequence_number);
+    check_order(sequence, last, at)?;
+    if push_decoded(out, sequence, line.arrival_millis, line.data).is_err() {
+        return Ok(false);
+    }
+    last.clear();
+    last.push_str(sequence);
+    Ok(true)
+}
+
+/// `text` (one line, its end trimmed) as a canonical line.
+fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
+    canonical_line_at(text)
+        .filter(|(_, len)| *len == text.len())
+        .map(|(line, _)| line)
+}
+
 /// The line shape `make-dump` and `record` write, read without a general
-/// JSON parse: `{"SequenceNumber":"<digits>","ApproximateArrivalTimestamp":<number>,"Data":"<base64>","PartitionKey":"..."}`.
+/// JSON parse: `{"SequenceNumber":"<digits>","ApproximateArrivalTimestamp":<number>,"Data":"<base64>","PartitionKey":"..."}`,
+/// at the start of `rest` (which may hold more lines), with its length
+/// including its end (`\n`, `\r\n`, or none at the end of `rest`).
 /// Anything else (other key order, escapes, a truncated line) returns None
 /// and goes through serde_json, which also gives the precise error.
-fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
-    let rest = text.strip_prefix(br#"{"SequenceNumber":""#)?;
+fn canonical_line_at(rest: &[u8]) -> Option<(LineParts<'_>, usize)> {
+    let whole = rest;
+    let rest = rest.strip_prefix(br#"{"SequenceNumber":""#)?;
     // The digits and their closing quote in one pass.
     let q = leading_ascii_digits(rest);
     if q == 0 || rest.get(q) != Some(&b'"') {
@@ -368,16 +403,27 @@ fn canonical_line(text: &[u8]) -> Option<LineParts<'_>> {
     // A `\/` escape (JSON allows it) fails base64 decoding, and the line
     // is read again the general way.
     let data = &rest[..q];
-    let tail = &rest[q + 1..];
-    if !(tail.starts_with(br#","PartitionKey":""#) && tail.ends_with(br#""}"#)) {
-        return None;
-    }
+    // The partition key up to its closing quote (an escaped quote in it
+    // leaves a `\` before the quote found, and no `}` after it: None).
+    let key = rest[q + 1..].strip_prefix(br#","PartitionKey":""#)?;
+    // Keys are short: a plain loop, not a memchr call.
+    let close = key.iter().position(|&b| b == b'"')?;
+    let after = key[close + 1..].strip_prefix(b"}")?;
+    let ending = match after {
+        [] => 0,
+        [b'\n', ..] => 1,
+        [b'\r', b'\n', ..] => 2,
+        _ => return None,
+    };
     // Data is not checked as UTF-8 here: base64 decoding checks every byte.
-    Some(LineParts {
-        sequence_number: seq,
-        arrival_millis,
-        data,
-    })
+    Some((
+        LineParts {
+            sequence_number: seq,
+            arrival_millis,
+            data,
+        },
+        whole.len() - after.len() + ending,
+    ))
 }
 
 /// Epoch seconds with up to three decimals ("1700000000.006") as
@@ -505,6 +551,31 @@ fn trim_line(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_canonical_line_is_read_where_it_starts_with_its_length() {
+        let one = br#"{"SequenceNumber":"7","ApproximateArrivalTimestamp":1.5,"Data":"eA==","PartitionKey":"k"}"#;
+        let mut text = one.to_vec();
+        text.extend_from_slice(b"\r\n");
+        text.extend_from_slice(one);
+        text.extend_from_slice(b"\n");
+        text.extend_from_slice(one);
+        let (line, len) = canonical_line_at(&text).expect("first line");
+        assert_eq!((line.sequence_number, line.data), ("7", &b"eA=="[..]));
+        assert_eq!(len, one.len() + 2, "CRLF counted");
+        let (_, len2) = canonical_line_at(&text[len..]).expect("second line");
+        assert_eq!(len2, one.len() + 1);
+        let (_, len3) = canonical_line_at(&text[len + len2..]).expect("last line");
+        assert_eq!(len3, one.len(), "no line end at the end");
+        // Not canonical: an escaped quote in the key, text after the brace,
+        // a truncated line.
+        let escaped = br#"{"SequenceNumber":"7","ApproximateArrivalTimestamp":1.5,"Data":"eA==","PartitionKey":"a\"b"}"#;
+        assert!(canonical_line_at(escaped).is_none());
+        let mut trailing = one.to_vec();
+        trailing.extend_from_slice(b" \n");
+        assert!(canonical_line_at(&trailing).is_none());
+        assert!(canonical_line_at(&one[..one.len() - 1]).is_none());
+    }
 
     #[test]
     fn canonical_and_general_lines_agree() {
