@@ -22,6 +22,9 @@ pub struct Layout {
     header: String,
 }
 
+/// Druid's default list delimiter for csv and delimited input (Ctrl-A).
+pub const DEFAULT_LIST_DELIMITER: &str = "\u{1}";
+
 impl Layout {
     pub fn new(
         delimiter: &str,
@@ -33,7 +36,11 @@ impl Layout {
     ) -> Layout {
         Layout {
             delimiter: delimiter.to_string(),
-            list_delimiter: list_delimiter.filter(|d| !d.is_empty()).map(str::to_string),
+            // Druid's csv and delimited readers split on Ctrl-A when no
+            // listDelimiter is given (Parsers.DEFAULT_LIST_DELIMITER).
+            list_delimiter: Some(list_delimiter.unwrap_or(DEFAULT_LIST_DELIMITER))
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
             columns: columns.to_vec(),
             slots: None,
             skip_header_rows,
@@ -97,6 +104,9 @@ impl Layout {
             let csv = self.csv;
             let last_read_cell = slots.iter().rposition(Option::is_some);
             let (delim_bytes, quote) = (u8x16::splat(delim), u8x16::splat(b'"'));
+            let list_byte = list_delimiter.and_then(single_byte);
+            // With no one-byte list delimiter, a byte no line holds.
+            let list_bytes = u8x16::splat(list_byte.unwrap_or(b'\n'));
             let bytes = text.as_bytes();
             let mut pos = 0;
             let mut line_no = 0usize;
@@ -114,11 +124,14 @@ impl Layout {
                 if line.is_empty() {
                     continue;
                 }
-                // The list delimiter looked for once per line, not in
-                // every cell: a search per (short) cell was ~5% of a csv
-                // replay's instructions (callgrind).
-                let line_lists = list_delimiter.filter(|d| match single_byte(d) {
-                    Some(b) => memchr::memchr(b, line.as_bytes()).is_some(),
+                // Whether the line holds the list delimiter, not asked of
+                // every cell (a search per short cell was ~5% of a csv
+                // replay's instructions, callgrind). A one-byte delimiter is
+                // looked for in the chunks below, as far as they read: a
+                // cell read after one was seen is searched for it itself,
+                // so a cell without it stays a plain string either way.
+                let mut line_lists = list_delimiter.filter(|d| match list_byte {
+                    Some(_) => false,
                     None => line.contains(d),
                 });
                 let row = rows.next_row(width);
@@ -131,9 +144,19 @@ impl Layout {
                 let mut base = 0;
                 'chunks: while base < line_bytes.len() {
                     let (chunk, valid) = chunk_at(line_bytes, base);
-                    if csv && chunk.simd_eq(quote).to_bitmask() & valid != 0 {
-                        quoted = true;
-                        break;
+                    // Quotes (csv) and list delimiters are rare: one test
+                    // for both, told apart only when one is there.
+                    let rare = if csv {
+                        chunk.simd_eq(quote) | chunk.simd_eq(list_bytes)
+                    } else {
+                        chunk.simd_eq(list_bytes)
+                    };
+                    if rare.to_bitmask() & valid != 0 {
+                        if csv && chunk.simd_eq(quote).to_bitmask() & valid != 0 {
+                            quoted = true;
+                            break;
+                        }
+                        line_lists = list_delimiter;
                     }
                     let mut delimiters = chunk.simd_eq(delim_bytes).to_bitmask() & valid;
                     while delimiters != 0 {
@@ -432,6 +455,61 @@ mod tests {
                 (s("1"), list(&["u", "v", "w"])),
             ]
         );
+    }
+
+    /// Without a listDelimiter, Ctrl-A splits cells as in Druid's csv and
+    /// delimited readers (Parsers.DEFAULT_LIST_DELIMITER), also in a cell
+    /// that starts in one 16-byte chunk and ends in the next, and in a
+    /// line read the quoted way; an empty listDelimiter splits nothing.
+    #[test]
+    fn ctrl_a_is_the_default_list_delimiter() {
+        let cols: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let list = |items: &[&str]| {
+            Value::List(
+                items
+                    .iter()
+                    .map(|i| Value::Str(Cow::Owned(i.to_string())))
+                    .collect(),
+            )
+        };
+        let s = |v: &'static str| Value::Str(Cow::Borrowed(v));
+        for (csv, delimiter) in [(true, ","), (false, "\t")] {
+            let mut fields = FieldTable::new(false, false, &[]);
+            let (a, b) = (fields.slot("a"), fields.slot("b"));
+            let mut layout = Layout::new(delimiter, None, &cols, 0, csv, false);
+            let mut rows = RowBuffer::new();
+            let text =
+                format!("x\u{1}y{delimiter}z\nplain{delimiter}0123456789abc\u{1}d\nq{delimiter}r");
+            layout
+                .parse_entity(text.as_bytes(), &mut fields, &mut rows)
+                .unwrap();
+            let got: Vec<(Value, Value)> = rows
+                .rows()
+                .iter()
+                .map(|r| (r[a].clone(), r[b].clone()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (list(&["x", "y"]), s("z")),
+                    (s("plain"), list(&["0123456789abc", "d"])),
+                    (s("q"), s("r")),
+                ],
+                "csv {csv}"
+            );
+        }
+        let mut fields = FieldTable::new(false, false, &[]);
+        let a = fields.slot("a");
+        let mut rows = RowBuffer::new();
+        Layout::new(",", None, &cols, 0, true, false)
+            .parse_entity(b"\"m\x01n\",o", &mut fields, &mut rows)
+            .unwrap();
+        assert_eq!(rows.rows()[0][a], list(&["m", "n"]), "quoted line");
+        let mut rows = RowBuffer::new();
+        Layout::new(",", Some(""), &cols, 0, true, false)
+            .parse_entity(b"m\x01n,o", &mut fields, &mut rows)
+            .unwrap();
+        assert_eq!(rows.rows()[0][a], s("m\u{1}n"), "empty listDelimiter");
     }
 
     /// Cells after the last column read are not split, but a quote there
