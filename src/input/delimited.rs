@@ -20,6 +20,9 @@ pub struct Layout {
     /// columns. The last header seen, kept with its slots.
     from_header: bool,
     header: String,
+    /// The delimiters as single bytes, where they are one.
+    delimiter_byte: Option<u8>,
+    list_byte: Option<u8>,
 }
 
 /// Druid's default list delimiter for csv and delimited input (Ctrl-A).
@@ -34,13 +37,16 @@ impl Layout {
         csv: bool,
         from_header: bool,
     ) -> Layout {
+        // Druid's csv and delimited readers split on Ctrl-A when no
+        // listDelimiter is given (Parsers.DEFAULT_LIST_DELIMITER).
+        let list_delimiter = Some(list_delimiter.unwrap_or(DEFAULT_LIST_DELIMITER))
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
         Layout {
+            delimiter_byte: single_byte(delimiter),
+            list_byte: list_delimiter.as_deref().and_then(single_byte),
             delimiter: delimiter.to_string(),
-            // Druid's csv and delimited readers split on Ctrl-A when no
-            // listDelimiter is given (Parsers.DEFAULT_LIST_DELIMITER).
-            list_delimiter: Some(list_delimiter.unwrap_or(DEFAULT_LIST_DELIMITER))
-                .filter(|d| !d.is_empty())
-                .map(str::to_string),
+            list_delimiter,
             columns: columns.to_vec(),
             slots: None,
             skip_header_rows,
@@ -100,11 +106,11 @@ impl Layout {
         let width = fields.len();
         let list_delimiter = self.list_delimiter.as_deref();
         // A one-byte delimiter: one pass over each line finds its cells.
-        if let Some(delim) = single_byte(&self.delimiter) {
+        if let Some(delim) = self.delimiter_byte {
             let csv = self.csv;
             let last_read_cell = slots.iter().rposition(Option::is_some);
             let (delim_bytes, quote) = (u8x16::splat(delim), u8x16::splat(b'"'));
-            let list_byte = list_delimiter.and_then(single_byte);
+            let list_byte = self.list_byte;
             // With no one-byte list delimiter, a byte no line holds.
             let list_bytes = u8x16::splat(list_byte.unwrap_or(b'\n'));
             let bytes = text.as_bytes();
