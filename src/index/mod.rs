@@ -15,7 +15,7 @@ pub mod hll;
 use crate::input::Value;
 use crate::input::expr::Expr;
 use crate::input::filter::Filter;
-use crate::spec::granularity::{Bucketer, Granularity};
+use crate::spec::granularity::{Bucketer, Granularity, LastBucket};
 use crate::spec::{AggOp, Aggregator, AggregatorKind, MultiValueHandling, NumType};
 use dictionary::Dictionary;
 use hashbrown::{HashMap, HashTable};
@@ -226,8 +226,8 @@ pub struct IncrementalIndex {
     last_bucket: Option<(i64, usize)>,
     segment_granularity: Granularity,
     query_granularity: Granularity,
-    segment_buckets: Bucketer,
-    query_buckets: Bucketer,
+    segment_buckets: LastBucket,
+    query_buckets: LastBucket,
     rollup: bool,
     /// Estimated bytes of keys and aggregator state (dictionaries apart).
     row_bytes: usize,
@@ -322,8 +322,8 @@ impl IncrementalIndex {
             sinks: Vec::new(),
             open_sink: HashMap::new(),
             last_bucket: None,
-            segment_buckets: Bucketer::new(&segment_granularity),
-            query_buckets: Bucketer::new(&query_granularity),
+            segment_buckets: LastBucket::new(Bucketer::new(&segment_granularity)),
+            query_buckets: LastBucket::new(Bucketer::new(&query_granularity)),
             segment_granularity,
             query_granularity,
             rollup,

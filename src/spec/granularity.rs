@@ -229,6 +229,42 @@ impl Bucketer {
     }
 }
 
+/// A `Bucketer` that remembers the last bucket: rows mostly come in time
+/// order, so most fall in the bucket of the row before and need no
+/// division (two per row, ~1% of a csv replay's instructions, callgrind).
+#[derive(Debug, Clone, Copy)]
+pub struct LastBucket {
+    bucketer: Bucketer,
+    start: i64,
+    /// Exclusive; below `start` until a bucket was asked for.
+    end: i64,
+}
+
+impl LastBucket {
+    pub fn new(bucketer: Bucketer) -> LastBucket {
+        LastBucket {
+            bucketer,
+            start: i64::MAX,
+            end: i64::MIN,
+        }
+    }
+
+    #[inline(always)]
+    pub fn start(&mut self, t: i64) -> i64 {
+        if t >= self.start && t < self.end {
+            return self.start;
+        }
+        let start = self.bucketer.start(t);
+        self.start = start;
+        self.end = match self.bucketer {
+            Bucketer::Fixed { step, .. } => start.saturating_add(step),
+            Bucketer::Months(n) => time::month_start(time::months_since_epoch(start) + n),
+            Bucketer::All => i64::MAX,
+        };
+        start
+    }
+}
+
 fn floor_to(t: i64, step: i64, origin: i64) -> i64 {
     origin.wrapping_add(floor_int(t.wrapping_sub(origin), step))
 }
@@ -240,6 +276,36 @@ mod tests {
 
     fn at(s: &str) -> i64 {
         parse_iso(s).unwrap()
+    }
+
+    /// The remembered bucket answers as the bucketer does, on either side
+    /// of each bucket's edges, for fixed steps, weeks, months, years and all.
+    #[test]
+    fn the_last_bucket_answers_as_the_bucketer() {
+        for name in [
+            "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR", "ALL", "NONE",
+        ] {
+            let g = Granularity::from_json(&json!(name)).unwrap();
+            let bucketer = Bucketer::new(&g);
+            let mut last = LastBucket::new(bucketer);
+            let mut t = at("2012-12-30T22:00:00Z");
+            let end = at("2013-03-02T02:00:00Z");
+            while t < end {
+                for probe in [t - 1, t, t + 1] {
+                    assert_eq!(last.start(probe), bucketer.start(probe), "{name} {probe}");
+                }
+                t += 37 * 60 * 1000;
+            }
+            // Back in time, and far away.
+            for probe in [
+                at("2013-01-01T00:00:00Z"),
+                0,
+                -1,
+                at("2099-06-15T12:00:00Z"),
+            ] {
+                assert_eq!(last.start(probe), bucketer.start(probe), "{name} {probe}");
+            }
+        }
     }
 
     #[test]
