@@ -22,6 +22,39 @@ pub struct RecordRef<'a> {
     pub data: &'a [u8],
 }
 
+/// The records of a batch in order, each starting where the one before
+/// ended (a lookup of the entry before per record, through a closure the
+/// poll loop called, was ~0.8% of a csv replay's instructions).
+pub struct RecordsIter<'a> {
+    records: &'a Records,
+    entries: std::slice::Iter<'a, RecordEntry>,
+    sequence_start: usize,
+    data_start: usize,
+}
+
+impl<'a> Iterator for RecordsIter<'a> {
+    type Item = RecordRef<'a>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        let e = self.entries.next()?;
+        let record = RecordRef {
+            sequence: &self.records.sequences[self.sequence_start..e.sequence_end],
+            arrival_millis: e.arrival_millis,
+            data: &self.records.data[self.data_start..e.data_end],
+        };
+        self.sequence_start = e.sequence_end;
+        self.data_start = e.data_end;
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for RecordsIter<'_> {}
+
 /// The records of one batch, side by side: every record's sequence digits
 /// in one string, every record's data in one buffer. Three allocations per
 /// batch instead of two per record: the fetch threads allocate and the poll
@@ -82,8 +115,13 @@ impl Records {
         (!self.is_empty()).then(|| self.get(self.len() - 1))
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+    pub fn iter(&self) -> RecordsIter<'_> {
+        RecordsIter {
+            records: self,
+            entries: self.entries.iter(),
+            sequence_start: 0,
+            data_start: 0,
+        }
     }
 
     /// Append a record. `sequence` must be normalized digits
@@ -351,5 +389,15 @@ mod tests {
             .collect();
         assert_eq!(got, vec![("12", 5, &b"ab"[..]), ("14", 7, &b""[..])]);
         assert_eq!(r.last().unwrap().sequence, "14");
+        // The iterator and indexing agree, record by record.
+        r.push("16", 9, b"pq");
+        assert_eq!(r.iter().len(), 3);
+        for (i, x) in r.iter().enumerate() {
+            let y = r.get(i);
+            assert_eq!(
+                (x.sequence, x.arrival_millis, x.data),
+                (y.sequence, y.arrival_millis, y.data)
+            );
+        }
     }
 }
