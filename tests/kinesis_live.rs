@@ -136,6 +136,45 @@ fn run_live_with(
     .unwrap()
 }
 
+/// `record` the stream "flights" at `endpoint` from the trim horizon until
+/// caught up into `out`: each shard's record count.
+fn record_caught_up(
+    endpoint: String,
+    out: PathBuf,
+    records_per_fetch: i32,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    use kinesis_peon::source::record::{From, RecordOptions, Until, record};
+    record(&RecordOptions {
+        config: kinesis_peon::source::kinesis::KinesisConfig {
+            endpoint,
+            stream: "flights".into(),
+            static_credentials: Some(("test".into(), "test".into())),
+            assumed_role: None,
+            records_per_fetch,
+            fetch_delay: std::time::Duration::ZERO,
+        },
+        out,
+        from: From::TrimHorizon,
+        until: Until::CaughtUp,
+    })
+}
+
+/// A live run that published `rows` rows once each (its rollup equals the
+/// naive one): its shard reads by shard id.
+fn published_once<'s>(
+    s: &'s kinesis_peon::task::RunSummary,
+    base: &Path,
+    rows: usize,
+) -> std::collections::BTreeMap<String, &'s kinesis_peon::task::ShardRead> {
+    assert_eq!(s.error, None);
+    assert_eq!(s.stats.processed, rows as u64, "{:?}", s.shards);
+    assert_eq!(
+        groups_from_segments(&published_segments(base, "flights")),
+        naive_groups(Some(rows))
+    );
+    s.shards.iter().map(|r| (r.shard_id.clone(), r)).collect()
+}
+
 /// 50,000 flights rows in a 4-shard stream (partition key flight), read
 /// live with explicit inclusive end sequence numbers: the published rollup
 /// equals the naive one.
@@ -162,22 +201,8 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
     );
 
     // `record` the stream, then replay the recording: the same bytes.
-    use kinesis_peon::source::record::{From, RecordOptions, Until, record};
     let dump = scratch().join("live-4-recorded");
-    let counts = record(&RecordOptions {
-        config: kinesis_peon::source::kinesis::KinesisConfig {
-            endpoint: server.url(),
-            stream: "flights".into(),
-            static_credentials: Some(("test".into(), "test".into())),
-            assumed_role: None,
-            records_per_fetch: 10_000,
-            fetch_delay: std::time::Duration::ZERO,
-        },
-        out: dump.clone(),
-        from: From::TrimHorizon,
-        until: Until::CaughtUp,
-    })
-    .unwrap();
+    let counts = record_caught_up(server.url(), dump.clone(), 10_000).unwrap();
     assert_eq!(counts.len(), 4);
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
     let (replayed, s2) = replay_recording(&task, &dump, "live-4-replayed");
@@ -574,26 +599,11 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     let (task2, base2) = (task.clone(), base.clone());
     let running = std::thread::spawn(move || run_live_with(&task2, &base2, true));
     // The recorder, one shard after another, is held at its 3rd call.
-    use kinesis_peon::source::record::{From, RecordOptions, Until, record};
     let record_relay = GateRelay::start(server.port, 3);
     let dump = scratch().join("live-reshard-recorded");
     let recording = {
         let (url, dump) = (record_relay.url(), dump.clone());
-        std::thread::spawn(move || {
-            record(&RecordOptions {
-                config: kinesis_peon::source::kinesis::KinesisConfig {
-                    endpoint: url,
-                    stream: "flights".into(),
-                    static_credentials: Some(("test".into(), "test".into())),
-                    assumed_role: None,
-                    records_per_fetch: 1000,
-                    fetch_delay: std::time::Duration::ZERO,
-                },
-                out: dump,
-                from: From::TrimHorizon,
-                until: Until::CaughtUp,
-            })
-        })
+        std::thread::spawn(move || record_caught_up(url, dump, 1000))
     };
     relay.reached.recv().unwrap();
     record_relay.reached.recv().unwrap();
@@ -614,17 +624,10 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     record_relay.open();
 
     let s = running.join().unwrap();
-    assert_eq!(s.error, None);
     let rows = 40_000;
-    assert_eq!(s.stats.processed, rows as u64);
-    assert_eq!(
-        groups_from_segments(&published_segments(&base, "flights")),
-        naive_groups(Some(rows))
-    );
+    let read = published_once(&s, &base, rows);
     // Children after parents: every record of a child came after the last
     // record of each of its parents.
-    let read: std::collections::BTreeMap<String, &kinesis_peon::task::ShardRead> =
-        s.shards.iter().map(|r| (r.shard_id.clone(), r)).collect();
     assert_eq!(read.len(), 7, "{:?}", s.shards);
     for (child, parents) in [(4, vec![0]), (5, vec![0]), (6, vec![2, 3])] {
         let c = read[&shard(child)];
@@ -696,34 +699,18 @@ fn an_empty_page_from_a_closed_shard_does_not_end_it() {
     let task = flights_task(&base, "closedempty", 2, "closedempty", &[]);
     edit_task(&task, |t| t["ioConfig"]["endpoint"] = server.url().into());
     let s = run_live_with(&task, &base, true);
-    assert_eq!(s.error, None);
-    assert_eq!(s.stats.processed, rows as u64, "{:?}", s.shards);
-    assert_eq!(
-        groups_from_segments(&published_segments(&base, "flights")),
-        naive_groups(Some(rows))
-    );
-    let read: std::collections::BTreeMap<String, &kinesis_peon::task::ShardRead> =
-        s.shards.iter().map(|r| (r.shard_id.clone(), r)).collect();
+    let read = published_once(&s, &base, rows);
     assert_eq!(read.len(), 4, "{:?}", s.shards);
     assert_eq!(read[&shard(0)].end, "EOS");
     for child in [2, 3] {
         assert_eq!(read[&shard(child)].parents, vec![shard(0)]);
     }
 
-    use kinesis_peon::source::record::{From, RecordOptions, Until, record};
-    let counts = record(&RecordOptions {
-        config: kinesis_peon::source::kinesis::KinesisConfig {
-            endpoint: server.url(),
-            stream: "flights".into(),
-            static_credentials: Some(("test".into(), "test".into())),
-            assumed_role: None,
-            records_per_fetch: 1000,
-            fetch_delay: std::time::Duration::ZERO,
-        },
-        out: scratch().join("live-closed-empty-recorded"),
-        from: From::TrimHorizon,
-        until: Until::CaughtUp,
-    })
+    let counts = record_caught_up(
+        server.url(),
+        scratch().join("live-closed-empty-recorded"),
+        1000,
+    )
     .unwrap();
     assert_eq!(counts.len(), 4, "{counts:?}");
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);

@@ -305,6 +305,24 @@ fn split_csv(line: &str) -> Result<Vec<Cow<'_, str>>, ParseError> {
 mod tests {
     use super::*;
 
+    /// A list value of owned strings, as a split cell gives.
+    fn owned_list(items: &[&str]) -> Value<'static> {
+        Value::List(
+            items
+                .iter()
+                .map(|i| Value::Str(Cow::Owned(i.to_string())))
+                .collect(),
+        )
+    }
+
+    /// Each parsed row's values at slots `a` and `b`.
+    fn pairs<'a>(rows: &RowBuffer<'a>, a: usize, b: usize) -> Vec<(Value<'a>, Value<'a>)> {
+        rows.rows()
+            .iter()
+            .map(|r| (r[a].clone(), r[b].clone()))
+            .collect()
+    }
+
     #[test]
     fn tsv_cells_map_to_columns() {
         let mut fields = FieldTable::new(false, false, &[]);
@@ -439,26 +457,13 @@ mod tests {
             .parse_entity(b"x|y,z\nx,z\nx,y,q|r\n1,u|v|w", &mut fields, &mut rows)
             .unwrap();
         let s = |v: &'static str| Value::Str(Cow::Borrowed(v));
-        let list = |items: &[&str]| {
-            Value::List(
-                items
-                    .iter()
-                    .map(|i| Value::Str(Cow::Owned(i.to_string())))
-                    .collect(),
-            )
-        };
-        let got: Vec<(Value, Value)> = rows
-            .rows()
-            .iter()
-            .map(|r| (r[a].clone(), r[b].clone()))
-            .collect();
         assert_eq!(
-            got,
+            pairs(&rows, a, b),
             vec![
-                (list(&["x", "y"]), s("z")),
+                (owned_list(&["x", "y"]), s("z")),
                 (s("x"), s("z")),
                 (s("x"), s("y")),
-                (s("1"), list(&["u", "v", "w"])),
+                (s("1"), owned_list(&["u", "v", "w"])),
             ]
         );
     }
@@ -470,14 +475,7 @@ mod tests {
     #[test]
     fn ctrl_a_is_the_default_list_delimiter() {
         let cols: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
-        let list = |items: &[&str]| {
-            Value::List(
-                items
-                    .iter()
-                    .map(|i| Value::Str(Cow::Owned(i.to_string())))
-                    .collect(),
-            )
-        };
+        let list = owned_list;
         let s = |v: &'static str| Value::Str(Cow::Borrowed(v));
         for (csv, delimiter) in [(true, ","), (false, "\t")] {
             let mut fields = FieldTable::new(false, false, &[]);
@@ -489,13 +487,8 @@ mod tests {
             layout
                 .parse_entity(text.as_bytes(), &mut fields, &mut rows)
                 .unwrap();
-            let got: Vec<(Value, Value)> = rows
-                .rows()
-                .iter()
-                .map(|r| (r[a].clone(), r[b].clone()))
-                .collect();
             assert_eq!(
-                got,
+                pairs(&rows, a, b),
                 vec![
                     (list(&["x", "y"]), s("z")),
                     (s("plain"), list(&["0123456789abc", "d"])),
