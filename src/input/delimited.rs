@@ -136,10 +136,10 @@ impl Layout {
                 // looked for in the chunks below, as far as they read: a
                 // cell read after one was seen is searched for it itself,
                 // so a cell without it stays a plain string either way.
-                let mut line_lists = list_delimiter.filter(|d| match list_byte {
-                    Some(_) => false,
-                    None => line.contains(d),
-                });
+                let mut line_lists = match list_byte {
+                    Some(_) => None,
+                    None => list_delimiter.filter(|d| line.contains(d)),
+                };
                 let row = rows.next_row(width);
                 // Cells up to the last one the task reads, found 16 bytes
                 // at a time: a byte-by-byte loop was ~10 instructions a
@@ -475,7 +475,6 @@ mod tests {
     #[test]
     fn ctrl_a_is_the_default_list_delimiter() {
         let cols: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
-        let list = owned_list;
         let s = |v: &'static str| Value::Str(Cow::Borrowed(v));
         for (csv, delimiter) in [(true, ","), (false, "\t")] {
             let mut fields = FieldTable::new(false, false, &[]);
@@ -490,8 +489,8 @@ mod tests {
             assert_eq!(
                 pairs(&rows, a, b),
                 vec![
-                    (list(&["x", "y"]), s("z")),
-                    (s("plain"), list(&["0123456789abc", "d"])),
+                    (owned_list(&["x", "y"]), s("z")),
+                    (s("plain"), owned_list(&["0123456789abc", "d"])),
                     (s("q"), s("r")),
                 ],
                 "csv {csv}"
@@ -503,7 +502,7 @@ mod tests {
         Layout::new(",", None, &cols, 0, true, false)
             .parse_entity(b"\"m\x01n\",o", &mut fields, &mut rows)
             .unwrap();
-        assert_eq!(rows.rows()[0][a], list(&["m", "n"]), "quoted line");
+        assert_eq!(rows.rows()[0][a], owned_list(&["m", "n"]), "quoted line");
         let mut rows = RowBuffer::new();
         Layout::new(",", Some(""), &cols, 0, true, false)
             .parse_entity(b"m\x01n,o", &mut fields, &mut rows)

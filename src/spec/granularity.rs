@@ -227,6 +227,15 @@ impl Bucketer {
             Bucketer::All => i64::MIN,
         }
     }
+
+    /// End (exclusive) of the bucket that `start` begins.
+    pub fn end(&self, start: i64) -> i64 {
+        match *self {
+            Bucketer::Fixed { step, .. } => start.saturating_add(step),
+            Bucketer::Months(n) => time::month_start(time::months_since_epoch(start) + n),
+            Bucketer::All => i64::MAX,
+        }
+    }
 }
 
 /// A `Bucketer` that remembers the last bucket: rows mostly come in time
@@ -256,11 +265,7 @@ impl LastBucket {
         }
         let start = self.bucketer.start(t);
         self.start = start;
-        self.end = match self.bucketer {
-            Bucketer::Fixed { step, .. } => start.saturating_add(step),
-            Bucketer::Months(n) => time::month_start(time::months_since_epoch(start) + n),
-            Bucketer::All => i64::MAX,
-        };
+        self.end = self.bucketer.end(start);
         start
     }
 }
