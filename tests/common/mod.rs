@@ -31,11 +31,42 @@ pub fn flights_ndjson() -> PathBuf {
     shared().join("data/flights.ndjson.gz")
 }
 
-/// A scratch directory kept alive for the whole test binary.
+/// Scratch directories are named after the test process that made them.
+const SCRATCH_PREFIX: &str = "kinesis-peon-test-";
+
+/// A scratch directory for the whole test binary. A static is never dropped,
+/// so a `TempDir` here would outlive every run (hundreds of MB each); instead
+/// each binary removes the scratch of test processes that have exited.
 pub fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
-        .path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        remove_scratch_of_exited_processes(&tmp);
+        let dir = tmp.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    })
+}
+
+/// Where /proc tells which processes live (Linux); elsewhere nothing is swept.
+fn remove_scratch_of_exited_processes(tmp: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn fresh_dir(name: &str) -> PathBuf {
