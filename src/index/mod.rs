@@ -160,18 +160,51 @@ pub enum MetricValues {
     Long {
         op: AggOp,
         values: Vec<i64>,
-        set: Vec<bool>,
+        set: RowBits,
     },
     Double {
         op: AggOp,
         values: Vec<f64>,
-        set: Vec<bool>,
+        set: RowBits,
     },
     Float {
         op: AggOp,
         values: Vec<f32>,
-        set: Vec<bool>,
+        set: RowBits,
     },
+}
+
+/// One bit per row: whether a numeric aggregator has taken a value (a row
+/// without one is null). A byte per row made each such column grow its
+/// own run of fresh pages; every page a replay first touches costs a fault
+/// and zeroing, which was most of its system time.
+#[derive(Debug, Default)]
+pub struct RowBits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl RowBits {
+    fn push_unset(&mut self) {
+        if self.len.is_multiple_of(64) {
+            self.words.push(0);
+        }
+        self.len += 1;
+    }
+
+    fn reserve(&mut self, more: usize) {
+        self.words.reserve(more.div_ceil(64));
+    }
+
+    #[inline]
+    pub fn get(&self, row: usize) -> bool {
+        self.words[row / 64] >> (row % 64) & 1 != 0
+    }
+
+    #[inline]
+    fn set(&mut self, row: usize) {
+        self.words[row / 64] |= 1 << (row % 64);
+    }
 }
 
 pub struct MetricColumn {
@@ -218,8 +251,9 @@ pub struct IncrementalIndex {
     pub dimensions: Vec<DimensionColumn>,
     pub metrics: Vec<MetricColumn>,
     pub times: Vec<i64>,
-    key_start: Vec<u32>,
-    key_len: Vec<u16>,
+    /// Row r's key is `arena[key_bounds[r]..key_bounds[r + 1]]` (keys are
+    /// appended in row order, so one bound per row and a first 0 suffice).
+    key_bounds: Vec<u32>,
     arena: Vec<u32>,
     pub sinks: Vec<Sink>,
     open_sink: HashMap<i64, usize>,
@@ -316,8 +350,7 @@ impl IncrementalIndex {
             dimensions: Vec::new(),
             metrics: Vec::new(),
             times: Vec::new(),
-            key_start: Vec::new(),
-            key_len: Vec::new(),
+            key_bounds: vec![0],
             arena: Vec::new(),
             sinks: Vec::new(),
             open_sink: HashMap::new(),
@@ -390,7 +423,7 @@ impl IncrementalIndex {
             } => MetricValues::Long {
                 op: *op,
                 values: Vec::new(),
-                set: Vec::new(),
+                set: RowBits::default(),
             },
             AggregatorKind::Numeric {
                 op,
@@ -398,7 +431,7 @@ impl IncrementalIndex {
             } => MetricValues::Double {
                 op: *op,
                 values: Vec::new(),
-                set: Vec::new(),
+                set: RowBits::default(),
             },
             AggregatorKind::Numeric {
                 op,
@@ -406,7 +439,7 @@ impl IncrementalIndex {
             } => MetricValues::Float {
                 op: *op,
                 values: Vec::new(),
-                set: Vec::new(),
+                set: RowBits::default(),
             },
             AggregatorKind::Unsupported(t) => panic!("aggregator {t} reached the index"),
         };
@@ -463,8 +496,7 @@ impl IncrementalIndex {
     pub fn reserve_rows(&mut self, rows: usize) {
         let more = rows.saturating_sub(self.times.len());
         self.times.reserve(more);
-        self.key_start.reserve(more);
-        self.key_len.reserve(more);
+        self.key_bounds.reserve(more);
         self.arena.reserve(more * self.dimensions.len());
         for m in &mut self.metrics {
             match &mut m.values {
@@ -563,16 +595,12 @@ impl IncrementalIndex {
             h.finish()
         };
         let existing = if self.rollup {
-            let (times, starts, lens, arena) =
-                (&self.times, &self.key_start, &self.key_len, &self.arena);
+            let (times, bounds, arena) = (&self.times, &self.key_bounds, &self.arena);
             self.sinks[sink]
                 .table
                 .find(hash, |&r| {
                     let r = r as usize;
-                    times[r] == t && {
-                        let s = starts[r] as usize;
-                        arena[s..s + lens[r] as usize] == key[..]
-                    }
+                    times[r] == t && arena[bounds[r] as usize..bounds[r + 1] as usize] == key[..]
                 })
                 .copied()
         } else {
@@ -583,9 +611,8 @@ impl IncrementalIndex {
             None => {
                 let r = self.times.len();
                 self.times.push(t);
-                self.key_start.push(self.arena.len() as u32);
-                self.key_len.push(key.len() as u16);
                 self.arena.extend_from_slice(&key);
+                self.key_bounds.push(self.arena.len() as u32);
                 let mut metric_bytes = 0;
                 for m in &mut self.metrics {
                     metric_bytes += m.values.push_empty();
@@ -594,15 +621,13 @@ impl IncrementalIndex {
                 let s = &mut self.sinks[sink];
                 s.rows.push(r as u32);
                 if self.rollup {
-                    let (times, starts, lens, arena) =
-                        (&self.times, &self.key_start, &self.key_len, &self.arena);
+                    let (times, bounds, arena) = (&self.times, &self.key_bounds, &self.arena);
                     let hasher = &self.hasher;
                     s.table.insert_unique(hash, r as u32, |&o| {
                         let o = o as usize;
-                        let st = starts[o] as usize;
                         let mut h = hasher.build_hasher();
                         times[o].hash(&mut h);
-                        arena[st..st + lens[o] as usize].hash(&mut h);
+                        arena[bounds[o] as usize..bounds[o + 1] as usize].hash(&mut h);
                         h.finish()
                     });
                 }
@@ -708,8 +733,7 @@ impl IncrementalIndex {
 
     /// The dictionary ids of a row's key (trailing nulls omitted).
     pub fn key(&self, row: usize) -> &[u32] {
-        let s = self.key_start[row] as usize;
-        &self.arena[s..s + self.key_len[row] as usize]
+        &self.arena[self.key_bounds[row] as usize..self.key_bounds[row + 1] as usize]
     }
 }
 
@@ -814,15 +838,15 @@ impl MetricValues {
             MetricValues::Count(v) => v.push(0),
             MetricValues::Long { values, set, .. } => {
                 values.push(0);
-                set.push(false);
+                set.push_unset();
             }
             MetricValues::Double { values, set, .. } => {
                 values.push(0.0);
-                set.push(false);
+                set.push_unset();
             }
             MetricValues::Float { values, set, .. } => {
                 values.push(0.0);
-                set.push(false);
+                set.push_unset();
             }
             MetricValues::FirstLast { .. } | MetricValues::Sketch { .. } => {}
         }
@@ -908,25 +932,17 @@ fn fold_number(state: &mut MetricValues, row: usize, number: &Value) -> bool {
         _ => return false,
     };
     match state {
-        MetricValues::Long { op, values, set } => fold(
-            &mut values[row],
-            &mut set[row],
-            as_long,
-            *op,
-            i64::wrapping_add,
-        ),
+        MetricValues::Long { op, values, set } => {
+            fold(&mut values[row], set, row, as_long, *op, i64::wrapping_add)
+        }
         MetricValues::Double { op, values, set } => {
-            fold(&mut values[row], &mut set[row], as_double, *op, |a, b| {
+            fold(&mut values[row], set, row, as_double, *op, |a, b| a + b)
+        }
+        MetricValues::Float { op, values, set } => {
+            fold(&mut values[row], set, row, as_double as f32, *op, |a, b| {
                 a + b
             })
         }
-        MetricValues::Float { op, values, set } => fold(
-            &mut values[row],
-            &mut set[row],
-            as_double as f32,
-            *op,
-            |a, b| a + b,
-        ),
         _ => return false,
     }
     true
@@ -934,14 +950,15 @@ fn fold_number(state: &mut MetricValues, row: usize, number: &Value) -> bool {
 
 fn fold<T: PartialOrd + Copy>(
     acc: &mut T,
-    set: &mut bool,
+    set: &mut RowBits,
+    row: usize,
     x: T,
     op: AggOp,
     add: impl Fn(T, T) -> T,
 ) {
-    if !*set {
+    if !set.get(row) {
         *acc = x;
-        *set = true;
+        set.set(row);
         return;
     }
     *acc = match op {
@@ -1055,7 +1072,10 @@ mod tests {
             panic!()
         };
         assert_eq!(values, &[12, 0, 1]);
-        assert_eq!(set, &[true, false, true]);
+        assert_eq!(
+            (0..3).map(|r| set.get(r)).collect::<Vec<_>>(),
+            [true, false, true]
+        );
         let MetricValues::Double { values, .. } = &idx.metrics[2].values else {
             panic!()
         };

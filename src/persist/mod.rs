@@ -6,7 +6,7 @@
 
 pub mod merge;
 
-use crate::index::{IncrementalIndex, MULTI_VALUE_BIT, MetricValues, Sink};
+use crate::index::{IncrementalIndex, MULTI_VALUE_BIT, MetricValues, RowBits, Sink};
 use crate::segment::bytes::java_cmp;
 use crate::segment::complex::{ComplexKind, pair_cell};
 use crate::segment::writer::write_segment_dir;
@@ -282,9 +282,9 @@ pub fn sink_to_segment(
         .iter()
         .map(|m| {
             let mut nulls = RoaringBitmap::new();
-            let mut note_nulls = |set: &[bool]| {
+            let mut note_nulls = |set: &RowBits| {
                 for (i, &r) in order.iter().enumerate() {
-                    if !set[r as usize] {
+                    if !set.get(r as usize) {
                         nulls.insert(i as u32);
                     }
                 }
