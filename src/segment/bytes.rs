@@ -93,10 +93,46 @@ pub fn write_blocks(out: &mut Vec<u8>, raw: &[u8], block_bytes: usize, compressi
 /// One block's bytes as the compression strategy stores them.
 pub fn compress_block(raw: &[u8], compression: Compression) -> Vec<u8> {
     match compression {
-        Compression::Lz4 => lz4_flex::block::compress(raw),
+        Compression::Lz4 => lz4_block(raw),
         Compression::Lzf => lzf_encode(raw),
         Compression::Uncompressed | Compression::None => raw.to_vec(),
     }
+}
+
+/// LZ4's hash tables (16-bit positions for blocks under 64 KiB, 32-bit
+/// above, as `lz4_flex::block::compress` picks) and a block's worth of
+/// output. That function allocates and zeroes them for every block, ~1.5%
+/// of a flights replay's instructions (callgrind); these are kept per thread.
+struct Lz4Scratch {
+    small: lz4_flex::block::CompressTable,
+    large: lz4_flex::block::CompressTable,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static LZ4_SCRATCH: std::cell::RefCell<Lz4Scratch> = std::cell::RefCell::new(Lz4Scratch {
+        small: lz4_flex::block::CompressTable::small(),
+        large: lz4_flex::block::CompressTable::large(),
+        out: Vec::new(),
+    });
+}
+
+/// A raw LZ4 block, byte for byte what `lz4_flex::block::compress` gives.
+fn lz4_block(raw: &[u8]) -> Vec<u8> {
+    LZ4_SCRATCH.with_borrow_mut(|scratch| {
+        let bound = lz4_flex::block::get_maximum_output_size(raw.len());
+        if scratch.out.len() < bound {
+            scratch.out.resize(bound, 0);
+        }
+        let table = if raw.len() < usize::from(u16::MAX) {
+            &mut scratch.small
+        } else {
+            &mut scratch.large
+        };
+        let written = lz4_flex::block::compress_into_with_table(raw, &mut scratch.out, table)
+            .expect("the output holds LZ4's bound for this input");
+        scratch.out[..written].to_vec()
+    })
 }
 
 /// The largest piece compress-lzf puts in one chunk (LZFChunk.MAX_CHUNK_LEN).

@@ -334,6 +334,7 @@ fn fetch(
     for r in out.records {
         let sequence = normalize_decimal(&r.sequence_number)
             .map_err(|e| anyhow!("shard {shard_id}: sequence number: {e}"))?;
+        check_follows(&shard_id, s.last.as_ref(), sequence)?;
         s.last = Some(SequenceNumber::from_digits(sequence));
         if s.assignment.start.cmp_digits(sequence).is_gt() {
             continue;
@@ -381,6 +382,18 @@ fn fetch(
             })
             .collect(),
     ))
+}
+
+/// A shard's records come in increasing order; the poll loop counts on it
+/// within a batch (it checks only a batch's first record against the
+/// shard's offset), so a reply out of order stops the task here.
+fn check_follows(shard_id: &str, last: Option<&SequenceNumber>, sequence: &str) -> Result<()> {
+    if let Some(last @ SequenceNumber::Number(_)) = last
+        && last.cmp_digits(sequence).is_ge()
+    {
+        bail!("shard {shard_id}: record {sequence} does not follow {last}, read before it");
+    }
+    Ok(())
 }
 
 fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {
@@ -526,6 +539,51 @@ pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<Vec<ShardIn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply whose records go backwards or repeat one stops the task,
+    /// naming the shard and both sequence numbers; the first record read
+    /// (nothing before it, or only a starting position) is taken.
+    #[test]
+    fn records_must_follow_the_one_before() {
+        let last =
+            SequenceNumber::from_digits("49590000000000000000000000000000000000000000000000000120");
+        assert!(
+            check_follows(
+                "shardId-000000000000",
+                Some(&last),
+                "49590000000000000000000000000000000000000000000000000121"
+            )
+            .is_ok()
+        );
+        for sequence in [
+            "49590000000000000000000000000000000000000000000000000120",
+            "49590000000000000000000000000000000000000000000000000119",
+            "9",
+        ] {
+            let err = check_follows("shardId-000000000000", Some(&last), sequence)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("shardId-000000000000") && err.contains(sequence),
+                "{err}"
+            );
+            assert!(
+                err.contains(
+                    "does not follow 49590000000000000000000000000000000000000000000000000120"
+                ),
+                "{err}"
+            );
+        }
+        assert!(check_follows("shardId-000000000000", None, "1").is_ok());
+        assert!(
+            check_follows(
+                "shardId-000000000000",
+                Some(&SequenceNumber::UnreadTrimHorizon),
+                "1"
+            )
+            .is_ok()
+        );
+    }
 
     fn config(endpoint: &str) -> KinesisConfig {
         KinesisConfig {

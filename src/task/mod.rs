@@ -22,7 +22,6 @@ use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
 use crate::source::replay::{ReplayOptions, ReplaySupplier};
 use crate::source::{Admit, BatchEnd, SequenceNumber, ShardAssignment};
-use crate::spec::sequence::cmp_decimal;
 use crate::spec::time::{format_interval, format_iso};
 use crate::spec::{
     AggregatorKind, DimensionType, LoadedTask, NumType, SequenceSpan, Task, load_task,
@@ -426,8 +425,22 @@ impl Runner<'_> {
             // The last record read in this batch; the shard's offset is
             // moved once, after the batch.
             let mut last_read: Option<&str> = None;
+            // A batch's records are in order (the dump reader and the
+            // Kinesis fetcher check it as they read them), so when its
+            // first and last record are both to be processed, all are, and
+            // only its first needs checking against the shard's offset.
+            // Comparing every record's sequence number here, twice, was ~1%
+            // of a replay's instructions, reading what another core wrote.
+            let whole_batch = batch.records.last().is_some_and(|last| {
+                state.assignment.admit(batch.records.get(0).sequence) == Admit::Process
+                    && state.assignment.admit(last.sequence) == Admit::Process
+            });
             for (record_index, record) in batch.records.iter().enumerate() {
-                let admit = state.assignment.admit(record.sequence);
+                let admit = if whole_batch {
+                    Admit::Process
+                } else {
+                    state.assignment.admit(record.sequence)
+                };
                 match admit {
                     Admit::Skip => continue,
                     Admit::Finish => {
@@ -436,21 +449,17 @@ impl Runner<'_> {
                     }
                     Admit::Process | Admit::ProcessAndFinish => {}
                 }
-                let not_after = match last_read {
-                    Some(last) => cmp_decimal(record.sequence, last).is_le(),
-                    None => state
+                // The first record read of the batch follows the shard's offset.
+                let not_after = last_read.is_none()
+                    && state
                         .last_read
                         .as_ref()
-                        .is_some_and(|last| last.cmp_digits(record.sequence).is_ge()),
-                };
+                        .is_some_and(|last| last.cmp_digits(record.sequence).is_ge());
                 if not_after {
-                    let offset = match last_read {
-                        Some(last) => last.to_string(),
-                        None => state
-                            .last_read
-                            .as_ref()
-                            .map_or(String::new(), |l| l.to_string()),
-                    };
+                    let offset = state
+                        .last_read
+                        .as_ref()
+                        .map_or(String::new(), |l| l.to_string());
                     bail!(
                         "shard {}: record {} is not after the current offset {offset}",
                         state.assignment.shard_id,
