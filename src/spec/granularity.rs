@@ -95,8 +95,15 @@ impl Granularity {
                         if period.fixed_millis() == Some(0) {
                             return Err("period must not be zero".into());
                         }
-                        if origin.is_some() && !period.is_fixed() {
-                            return Err("an origin with a calendar period is not supported".into());
+                        if !period.is_fixed()
+                            && !matches!(
+                                period.single_field(),
+                                Some((PeriodField::Years | PeriodField::Months, _))
+                            )
+                        {
+                            return Err(format!(
+                                "the period {period} mixes years or months with other fields: not supported"
+                            ));
                         }
                         let name = NAMED
                             .iter()
@@ -139,15 +146,7 @@ impl Granularity {
 
     /// End (exclusive) of the bucket starting at `start`.
     pub fn bucket_end(&self, start: i64) -> i64 {
-        match self {
-            Granularity::None => start.saturating_add(1),
-            Granularity::All => i64::MAX,
-            Granularity::Duration { millis, .. } => start.saturating_add(*millis),
-            Granularity::Period { period, .. } => match period.fixed_millis() {
-                Some(ms) => start.saturating_add(ms),
-                None => time::add_months(start, period.years * 12 + period.months),
-            },
-        }
+        Bucketer::new(self).end(start)
     }
 
     /// The JSON Druid writes for this granularity (named ones as bare strings).
@@ -188,6 +187,14 @@ pub enum Bucketer {
     },
     /// Calendar months (years are twelve), from the epoch's.
     Months(i64),
+    /// Whole months from an origin, as Druid's PeriodGranularity counts
+    /// them with an origin (Joda's month difference; `years` counts whole
+    /// years instead, as Druid does for a period in years).
+    MonthsFromOrigin {
+        months: i64,
+        origin: i64,
+        years: bool,
+    },
     All,
 }
 
@@ -201,6 +208,16 @@ impl Bucketer {
                 origin: *origin,
             },
             Granularity::Period { period, origin, .. } => match (origin, period.single_field()) {
+                (Some(origin), Some((PeriodField::Years, n))) => Bucketer::MonthsFromOrigin {
+                    months: 12 * n,
+                    origin: *origin,
+                    years: true,
+                },
+                (Some(origin), Some((PeriodField::Months, n))) => Bucketer::MonthsFromOrigin {
+                    months: n,
+                    origin: *origin,
+                    years: false,
+                },
                 (Some(origin), _) => Bucketer::Fixed {
                     step: period.fixed_millis().unwrap_or(1).max(1),
                     origin: *origin,
@@ -224,6 +241,26 @@ impl Bucketer {
         match *self {
             Bucketer::Fixed { step, origin } => floor_to(t, step, origin),
             Bucketer::Months(n) => time::month_start(floor_int(time::months_since_epoch(t), n)),
+            Bucketer::MonthsFromOrigin {
+                months,
+                origin,
+                years,
+            } => {
+                // Druid: the whole periods since the origin, truncated toward
+                // zero, and one period back for a time before that start.
+                let whole = if years {
+                    12 * time::years_between(origin, t)
+                } else {
+                    time::months_between(origin, t)
+                };
+                let m = whole - whole % months;
+                let start = time::add_months(origin, m);
+                if t < start {
+                    time::add_months(origin, m - months)
+                } else {
+                    start
+                }
+            }
             Bucketer::All => i64::MIN,
         }
     }
@@ -233,6 +270,24 @@ impl Bucketer {
         match *self {
             Bucketer::Fixed { step, .. } => start.saturating_add(step),
             Bucketer::Months(n) => time::month_start(time::months_since_epoch(start) + n),
+            // Where the next bucket starts. Druid's `increment` adds the
+            // period to the start instead, which from an origin on the
+            // 29th to 31st can end a bucket days before the next one
+            // begins (Jan 31 + 1 month is Feb 28, + 1 month Mar 28, while
+            // the next bucket starts Mar 31), leaving rows outside their
+            // segment's interval.
+            Bucketer::MonthsFromOrigin {
+                months,
+                origin,
+                years,
+            } => {
+                let whole = if years {
+                    12 * time::years_between(origin, start)
+                } else {
+                    time::months_between(origin, start)
+                };
+                time::add_months(origin, whole + months)
+            }
             Bucketer::All => i64::MAX,
         }
     }
@@ -310,6 +365,177 @@ mod tests {
             ] {
                 assert_eq!(last.start(probe), bucketer.start(probe), "{name} {probe}");
             }
+        }
+    }
+
+    /// Months and years from an origin follow Druid's
+    /// PeriodGranularity.truncate: whole periods since the origin by Joda's
+    /// difference, truncated toward zero, one period back before that
+    /// start; a bucket ends one period after it starts (`increment`).
+    #[test]
+    fn calendar_periods_count_from_an_origin() {
+        let g = |period: &str, origin: &str| {
+            Granularity::from_json(&json!({"type": "period", "period": period, "origin": origin}))
+                .unwrap()
+        };
+        let cases = [
+            (
+                "P1M",
+                "2013-01-15T00:00:00Z",
+                "2013-02-20T00:00:00Z",
+                "2013-02-15T00:00:00Z",
+            ),
+            (
+                "P1M",
+                "2013-01-15T00:00:00Z",
+                "2013-02-10T00:00:00Z",
+                "2013-01-15T00:00:00Z",
+            ),
+            (
+                "P1M",
+                "2013-01-15T00:00:00Z",
+                "2013-02-15T00:00:00Z",
+                "2013-02-15T00:00:00Z",
+            ),
+            (
+                "P1M",
+                "2013-01-15T10:00:00Z",
+                "2013-02-15T09:59:59.999Z",
+                "2013-01-15T10:00:00Z",
+            ),
+            // Before the origin: one period back from where the count lands.
+            (
+                "P1M",
+                "2013-01-15T00:00:00Z",
+                "2012-12-20T00:00:00Z",
+                "2012-12-15T00:00:00Z",
+            ),
+            (
+                "P1M",
+                "2013-01-15T00:00:00Z",
+                "2012-12-10T00:00:00Z",
+                "2012-11-15T00:00:00Z",
+            ),
+            (
+                "P3M",
+                "2013-01-15T00:00:00Z",
+                "2013-05-01T00:00:00Z",
+                "2013-04-15T00:00:00Z",
+            ),
+            (
+                "P3M",
+                "2013-01-15T00:00:00Z",
+                "2013-04-14T00:00:00Z",
+                "2013-01-15T00:00:00Z",
+            ),
+            // A month-end origin: Feb 28 is a whole month after Jan 31.
+            (
+                "P1M",
+                "2013-01-31T00:00:00Z",
+                "2013-02-28T12:00:00Z",
+                "2013-02-28T00:00:00Z",
+            ),
+            (
+                "P1M",
+                "2013-01-31T00:00:00Z",
+                "2013-02-27T12:00:00Z",
+                "2013-01-31T00:00:00Z",
+            ),
+            (
+                "P1Y",
+                "2012-02-29T00:00:00Z",
+                "2013-02-28T00:00:00Z",
+                "2013-02-28T00:00:00Z",
+            ),
+            (
+                "P1Y",
+                "2012-06-01T00:00:00Z",
+                "2013-05-31T23:59:59Z",
+                "2012-06-01T00:00:00Z",
+            ),
+            (
+                "P2Y",
+                "2012-06-01T00:00:00Z",
+                "2015-07-01T00:00:00Z",
+                "2014-06-01T00:00:00Z",
+            ),
+        ];
+        for (period, origin, t, start) in cases {
+            let granularity = g(period, origin);
+            let bucketer = Bucketer::new(&granularity);
+            assert_eq!(
+                time::format_iso(bucketer.start(at(t))),
+                time::format_iso(at(start)),
+                "{period} from {origin}: {t}"
+            );
+            let end = bucketer.end(at(start));
+            assert_eq!(end, granularity.bucket_end(at(start)), "{period} {start}");
+            assert!(
+                at(start) <= at(t) && at(t) < end,
+                "{period} {t} in its bucket"
+            );
+            let mut last = LastBucket::new(bucketer);
+            assert_eq!(last.start(at(t)), at(start));
+        }
+        assert_eq!(
+            time::format_iso(
+                Bucketer::new(&g("P1M", "2013-01-15T00:00:00Z")).end(at("2013-01-15T00:00:00Z"))
+            ),
+            "2013-02-15T00:00:00.000Z"
+        );
+        // Buckets from a month-end origin meet: each ends where the next starts.
+        let bucketer = Bucketer::new(&g("P1M", "2013-01-31T00:00:00Z"));
+        let mut start = at("2013-01-31T00:00:00Z");
+        for next in ["2013-02-28", "2013-03-31", "2013-04-30", "2013-05-31"] {
+            let end = bucketer.end(start);
+            assert_eq!(time::format_iso(end), format!("{next}T00:00:00.000Z"));
+            assert_eq!(bucketer.start(end - 1), start);
+            assert_eq!(bucketer.start(end), end);
+            start = end;
+        }
+        // Years or months mixed with other fields: refused, origin or not.
+        for spec in [
+            json!({"type": "period", "period": "P1M1D", "origin": "2013-01-15T00:00:00Z"}),
+            json!({"type": "period", "period": "P1Y2M"}),
+        ] {
+            let err = Granularity::from_json(&spec).unwrap_err();
+            assert!(err.contains("mixes years or months"), "{err}");
+        }
+    }
+
+    /// Joda's month and year differences (values worked out from
+    /// BasicMonthOfYearDateTimeField / BasicYearDateTimeField.getDifferenceAsLong).
+    #[test]
+    fn month_and_year_differences_count_as_joda_does() {
+        let months = [
+            ("2013-01-31T00:00:00Z", "2013-02-28T00:00:00Z", 1),
+            ("2013-01-31T00:00:00Z", "2013-02-27T23:59:59Z", 0),
+            ("2013-01-15T10:00:00Z", "2013-02-15T09:59:59Z", 0),
+            ("2013-01-15T10:00:00Z", "2013-02-15T10:00:00Z", 1),
+            ("2013-03-31T00:00:00Z", "2013-02-28T00:00:00Z", -1),
+            ("2013-01-15T00:00:00Z", "2012-12-20T00:00:00Z", 0),
+            ("1969-12-15T00:00:00Z", "1970-03-20T00:00:00Z", 3),
+        ];
+        for (from, to, want) in months {
+            assert_eq!(
+                time::months_between(at(from), at(to)),
+                want,
+                "{from} -> {to}"
+            );
+        }
+        let years = [
+            ("2012-02-29T00:00:00Z", "2013-02-28T00:00:00Z", 1),
+            ("2012-02-29T00:00:00Z", "2013-02-27T00:00:00Z", 0),
+            ("2011-03-01T00:00:00Z", "2012-02-29T00:00:00Z", 0),
+            ("2011-03-01T00:00:00Z", "2012-03-01T00:00:00Z", 1),
+            ("2013-06-01T00:00:00Z", "2012-06-01T00:00:00Z", -1),
+        ];
+        for (from, to, want) in years {
+            assert_eq!(
+                time::years_between(at(from), at(to)),
+                want,
+                "{from} -> {to}"
+            );
         }
     }
 

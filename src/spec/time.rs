@@ -77,6 +77,63 @@ pub fn add_months(millis: i64, months: i64) -> i64 {
     days_from_civil(ny, nm, nd) * MS_PER_DAY + ms_of_day
 }
 
+/// Whole months from `from` to `to` as Joda-Time's
+/// `months().getDifference(to, from)` counts them (Druid buckets months
+/// from an origin with it): negative when `to` is earlier; a month counts
+/// once the day and time of `from` are reached again, except that the last
+/// day of a shorter month stands for any later day (Jan 31 to Feb 28 is one
+/// month).
+pub fn months_between(from: i64, to: i64) -> i64 {
+    if to < from {
+        return -months_between(to, from);
+    }
+    let (to_year, to_month, to_day) = civil_from_days(to.div_euclid(MS_PER_DAY));
+    let (from_year, from_month, from_day) = civil_from_days(from.div_euclid(MS_PER_DAY));
+    let mut difference = (to_year - from_year) * 12 + to_month as i64 - from_month as i64;
+    let into_month =
+        |millis: i64, day: u32| (day as i64 - 1) * MS_PER_DAY + millis.rem_euclid(MS_PER_DAY);
+    let to_rem = into_month(to, to_day);
+    let to_month_days = days_in_month(to_year, to_month);
+    let from_rem = if to_day == to_month_days && from_day > to_day {
+        into_month(from, to_day)
+    } else {
+        into_month(from, from_day)
+    };
+    if to_rem < from_rem {
+        difference -= 1;
+    }
+    difference
+}
+
+/// Whole years from `from` to `to` as Joda-Time's
+/// `years().getDifference(to, from)` counts them: the time into the year,
+/// with a leap day left out when only one of the two years has it.
+pub fn years_between(from: i64, to: i64) -> i64 {
+    if to < from {
+        return -years_between(to, from);
+    }
+    let (to_year, _, _) = civil_from_days(to.div_euclid(MS_PER_DAY));
+    let (from_year, _, _) = civil_from_days(from.div_euclid(MS_PER_DAY));
+    let year_start = |year: i64| days_from_civil(year, 1, 1) * MS_PER_DAY;
+    let leap = |year: i64| days_in_month(year, 2) == 29;
+    // Milliseconds into a leap year where Feb 29 begins.
+    let feb_29 = (31 + 28) * MS_PER_DAY;
+    let mut to_rem = to - year_start(to_year);
+    let mut from_rem = from - year_start(from_year);
+    if from_rem >= feb_29 && leap(from_year) {
+        if !leap(to_year) {
+            from_rem -= MS_PER_DAY;
+        }
+    } else if to_rem >= feb_29 && leap(to_year) {
+        to_rem -= MS_PER_DAY;
+    }
+    let mut difference = to_year - from_year;
+    if to_rem < from_rem {
+        difference -= 1;
+    }
+    difference
+}
+
 /// Whole months between 1970-01 and the month holding `millis`.
 pub fn months_since_epoch(millis: i64) -> i64 {
     let (year, month, _) = civil_from_days(millis.div_euclid(MS_PER_DAY));
