@@ -176,8 +176,8 @@ pub enum MetricValues {
 
 /// One bit per row: whether a numeric aggregator has taken a value (a row
 /// without one is null). A byte per row made each such column grow its
-/// own run of fresh pages; every page a replay first touches costs a fault
-/// and zeroing, which was most of its system time.
+/// own run of fresh pages; a page touched for the first time costs a
+/// fault and its zeroing, most of a replay's system time.
 #[derive(Debug, Default)]
 pub struct RowBits {
     words: Vec<u64>,

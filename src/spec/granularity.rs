@@ -248,11 +248,7 @@ impl Bucketer {
             } => {
                 // Druid: the whole periods since the origin, truncated toward
                 // zero, and one period back for a time before that start.
-                let whole = if years {
-                    12 * time::years_between(origin, t)
-                } else {
-                    time::months_between(origin, t)
-                };
+                let whole = whole_months(origin, t, years);
                 let m = whole - whole % months;
                 let start = time::add_months(origin, m);
                 if t < start {
@@ -280,16 +276,19 @@ impl Bucketer {
                 months,
                 origin,
                 years,
-            } => {
-                let whole = if years {
-                    12 * time::years_between(origin, start)
-                } else {
-                    time::months_between(origin, start)
-                };
-                time::add_months(origin, whole + months)
-            }
+            } => time::add_months(origin, whole_months(origin, start, years) + months),
             Bucketer::All => i64::MAX,
         }
+    }
+}
+
+/// Months from `origin` to `t` as Joda counts them (in whole years when
+/// the period is in years, as Druid counts those).
+fn whole_months(origin: i64, t: i64, years: bool) -> i64 {
+    if years {
+        12 * time::years_between(origin, t)
+    } else {
+        time::months_between(origin, t)
     }
 }
 
