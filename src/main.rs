@@ -527,6 +527,17 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         "peak RSS            {:.1} MiB",
         after.max_rss() as f64 / 1024.0
     );
+    // Whether this run had transparent huge pages (see
+    // `disable_huge_pages_unless_asked`): figures with and without differ.
+    let huge_pages_off = nix::sys::prctl::get_thp_disable().unwrap_or(false);
+    println!(
+        "huge pages          {}",
+        if huge_pages_off {
+            "off for this process (MIMALLOC_ALLOW_THP=1 allows them)"
+        } else {
+            "allowed"
+        }
+    );
     println!(
         "stages (s)          read {:.2} (fetch threads) | parse {:.2} | index {:.2} | persist {:.2} | push {:.2} | publish {:.2}",
         st.read.as_secs_f64(),

@@ -160,6 +160,7 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
 #[test]
 fn bench_reports_rows_per_cpu_second() {
     let out = peon()
+        .env_remove("MIMALLOC_ALLOW_THP")
         .args(["bench", "--task"])
         .arg(shipped_task())
         .arg("--dump")
@@ -175,6 +176,19 @@ fn bench_reports_rows_per_cpu_second() {
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n > 0.0);
     assert!(stdout.contains("peak RSS"));
+    // Huge pages are off unless the operator asks for them.
+    assert!(stdout.contains("huge pages          off"), "{stdout}");
+    let asked = peon()
+        .env("MIMALLOC_ALLOW_THP", "1")
+        .args(["bench", "--task"])
+        .arg(shipped_task())
+        .arg("--dump")
+        .arg(shipped_dump())
+        .output()
+        .unwrap();
+    assert!(asked.status.success());
+    let asked = String::from_utf8_lossy(&asked.stdout);
+    assert!(asked.contains("huge pages          allowed"), "{asked}");
 }
 
 #[test]
