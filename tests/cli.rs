@@ -157,10 +157,15 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
     }
 }
 
-#[test]
-fn bench_reports_rows_per_cpu_second() {
-    let out = peon()
-        .env_remove("MIMALLOC_ALLOW_THP")
+/// `bench` on the shipped task and dump, with `MIMALLOC_ALLOW_THP` set to
+/// `allow_thp` (or unset); its stdout.
+fn bench_shipped(allow_thp: Option<&str>) -> String {
+    let mut cmd = peon();
+    match allow_thp {
+        Some(v) => cmd.env("MIMALLOC_ALLOW_THP", v),
+        None => cmd.env_remove("MIMALLOC_ALLOW_THP"),
+    };
+    let out = cmd
         .args(["bench", "--task"])
         .arg(shipped_task())
         .arg("--dump")
@@ -168,7 +173,12 @@ fn bench_reports_rows_per_cpu_second() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn bench_reports_rows_per_cpu_second() {
+    let stdout = bench_shipped(None);
     let line = stdout
         .lines()
         .find(|l| l.starts_with("rows per CPU-second"))
@@ -178,16 +188,7 @@ fn bench_reports_rows_per_cpu_second() {
     assert!(stdout.contains("peak RSS"));
     // Huge pages are off unless the operator asks for them.
     assert!(stdout.contains("huge pages          off"), "{stdout}");
-    let asked = peon()
-        .env("MIMALLOC_ALLOW_THP", "1")
-        .args(["bench", "--task"])
-        .arg(shipped_task())
-        .arg("--dump")
-        .arg(shipped_dump())
-        .output()
-        .unwrap();
-    assert!(asked.status.success());
-    let asked = String::from_utf8_lossy(&asked.stdout);
+    let asked = bench_shipped(Some("1"));
     assert!(asked.contains("huge pages          allowed"), "{asked}");
 }
 
