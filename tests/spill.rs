@@ -19,6 +19,23 @@ fn assert_same_zips(a: &std::path::Path, b: &std::path::Path) -> usize {
     za.len()
 }
 
+/// Run `spilling` into `spilled` and `direct_task` into `direct` on `dump`:
+/// both succeed, the first persists at least `min_persists` times, the
+/// second never.
+fn run_spilled_and_direct(
+    (spilling, spilled): (&std::path::Path, &std::path::Path),
+    (direct_task, direct): (&std::path::Path, &std::path::Path),
+    dump: &std::path::Path,
+    min_persists: usize,
+) {
+    let sa = run_task(spilling, dump, spilled);
+    let sb = run_task(direct_task, dump, direct);
+    assert_eq!(sa.error, None);
+    assert_eq!(sb.error, None);
+    assert!(sa.persists >= min_persists, "{} persists", sa.persists);
+    assert_eq!(sb.persists, 0);
+}
+
 #[test]
 fn many_small_persists_and_partitions_match_a_run_without_persists() {
     let dump = flights_dump("flights3-60k", 3, Some(60_000));
@@ -36,12 +53,7 @@ fn many_small_persists_and_partitions_match_a_run_without_persists() {
     };
     let a = flights_task_tuned(&spilled, "spill-a", 3, "spill", tuned(700));
     let b = flights_task_tuned(&direct, "spill-b", 3, "spill", tuned(10_000_000));
-    let sa = run_task(&a, &dump, &spilled);
-    let sb = run_task(&b, &dump, &direct);
-    assert_eq!(sa.error, None);
-    assert_eq!(sb.error, None);
-    assert!(sa.persists >= 50, "{} persists", sa.persists);
-    assert_eq!(sb.persists, 0);
+    run_spilled_and_direct((&a, &spilled), (&b, &direct), &dump, 50);
     let segments = assert_same_zips(&spilled, &direct);
     assert!(segments > 2 * 60, "{segments} segments");
     // Every partition holds at most maxRowsPerSegment rows; the rollup
@@ -367,12 +379,7 @@ fn a_years_segment_of_hourly_rows_sorts_as_the_merge_does() {
             t["dataSchema"]["granularitySpec"]["segmentGranularity"] = "YEAR".into();
         });
     }
-    let sa = run_task(&a, &dump, &spilled);
-    let sb = run_task(&b, &dump, &direct);
-    assert_eq!(sa.error, None);
-    assert_eq!(sb.error, None);
-    assert!(sa.persists >= 5, "{} persists", sa.persists);
-    assert_eq!(sb.persists, 0);
+    run_spilled_and_direct((&a, &spilled), (&b, &direct), &dump, 5);
     // 2013, and the first hours of 2014 in UTC.
     assert_eq!(assert_same_zips(&spilled, &direct), 2);
     let published = published_segments(&direct, "flights");
