@@ -393,14 +393,16 @@ fn row_order(
     // key would not pack otherwise: a year's segment of hourly rows then
     // takes 28 bits of time instead of 35, and its sort the integer way
     // instead of the slice comparator below (~5x dearer, callgrind).
+    let time_span = max_time.abs_diff(min_time);
     let mut time_shift = 0;
-    if bits(max_time.abs_diff(min_time)) + other_bits > 64 {
+    if bits(time_span) + other_bits > 64 {
         let offsets = rows.iter().fold(0, |acc, &r| {
             acc | index.times[r as usize].abs_diff(min_time)
         });
+        // All offsets 0 (one time): 64 trailing zeros, no shift.
         time_shift = offsets.trailing_zeros() % 64;
     }
-    let time_bits = bits(max_time.abs_diff(min_time) >> time_shift);
+    let time_bits = bits(time_span >> time_shift);
     let total = time_bits + other_bits;
     if total <= 64 {
         // The whole key packed in one integer (time offset, ranks, then the

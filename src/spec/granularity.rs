@@ -515,13 +515,6 @@ mod tests {
             ("2013-01-15T00:00:00Z", "2012-12-20T00:00:00Z", 0),
             ("1969-12-15T00:00:00Z", "1970-03-20T00:00:00Z", 3),
         ];
-        for (from, to, want) in months {
-            assert_eq!(
-                time::months_between(at(from), at(to)),
-                want,
-                "{from} -> {to}"
-            );
-        }
         let years = [
             ("2012-02-29T00:00:00Z", "2013-02-28T00:00:00Z", 1),
             ("2012-02-29T00:00:00Z", "2013-02-27T00:00:00Z", 0),
@@ -529,12 +522,15 @@ mod tests {
             ("2011-03-01T00:00:00Z", "2012-03-01T00:00:00Z", 1),
             ("2013-06-01T00:00:00Z", "2012-06-01T00:00:00Z", -1),
         ];
-        for (from, to, want) in years {
-            assert_eq!(
-                time::years_between(at(from), at(to)),
-                want,
-                "{from} -> {to}"
-            );
+        // Typed as a function pointer, so both functions fit one array.
+        let months_between: fn(i64, i64) -> i64 = time::months_between;
+        for (between, cases) in [
+            (months_between, &months[..]),
+            (time::years_between, &years[..]),
+        ] {
+            for &(from, to, want) in cases {
+                assert_eq!(between(at(from), at(to)), want, "{from} -> {to}");
+            }
         }
     }
 
