@@ -12,7 +12,7 @@ pub struct Layout {
     columns: Vec<String>,
     /// Slot of each column (None: no column of the task reads it), resolved
     /// on the first record, once the runner has registered its fields.
-    slots: Option<Vec<Option<usize>>>,
+    slots: Option<ColumnSlots>,
     skip_header_rows: usize,
     csv: bool,
     /// findColumnsFromHeader: Druid reads each record as a file of its
@@ -23,6 +23,20 @@ pub struct Layout {
     /// The delimiters as single bytes, where they are one.
     delimiter_byte: Option<u8>,
     list_byte: Option<u8>,
+}
+
+/// The slot each column fills, and the last column read: a line's scan
+/// stops after it (worked out once, not per record).
+struct ColumnSlots {
+    slots: Vec<Option<usize>>,
+    last_read: Option<usize>,
+}
+
+impl ColumnSlots {
+    fn new(slots: Vec<Option<usize>>) -> ColumnSlots {
+        let last_read = slots.iter().rposition(Option::is_some);
+        ColumnSlots { slots, last_read }
+    }
 }
 
 /// Druid's default list delimiter for csv and delimited input (Ctrl-A).
@@ -93,22 +107,22 @@ impl Layout {
                         c => fields.column_slot(c),
                     })
                     .collect();
-                self.slots = Some(slots);
+                self.slots = Some(ColumnSlots::new(slots));
                 self.header = header.to_string();
             }
             text = body;
             skip_header_rows = 0;
         }
         let columns = &self.columns;
-        let slots = self
-            .slots
-            .get_or_insert_with(|| columns.iter().map(|c| fields.column_slot(c)).collect());
+        let ColumnSlots { slots, last_read } = self.slots.get_or_insert_with(|| {
+            ColumnSlots::new(columns.iter().map(|c| fields.column_slot(c)).collect())
+        });
+        let (slots, last_read_cell) = (&slots[..], *last_read);
         let width = fields.len();
         let list_delimiter = self.list_delimiter.as_deref();
         // A one-byte delimiter: one pass over each line finds its cells.
         if let Some(delim) = self.delimiter_byte {
             let csv = self.csv;
-            let last_read_cell = slots.iter().rposition(Option::is_some);
             let (delim_bytes, quote) = (u8x16::splat(delim), u8x16::splat(b'"'));
             let list_byte = self.list_byte;
             // With no one-byte list delimiter, a byte no line holds.
@@ -439,6 +453,73 @@ mod tests {
                     assert_eq!(row[read[0]], cell_value(None, want[1].clone()), "{line:?}");
                     assert_eq!(row[read[1]], cell_value(None, want[4].clone()), "{line:?}");
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any record, over the bytes the scanner treats specially: the
+        /// one-pass scan (cells and line ends found together, stopping after
+        /// the last column read) gives the rows a line-by-line reading with
+        /// a full split gives, or fails where it fails.
+        #[test]
+        fn one_pass_scan_matches_a_full_split_on_any_record(
+            picks in proptest::collection::vec(0usize..12, 0..90),
+            csv in proptest::bool::ANY,
+            lists in 0usize..3,
+            skip in 0usize..2,
+            read_mask in 1u32..64,
+        ) {
+            const ALPHABET: &[u8] = b"ab,\"\n\r\t\x01|xy;";
+            let record: Vec<u8> = picks.iter().map(|&i| ALPHABET[i]).collect();
+            let delimiter = if csv { "," } else { "\t" };
+            let list = [None, Some("|"), Some("||")][lists];
+            let cols: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+            let mut fields = FieldTable::new(false, false, &[]);
+            // Read some columns only, so the scan stops early on some lines.
+            let read: Vec<(usize, usize)> = (0..6)
+                .filter(|i| read_mask & (1 << i) != 0)
+                .map(|i| (i, fields.slot(&cols[i])))
+                .collect();
+            let mut layout = Layout::new(delimiter, list, &cols, skip, csv, false);
+            let mut rows = RowBuffer::new();
+            let got = layout
+                .parse_entity(&record, &mut fields, &mut rows)
+                .map(|_| rows.rows().to_vec());
+            let text = std::str::from_utf8(&record).unwrap();
+            let list_delimiter = list.or(Some(DEFAULT_LIST_DELIMITER));
+            let mut want: Result<Vec<Vec<Value>>, ()> = Ok(Vec::new());
+            for (i, line) in text.split('\n').enumerate() {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                if i < skip || line.is_empty() {
+                    continue;
+                }
+                let cells: Vec<Cow<'_, str>> = if csv {
+                    match split_csv(line) {
+                        Ok(cells) => cells,
+                        Err(_) => {
+                            want = Err(());
+                            break;
+                        }
+                    }
+                } else {
+                    line.split(delimiter).map(Cow::Borrowed).collect()
+                };
+                let mut row = vec![Value::Null; fields.len()];
+                for &(col, slot) in &read {
+                    if let Some(cell) = cells.get(col) {
+                        row[slot] = cell_value(list_delimiter, cell.clone());
+                    }
+                }
+                if let Ok(rows) = &mut want {
+                    rows.push(row);
+                }
+            }
+            match (got, want) {
+                (Ok(got), Ok(want)) => proptest::prop_assert_eq!(got, want, "{:?}", text),
+                (Err(_), Err(())) => {}
+                (Err(_), Ok(want)) => proptest::prop_assert!(want.is_empty(), "{:?}", text),
+                (Ok(got), Err(())) => proptest::prop_assert!(false, "{:?} gave {:?}", text, got),
             }
         }
     }

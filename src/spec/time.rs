@@ -437,6 +437,32 @@ mod tests {
         assert_eq!(parse_iso("2013-02-29T00:00:00Z"), None);
     }
 
+    /// Any one byte of either shape changed to any ASCII character: the
+    /// fixed reading (with the valid date cached, and without) is None or
+    /// what the general parser reads: no bad byte gets past the fixed
+    /// positions or the cached date.
+    #[test]
+    fn every_single_byte_change_reads_as_the_general_parser_does() {
+        for valid in ["2013-07-15T10:15:42Z", "2013-07-15T10:15:42.123Z"] {
+            for i in 0..valid.len() {
+                for c in 0x20u8..0x7f {
+                    let mut bytes = valid.as_bytes().to_vec();
+                    bytes[i] = c;
+                    let text = std::str::from_utf8(&bytes).unwrap();
+                    let general = parse_iso_general(text);
+                    let mut warm = DayCache::default();
+                    parse_iso_utc_fixed_with(valid.as_bytes(), &mut warm).expect("valid");
+                    for mut cache in [warm, DayCache::default()] {
+                        if let Some(fixed) = parse_iso_utc_fixed_with(bytes.as_slice(), &mut cache)
+                        {
+                            assert_eq!(Some(fixed), general, "{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// With a day cache, every reading equals the uncached one: dates
     /// alternating and repeating, and near misses right after a valid
     /// reading of the same date (the cache must not vouch for them).
