@@ -63,6 +63,11 @@ enum Command {
         /// A fresh directory is made inside it (default: the temp directory) and removed afterwards.
         #[arg(long)]
         base_dir: Option<PathBuf>,
+        /// Replay the dump this many times in this process: the first pass
+        /// is reported as a single run is, the others apart (a long-running
+        /// task's steady state: memory reused, code and data warm).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        passes: u32,
     },
     /// Capture a live stream (every shard, closed ones and their children
     /// too) into a dump that replays like the live stream.
@@ -245,7 +250,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             task,
             dump,
             base_dir,
-        } => bench(task, dump, base_dir),
+            passes,
+        } => bench(task, dump, base_dir, passes),
         Command::Record {
             stream,
             endpoint,
@@ -501,7 +507,14 @@ fn runtime_properties(
     Ok(out)
 }
 
-fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<ExitCode> {
+/// User and system CPU seconds of this process so far.
+fn cpu_seconds() -> Result<(f64, f64)> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok((secs(usage.user_time()), secs(usage.system_time())))
+}
+
+fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>, passes: u32) -> Result<ExitCode> {
     // Every bench starts from nothing: a fresh directory of its own inside
     // the given one (or the temp directory), removed afterwards.
     let base = base_dir
@@ -509,20 +522,20 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
         .join(format!("kinesis-peon-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
-    let summary = run(&RunOptions {
-        task_file: task,
-        dump: Some(dump),
+    let options = |base_dir: PathBuf| RunOptions {
+        task_file: task.clone(),
+        dump: Some(dump.clone()),
         properties: Default::default(),
-        base_dir: base.clone(),
+        base_dir,
         progress: false,
         stage_timing: true,
         until_caught_up: false,
-    })?;
-    let after = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    let user_secs = secs(after.user_time()) - secs(before.user_time());
-    let system_secs = secs(after.system_time()) - secs(before.system_time());
+    };
+    let before = cpu_seconds()?;
+    let summary = run(&options(base.clone()))?;
+    let after = cpu_seconds()?;
+    let user_secs = after.0 - before.0;
+    let system_secs = after.1 - before.1;
     let cpu_secs = user_secs + system_secs;
     print_summary(&summary);
     let rows = (summary.stats.processed + summary.stats.processed_with_error) as f64;
@@ -565,6 +578,43 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>) -> Result<Exit
     );
     if std::env::var_os("KINESIS_PEON_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&base);
+    }
+    if passes > 1 && summary.error.is_none() {
+        // Each later pass into a directory of its own, removed between
+        // passes (outside the measured time).
+        let mut later: Vec<(f64, f64)> = Vec::new();
+        for pass in 2..=passes {
+            let dir = base.with_file_name(format!(
+                "kinesis-peon-bench-{}-pass-{pass}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let before = cpu_seconds()?;
+            let s = run(&options(dir.clone()))?;
+            let after = cpu_seconds()?;
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(e) = &s.error {
+                anyhow::bail!("pass {pass} failed: {e}");
+            }
+            later.push((after.0 - before.0, after.1 - before.1));
+        }
+        let mut cpu: Vec<f64> = later.iter().map(|(u, s)| u + s).collect();
+        cpu.sort_by(f64::total_cmp);
+        let median = cpu[cpu.len() / 2];
+        let mut users: Vec<f64> = later.iter().map(|(u, _)| *u).collect();
+        users.sort_by(f64::total_cmp);
+        println!("--- later passes ({})", later.len());
+        println!(
+            "rows per CPU-second {:.0} median (fastest {:.0}, slowest {:.0})",
+            rows / median,
+            rows / cpu[0],
+            rows / cpu[cpu.len() - 1]
+        );
+        println!(
+            "CPU seconds         {median:.3} median (user {:.3} median)",
+            users[users.len() / 2]
+        );
     }
     Ok(if summary.error.is_some() {
         ExitCode::from(1)

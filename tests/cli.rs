@@ -192,6 +192,48 @@ fn bench_reports_rows_per_cpu_second() {
     assert!(asked.contains("huge pages          allowed"), "{asked}");
 }
 
+/// `--passes 3`: the first pass is reported as a single run is, the two
+/// after it apart; every pass's directory is gone afterwards, and no
+/// pass count below one is taken.
+#[test]
+fn bench_passes_report_the_later_passes_apart_and_leave_nothing() {
+    let base = fresh_dir("bench-passes");
+    let out = peon()
+        .args(["bench", "--passes", "3", "--task"])
+        .arg(shipped_task())
+        .arg("--dump")
+        .arg(shipped_dump())
+        .arg("--base-dir")
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (first, later) = stdout.split_once("--- later passes (2)").expect(&stdout);
+    assert!(first.contains("rows per CPU-second "), "{stdout}");
+    let median: f64 = later
+        .lines()
+        .find_map(|l| l.strip_prefix("rows per CPU-second "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect(&stdout);
+    assert!(median > 0.0, "{stdout}");
+    assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0, "left behind");
+    let zero = peon()
+        .args(["bench", "--passes", "0", "--task"])
+        .arg(shipped_task())
+        .arg("--dump")
+        .arg(shipped_dump())
+        .output()
+        .unwrap();
+    assert!(!zero.status.success());
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--passes"));
+}
+
 #[test]
 fn sample_shows_records_parsed_and_indexed_with_errors_beside_them() {
     let out = peon()
