@@ -183,8 +183,7 @@ impl Layout {
                         let i = base + delimiters.trailing_zeros() as usize;
                         delimiters &= delimiters - 1;
                         if let Some(Some(slot)) = slots.get(cell) {
-                            row[*slot]
-                                .set(cell_value(line_lists, Cow::Borrowed(&line[cell_start..i])));
+                            set_cell(&mut row[*slot], line_lists, &line[cell_start..i]);
                         }
                         cell += 1;
                         cell_start = i + 1;
@@ -210,7 +209,7 @@ impl Layout {
                     && let Some(Some(slot)) = slots.get(cell)
                 {
                     // The line's last cell.
-                    row[*slot].set(cell_value(line_lists, Cow::Borrowed(&line[cell_start..])));
+                    set_cell(&mut row[*slot], line_lists, &line[cell_start..]);
                 }
             }
         } else {
@@ -265,6 +264,16 @@ fn cell_value<'a>(list_delimiter: Option<&str>, cell: Cow<'a, str>) -> Value<'a>
     match list_delimiter {
         None => Value::Str(cell),
         Some(d) => list_cell(d, cell),
+    }
+}
+
+/// `cell_value` stored in `slot`, each shape built at the store itself.
+#[inline(always)]
+fn set_cell<'a>(slot: &mut Value<'a>, list_delimiter: Option<&str>, cell: &'a str) {
+    match list_delimiter {
+        _ if cell.is_empty() => slot.set(Value::Null),
+        None => slot.set(Value::Str(Cow::Borrowed(cell))),
+        Some(d) => slot.set(list_cell(d, Cow::Borrowed(cell))),
     }
 }
 
