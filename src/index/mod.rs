@@ -667,13 +667,14 @@ impl IncrementalIndex {
                     continue;
                 }
                 // A number as text is parsed once per row (several
-                // aggregators may read it); a JSON number is one already.
+                // aggregators may read it); a JSON number is one already
+                // (any other value is turned down below and takes the
+                // general way).
                 if let MetricInput::Slots(slots) = &*input
                     && let [slot] = slots[..]
                     && let Some(number) = match values.get(slot) {
                         Some(Value::Str(text)) => numbers.of(slot, self.row_generation, text),
-                        Some(number @ (Value::Long(_) | Value::Double(_))) => Some(number),
-                        _ => None,
+                        other => other,
                     }
                 {
                     if new_row {
