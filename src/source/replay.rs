@@ -162,6 +162,11 @@ fn read_batch(
         end,
         millis_behind: None,
     };
+    // The reader checks that records come in order, so once one is past
+    // the start every later one is too: with no end to look for, the rest
+    // of the batch needs no comparison (~50 instructions a record).
+    let open_ended = a.end == SequenceNumber::NoEnd;
+    let mut past_start = false;
     while records.len() < batch {
         if !reader.next_record(&mut records)? {
             // A closed shard's end comes as a batch of its own, as
@@ -173,12 +178,16 @@ fn read_batch(
             };
             return Ok(batch_of(records, end));
         }
+        if past_start && open_ended {
+            continue;
+        }
         let sequence = records.last().expect("just read").sequence;
         if a.start.cmp_digits(sequence).is_gt() {
             records.pop();
             continue;
         }
-        if a.end != SequenceNumber::NoEnd && a.end.cmp_digits(sequence).is_le() {
+        past_start = true;
+        if !open_ended && a.end.cmp_digits(sequence).is_le() {
             return Ok(batch_of(records, BatchEnd::Exhausted));
         }
     }
