@@ -167,6 +167,17 @@ pub fn sink_to_segment(
 ) -> SegmentData {
     let rows: &[u32] = &sink.rows;
     let dims = &index.dimensions;
+    let width = dims.len();
+    // Each row's key ids side by side (0 where its key ends early), read
+    // once here: three passes below looked each one up in the index's
+    // arena (~9 lookups a row, ~2% of a csv replay's instructions).
+    let mut keys = vec![0u32; rows.len() * width];
+    for (row_keys, &r) in keys.chunks_exact_mut(width.max(1)).zip(rows) {
+        let key = index.key(r as usize);
+        let n = key.len().min(width);
+        row_keys[..n].copy_from_slice(&key[..n]);
+    }
+    let key_at = |p: usize, d: usize| keys[p * width + d];
 
     // Per dimension: which ids this sink uses, their sorted order, and the
     // rank of each id in that order (ranks give the row order).
@@ -181,8 +192,8 @@ pub fn sink_to_segment(
         };
         let mut used = vec![false; cardinality];
         let mut has_lists = false;
-        for &r in rows {
-            let k = key_id(index, r as usize, d);
+        for p in 0..rows.len() {
+            let k = key_at(p, d);
             has_lists |= k & MULTI_VALUE_BIT != 0;
             for &v in dim.lists.values(&k) {
                 used[v as usize] = true;
@@ -201,7 +212,7 @@ pub fn sink_to_segment(
             // Row order of a multi-value dimension: value by value, a
             // shorter list first when one is a prefix of the other (Druid's
             // StringDimensionHandler comparator).
-            let mut keys: Vec<u32> = rows.iter().map(|&r| key_id(index, r as usize, d)).collect();
+            let mut keys: Vec<u32> = (0..rows.len()).map(|p| key_at(p, d)).collect();
             keys.sort_unstable();
             keys.dedup();
             keys.sort_by_cached_key(|k| -> Vec<u32> {
@@ -223,7 +234,9 @@ pub fn sink_to_segment(
         used_sorted.push(ids);
     }
 
-    let order = row_order(index, rows, &ranks, &key_ranks);
+    // Rows by their position in the sink, in segment order.
+    let positions = row_order(index, rows, &keys, &ranks, &key_ranks);
+    let order: Vec<u32> = positions.iter().map(|&p| rows[p as usize]).collect();
 
     let times = order.iter().map(|&r| index.times[r as usize]).collect();
     let mut dimensions = Vec::new();
@@ -235,7 +248,7 @@ pub fn sink_to_segment(
             continue;
         }
         if let Some(n) = &dim.numeric {
-            let row_ids = order.iter().map(|&r| key_id(index, r as usize, d));
+            let row_ids = positions.iter().map(|&p| key_at(p as usize, d));
             numeric_dimensions.push(NumericDimension {
                 position: dimensions.len() + numeric_dimensions.len(),
                 column: numeric_column(
@@ -253,8 +266,8 @@ pub fn sink_to_segment(
         if key_ranks[d].is_some() {
             let mut row_ids = Vec::new();
             let mut offsets = vec![0u32];
-            for &r in &order {
-                let k = key_id(index, r as usize, d);
+            for &p in &positions {
+                let k = key_at(p as usize, d);
                 row_ids.extend(dim.lists.values(&k).iter().map(|v| ranks[d][*v as usize]));
                 offsets.push(row_ids.len() as u32);
             }
@@ -270,9 +283,9 @@ pub fn sink_to_segment(
             name: dim.name.clone(),
             offsets: None,
             dictionary,
-            ids: order
+            ids: positions
                 .iter()
-                .map(|&r| ranks[d][key_id(index, r as usize, d) as usize])
+                .map(|&p| ranks[d][key_at(p as usize, d) as usize])
                 .collect(),
         });
     }
@@ -350,11 +363,13 @@ pub fn sink_to_segment(
     }
 }
 
-/// The sink's rows in segment order: by time, then by dimension ranks;
-/// equal keys (only without rollup) keep arrival order, as merge does.
+/// The sink's rows in segment order, as their positions in `rows`: by
+/// time, then by dimension ranks; equal keys (only without rollup) keep
+/// arrival order, as merge does. `keys` holds each row's key ids.
 fn row_order(
     index: &IncrementalIndex,
     rows: &[u32],
+    keys: &[u32],
     ranks: &[Vec<u32>],
     key_ranks: &[Option<HashMap<u32, u32>>],
 ) -> Vec<u32> {
@@ -362,19 +377,19 @@ fn row_order(
     // Inlined: three calls a row were ~2% of a csv replay's instructions.
     #[inline(always)]
     fn rank(
-        index: &IncrementalIndex,
+        keys: &[u32],
         ranks: &[Vec<u32>],
         key_ranks: &[Option<HashMap<u32, u32>>],
-        r: u32,
+        p: usize,
         d: usize,
     ) -> u32 {
-        let k = key_id(index, r as usize, d);
+        let k = keys[p * ranks.len() + d];
         match &key_ranks[d] {
             Some(key_rank) => key_rank[&k],
             None => ranks[d][k as usize],
         }
     }
-    let rank_of = |r: u32, d: usize| rank(index, ranks, key_ranks, r, d);
+    let rank_of = |p: usize, d: usize| rank(keys, ranks, key_ranks, p, d);
     let bits = |n: u64| 64 - n.leading_zeros();
     let (min_time, max_time) = rows
         .iter()
@@ -409,29 +424,26 @@ fn row_order(
         // position): sorting integers is several times cheaper than
         // comparing keys field by field (callgrind: the comparator sort was
         // ~15% of a flights replay's instructions).
-        let mut keys: Vec<u64> = rows
+        let mut packed: Vec<u64> = rows
             .iter()
             .enumerate()
             .map(|(p, &r)| {
                 let mut key = index.times[r as usize].abs_diff(min_time) >> time_shift;
                 for (d, &b) in dim_bits.iter().enumerate() {
-                    key = (key << b) | u64::from(rank_of(r, d));
+                    key = (key << b) | u64::from(rank_of(p, d));
                 }
                 (key << position_bits) | p as u64
             })
             .collect();
-        keys.sort_unstable();
+        packed.sort_unstable();
         let mask = (1u64 << position_bits) - 1;
-        return keys
-            .into_iter()
-            .map(|k| rows[(k & mask) as usize])
-            .collect();
+        return packed.into_iter().map(|k| (k & mask) as u32).collect();
     }
     // Too wide to pack: each row's ranks side by side, compared as slices.
     let mut ranked = Vec::with_capacity(rows.len() * width);
-    for &r in rows {
+    for p in 0..rows.len() {
         for d in 0..width {
-            ranked.push(rank_of(r, d));
+            ranked.push(rank_of(p, d));
         }
     }
     let mut positions: Vec<u32> = (0..rows.len() as u32).collect();
@@ -444,7 +456,7 @@ fn row_order(
             })
             .then(a.cmp(&b))
     });
-    positions.into_iter().map(|p| rows[p as usize]).collect()
+    positions
 }
 
 /// A key that sorts numbers of type `ty` (given as bits) in numeric order
@@ -510,10 +522,4 @@ pub fn numeric_column(
         values,
         nulls,
     }
-}
-
-/// The id of dimension `d` in row `r` (0, null, past the stored key).
-#[inline]
-fn key_id(index: &IncrementalIndex, r: usize, d: usize) -> u32 {
-    index.key(r).get(d).copied().unwrap_or(0)
 }
