@@ -10,6 +10,18 @@ fn peon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
 }
 
+/// Run `cmd`, which must succeed (its stdout and stderr shown if not).
+fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The shipped task and dump (the README's run command).
 fn shipped_task() -> std::path::PathBuf {
     repo().join("fixtures/flights-task.json")
@@ -22,20 +34,15 @@ fn shipped_dump() -> std::path::PathBuf {
 #[test]
 fn readme_run_command_on_the_shipped_dump() {
     let dir = fresh_dir("readme");
-    let out = peon()
-        .current_dir(&dir)
-        .args(["run", "--task"])
-        .arg(shipped_task())
-        .arg("--dump")
-        .arg(shipped_dump())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        peon()
+            .current_dir(&dir)
+            .args(["run", "--task"])
+            .arg(shipped_task())
+            .arg("--dump")
+            .arg(shipped_dump()),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("status      SUCCESS"), "{stdout}");
     assert!(stdout.contains("rows in     20000 processed"), "{stdout}");
     let status: serde_json::Value = serde_json::from_slice(
@@ -165,14 +172,12 @@ fn bench_shipped(allow_thp: Option<&str>) -> String {
         Some(v) => cmd.env("MIMALLOC_ALLOW_THP", v),
         None => cmd.env_remove("MIMALLOC_ALLOW_THP"),
     };
-    let out = cmd
-        .args(["bench", "--task"])
-        .arg(shipped_task())
-        .arg("--dump")
-        .arg(shipped_dump())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = succeed(
+        cmd.args(["bench", "--task"])
+            .arg(shipped_task())
+            .arg("--dump")
+            .arg(shipped_dump()),
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -198,19 +203,14 @@ fn bench_reports_rows_per_cpu_second() {
 #[test]
 fn bench_passes_report_the_later_passes_apart_and_leave_nothing() {
     let base = fresh_dir("bench-passes");
-    let out = peon()
-        .args(["bench", "--passes", "3", "--task"])
-        .arg(shipped_task())
-        .arg("--dump")
-        .arg(shipped_dump())
-        .arg("--base-dir")
-        .arg(&base)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        peon()
+            .args(["bench", "--passes", "3", "--task"])
+            .arg(shipped_task())
+            .arg("--dump")
+            .arg(shipped_dump())
+            .arg("--base-dir")
+            .arg(&base),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let (first, later) = stdout.split_once("--- later passes (2)").expect(&stdout);
@@ -236,18 +236,13 @@ fn bench_passes_report_the_later_passes_apart_and_leave_nothing() {
 
 #[test]
 fn sample_shows_records_parsed_and_indexed_with_errors_beside_them() {
-    let out = peon()
-        .args(["sample", "--task"])
-        .arg(shipped_task())
-        .arg("--dump")
-        .arg(shipped_dump())
-        .args(["-n", "10"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        peon()
+            .args(["sample", "--task"])
+            .arg(shipped_task())
+            .arg("--dump")
+            .arg(shipped_dump())
+            .args(["-n", "10"]),
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["numRowsRead"], 10);
@@ -282,17 +277,12 @@ fn sample_shows_records_parsed_and_indexed_with_errors_beside_them() {
     )
     .unwrap();
     let task = flights_task(&base, "sample", 1, "sample", &[]);
-    let out = peon()
-        .args(["sample", "--task"])
-        .arg(&task)
-        .arg("--dump")
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        peon()
+            .args(["sample", "--task"])
+            .arg(&task)
+            .arg("--dump")
+            .arg(&dump),
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["numRowsRead"], 2);
