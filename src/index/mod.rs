@@ -948,6 +948,17 @@ impl MetricValues {
     }
 }
 
+/// A parsed number as a long column and a double column take it (a double
+/// cast toward zero, as Java's `(long)`); None for anything else.
+#[inline(always)]
+fn long_and_double(number: &Value) -> Option<(i64, f64)> {
+    match *number {
+        Value::Long(n) => Some((n, n as f64)),
+        Value::Double(d) => Some((d as i64, d)),
+        _ => None,
+    }
+}
+
 /// Estimated bytes of a count, sum, min or max value with its null bit.
 const NUMERIC_METRIC_BYTES: usize = 9;
 
@@ -955,10 +966,8 @@ const NUMERIC_METRIC_BYTES: usize = 9;
 /// a number into an empty state gives; false for any other aggregator.
 #[inline(always)]
 fn push_number(state: &mut MetricValues, number: &Value) -> bool {
-    let (as_long, as_double) = match *number {
-        Value::Long(n) => (n, n as f64),
-        Value::Double(d) => (d as i64, d),
-        _ => return false,
+    let Some((as_long, as_double)) = long_and_double(number) else {
+        return false;
     };
     match state {
         MetricValues::Long { values, set, .. } => {
@@ -983,10 +992,8 @@ fn push_number(state: &mut MetricValues, number: &Value) -> bool {
 /// aggregator.
 #[inline(always)]
 fn fold_number(state: &mut MetricValues, row: usize, number: &Value) -> bool {
-    let (as_long, as_double) = match *number {
-        Value::Long(n) => (n, n as f64),
-        Value::Double(d) => (d as i64, d),
-        _ => return false,
+    let Some((as_long, as_double)) = long_and_double(number) else {
+        return false;
     };
     match state {
         MetricValues::Long { op, values, set } => {

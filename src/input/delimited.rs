@@ -468,9 +468,9 @@ mod tests {
 
     proptest::proptest! {
         /// Any record, over the bytes the scanner treats specially: the
-        /// one-pass scan (cells and line ends found together, stopping after
-        /// the last column read) gives the rows a line-by-line reading with
-        /// a full split gives, or fails where it fails.
+        /// one-pass scan (cells found 16 bytes at a time, stopping after the
+        /// last column read) gives the rows a line-by-line reading with a
+        /// full split gives, or fails where it fails.
         #[test]
         fn one_pass_scan_matches_a_full_split_on_any_record(
             picks in proptest::collection::vec(0usize..12, 0..90),

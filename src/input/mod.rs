@@ -295,7 +295,7 @@ fn is_ascii_short(data: &[u8]) -> bool {
 /// json replay's instructions (callgrind; for 20-byte timestamps `memcmp`
 /// was as cheap).
 #[inline(always)]
-pub fn same_text(a: &[u8], b: &[u8]) -> bool {
+fn same_text(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

@@ -171,13 +171,13 @@ pub fn sink_to_segment(
     // Each row's key ids side by side (0 where its key ends early), read
     // once here: three passes below looked each one up in the index's
     // arena (~9 lookups a row, ~2% of a csv replay's instructions).
-    let mut keys = vec![0u32; rows.len() * width];
-    for (row_keys, &r) in keys.chunks_exact_mut(width.max(1)).zip(rows) {
+    let mut key_table = vec![0u32; rows.len() * width];
+    for (row_ids, &r) in key_table.chunks_exact_mut(width.max(1)).zip(rows) {
         let key = index.key(r as usize);
         let n = key.len().min(width);
-        row_keys[..n].copy_from_slice(&key[..n]);
+        row_ids[..n].copy_from_slice(&key[..n]);
     }
-    let key_at = |p: usize, d: usize| keys[p * width + d];
+    let key_at = |p: usize, d: usize| key_table[p * width + d];
 
     // Per dimension: which ids this sink uses, their sorted order, and the
     // rank of each id in that order (ranks give the row order).
@@ -235,7 +235,7 @@ pub fn sink_to_segment(
     }
 
     // Rows by their position in the sink, in segment order.
-    let positions = row_order(index, rows, &keys, &ranks, &key_ranks);
+    let positions = row_order(index, rows, &key_table, &ranks, &key_ranks);
     let order: Vec<u32> = positions.iter().map(|&p| rows[p as usize]).collect();
 
     let times = order.iter().map(|&r| index.times[r as usize]).collect();
@@ -365,11 +365,11 @@ pub fn sink_to_segment(
 
 /// The sink's rows in segment order, as their positions in `rows`: by
 /// time, then by dimension ranks; equal keys (only without rollup) keep
-/// arrival order, as merge does. `keys` holds each row's key ids.
+/// arrival order, as merge does. `key_table` holds each row's key ids.
 fn row_order(
     index: &IncrementalIndex,
     rows: &[u32],
-    keys: &[u32],
+    key_table: &[u32],
     ranks: &[Vec<u32>],
     key_ranks: &[Option<HashMap<u32, u32>>],
 ) -> Vec<u32> {
@@ -377,19 +377,19 @@ fn row_order(
     // Inlined: three calls a row were ~2% of a csv replay's instructions.
     #[inline(always)]
     fn rank(
-        keys: &[u32],
+        key_table: &[u32],
         ranks: &[Vec<u32>],
         key_ranks: &[Option<HashMap<u32, u32>>],
         p: usize,
         d: usize,
     ) -> u32 {
-        let k = keys[p * ranks.len() + d];
+        let k = key_table[p * ranks.len() + d];
         match &key_ranks[d] {
             Some(key_rank) => key_rank[&k],
             None => ranks[d][k as usize],
         }
     }
-    let rank_of = |p: usize, d: usize| rank(keys, ranks, key_ranks, p, d);
+    let rank_of = |p: usize, d: usize| rank(key_table, ranks, key_ranks, p, d);
     let bits = |n: u64| 64 - n.leading_zeros();
     let (min_time, max_time) = rows
         .iter()
