@@ -68,6 +68,10 @@ enum Command {
         /// task's steady state: memory reused, code and data warm).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         passes: u32,
+        /// One runtime property, key=value (repeatable), as `run` takes it
+        /// (`-D druid.storage.zip=true` measures zipped deep storage).
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        define: Vec<String>,
     },
     /// Capture a live stream (every shard, closed ones and their children
     /// too) into a dump that replays like the live stream.
@@ -251,7 +255,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             dump,
             base_dir,
             passes,
-        } => bench(task, dump, base_dir, passes),
+            define,
+        } => bench(
+            task,
+            dump,
+            base_dir,
+            passes,
+            runtime_properties(None, &define)?,
+        ),
         Command::Record {
             stream,
             endpoint,
@@ -514,7 +525,13 @@ fn cpu_seconds() -> Result<(f64, f64)> {
     Ok((secs(usage.user_time()), secs(usage.system_time())))
 }
 
-fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>, passes: u32) -> Result<ExitCode> {
+fn bench(
+    task: PathBuf,
+    dump: PathBuf,
+    base_dir: Option<PathBuf>,
+    passes: u32,
+    properties: std::collections::BTreeMap<String, String>,
+) -> Result<ExitCode> {
     // Every bench starts from nothing: a fresh directory of its own inside
     // the given one (or the temp directory), removed afterwards.
     let base = base_dir
@@ -525,7 +542,7 @@ fn bench(task: PathBuf, dump: PathBuf, base_dir: Option<PathBuf>, passes: u32) -
     let options = |base_dir: PathBuf| RunOptions {
         task_file: task.clone(),
         dump: Some(dump.clone()),
-        properties: Default::default(),
+        properties: properties.clone(),
         base_dir,
         progress: false,
         stage_timing: true,

@@ -56,6 +56,66 @@ fn readme_run_command_on_the_shipped_dump() {
     let rows: i64 = groups_from_segments(&segments).values().map(|g| g.0).sum();
     assert_eq!(rows, 20_000);
     assert_eq!(groups_from_segments(&segments), naive_groups(Some(20_000)));
+    // Druid's local deep storage default: each segment's files as they are.
+    for path in load_spec_paths(&dir.join("var")) {
+        assert!(path.ends_with("/index/"), "{path}");
+        assert!(std::path::Path::new(&path).join("00000.smoosh").is_file());
+    }
+}
+
+fn load_spec_paths(base: &std::path::Path) -> Vec<String> {
+    let store = kinesis_peon::publish::MetadataStore::open(
+        &kinesis_peon::task::layout_for(base).metadata_db(),
+    )
+    .unwrap();
+    let segments = store.used_segments("flights").unwrap();
+    assert!(!segments.is_empty());
+    segments
+        .iter()
+        .map(|s| s.load_spec["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `-D druid.storage.zip=true` zips each segment into index.zip with the
+/// same rows; a value that is not a boolean stops the task, naming it.
+#[test]
+fn the_zip_property_zips_pushed_segments_and_a_bad_value_is_named() {
+    let dir = fresh_dir("zipped");
+    succeed(
+        peon()
+            .args(["run", "-D", "druid.storage.zip=true", "--task"])
+            .arg(shipped_task())
+            .arg("--dump")
+            .arg(shipped_dump())
+            .arg("--base-dir")
+            .arg(dir.join("var")),
+    );
+    for path in load_spec_paths(&dir.join("var")) {
+        assert!(path.ends_with("/index.zip"), "{path}");
+        assert!(std::path::Path::new(&path).is_file());
+    }
+    let segments = published_segments(&dir.join("var"), "flights");
+    assert_eq!(groups_from_segments(&segments), naive_groups(Some(20_000)));
+
+    let bad = peon()
+        .args(["bench", "-D", "druid.storage.zip=yes", "--task"])
+        .arg(shipped_task())
+        .arg("--dump")
+        .arg(shipped_dump())
+        .arg("--base-dir")
+        .arg(dir.join("bench"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(!bad.status.success(), "{text}");
+    assert!(
+        text.contains("druid.storage.zip: \"yes\" is not true or false"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -93,10 +153,10 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
     )
     .unwrap();
     let seg = store.used_segments("flights").unwrap().remove(0);
-    let zip = seg.load_spec["path"].as_str().unwrap().to_string();
+    let segment = seg.load_spec["path"].as_str().unwrap().to_string();
 
     let rows = peon()
-        .args(["dump-segment", &zip, "--rows"])
+        .args(["dump-segment", &segment, "--rows"])
         .output()
         .unwrap();
     assert!(rows.status.success());
@@ -130,7 +190,7 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
     );
 
     let meta = peon()
-        .args(["dump-segment", &zip, "--metadata"])
+        .args(["dump-segment", &segment, "--metadata"])
         .output()
         .unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
@@ -142,7 +202,7 @@ fn dump_segment_prints_rows_metadata_and_bitmaps() {
     assert_eq!(meta["metadata.drd"]["aggregators"][0]["type"], "longSum");
 
     let bitmaps = peon()
-        .args(["dump-segment", &zip, "--bitmaps", "--columns", "origin"])
+        .args(["dump-segment", &segment, "--bitmaps", "--columns", "origin"])
         .output()
         .unwrap();
     let bitmaps: serde_json::Value = serde_json::from_slice(&bitmaps.stdout).unwrap();

@@ -331,7 +331,7 @@ fn fixture_03_tsv_typed_dimensions_and_long_last() {
 }
 
 /// Intermediate persists do not change complex columns: fixtures 02 and 03
-/// with 1,500-row persists publish the same index.zip bytes as without.
+/// with 1,500-row persists publish the same segment files as without.
 #[test]
 fn complex_metrics_survive_persists_byte_for_byte() {
     for (fixture, flavour, ds) in [
@@ -356,8 +356,8 @@ fn complex_metrics_survive_persists_byte_for_byte() {
         assert_eq!(s.error, None);
         assert!(s.persists >= 10, "{fixture}: {} persists", s.persists);
         assert_eq!(
-            zips_by_interval(&whole, ds),
-            zips_by_interval(&spilled, ds),
+            pushed_by_interval(&whole, ds),
+            pushed_by_interval(&spilled, ds),
             "{fixture}"
         );
     }

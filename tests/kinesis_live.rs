@@ -207,13 +207,13 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
     let (replayed, s2) = replay_recording(&task, &dump, "live-4-replayed");
     assert_eq!(s2.error, None);
-    let live_zips = zips_by_interval(&base, "flights");
+    let live = pushed_by_interval(&base, "flights");
     let days: std::collections::BTreeSet<i64> = naive_groups(Some(rows))
         .keys()
         .map(|k| k.0.div_euclid(86_400_000))
         .collect();
-    assert_eq!(live_zips.len(), days.len(), "one segment per day");
-    assert_eq!(zips_by_interval(&replayed, "flights"), live_zips);
+    assert_eq!(live.len(), days.len(), "one segment per day");
+    assert_eq!(pushed_by_interval(&replayed, "flights"), live);
 }
 
 /// The same rows as KPL aggregates of 20 (aws-kinesis-agg) read with
@@ -668,8 +668,8 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     assert_eq!(s2.error, None);
     assert_eq!(s2.stats.processed, rows as u64);
     assert_eq!(
-        zips_by_interval(&replayed, "flights"),
-        zips_by_interval(&base, "flights")
+        pushed_by_interval(&replayed, "flights"),
+        pushed_by_interval(&base, "flights")
     );
 }
 

@@ -46,20 +46,54 @@ fn flights_rollup_matches_a_naive_computation() {
 }
 
 #[test]
-fn same_dump_and_task_give_identical_zips() {
+fn same_dump_and_task_give_identical_segments_zipped_or_not() {
     let dump = flights_dump("flights4", 4, None);
-    let a = fresh_dir("determinism-a");
-    let b = fresh_dir("determinism-b");
-    for base in [&a, &b] {
-        let task = flights_task(base, "det", 4, "det", &[]);
-        assert_eq!(run_task(&task, &dump, base).error, None);
+    let runs = [
+        ("determinism-a", None),
+        ("determinism-b", None),
+        ("determinism-zip-a", Some("true")),
+        ("determinism-zip-b", Some("true")),
+    ];
+    let mut pushed = Vec::new();
+    for (name, zip) in runs {
+        let base = fresh_dir(name);
+        let task = flights_task(&base, "det", 4, "det", &[]);
+        let props: Vec<(&str, &str)> = zip.map(|z| ("druid.storage.zip", z)).into_iter().collect();
+        assert_eq!(run_task_with(&task, &dump, &base, &props).error, None);
+        pushed.push(pushed_by_interval(&base, "flights"));
     }
-    let za = zips_by_interval(&a, "flights");
-    let zb = zips_by_interval(&b, "flights");
-    assert_eq!(za.len(), 366);
-    assert_eq!(za.keys().collect::<Vec<_>>(), zb.keys().collect::<Vec<_>>());
-    for (k, bytes) in &za {
-        assert!(bytes == &zb[k], "index.zip of {k:?} differs between runs");
+    for (a, b, files) in [(0, 1, 4), (2, 3, 1)] {
+        let (za, zb) = (&pushed[a], &pushed[b]);
+        assert_eq!(za.len(), 366);
+        assert_eq!(za.keys().collect::<Vec<_>>(), zb.keys().collect::<Vec<_>>());
+        for (k, segment) in za {
+            assert_eq!(segment.len(), files, "{k:?}: {:?}", segment.keys());
+            assert!(
+                segment == &zb[k],
+                "the segment of {k:?} differs between runs"
+            );
+        }
+    }
+    // Druid's default for local deep storage keeps the files as they are;
+    // the zip holds the very same files.
+    let (plain, zipped) = (&pushed[0], &pushed[2]);
+    for (k, files) in plain {
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["00000.smoosh", "factory.json", "meta.smoosh", "version.bin"]
+        );
+        let zip = &zipped[k]["index.zip"];
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        assert_eq!(archive.len(), files.len());
+        for (name, bytes) in files {
+            let mut entry = archive.by_name(name).unwrap();
+            let mut unzipped = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut unzipped).unwrap();
+            assert!(
+                &unzipped == bytes,
+                "{k:?} {name}: the zip holds other bytes"
+            );
+        }
     }
 }
 
@@ -199,20 +233,24 @@ fn bad_dumps_fail_clearly_and_publish_nothing() {
         assert_eq!(status["status"], "FAILED");
         assert!(
             !layout_for(&base).deep_storage().join("flights").exists()
-                || walk_zips(&layout_for(&base).deep_storage()) == 0
+                || pushed_segments(&layout_for(&base).deep_storage()) == 0
         );
     }
 }
 
-fn walk_zips(dir: &Path) -> usize {
+/// Segments pushed under `dir`: index.zip files and index/ directories.
+fn pushed_segments(dir: &Path) -> usize {
     let mut n = 0;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() {
-                n += walk_zips(&p);
-            } else if p.file_name().is_some_and(|f| f == "index.zip") {
+            let pushed = p
+                .file_name()
+                .is_some_and(|f| f == "index.zip" || f == "index");
+            if pushed {
                 n += 1;
+            } else if p.is_dir() {
+                n += pushed_segments(&p);
             }
         }
     }

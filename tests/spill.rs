@@ -9,12 +9,12 @@ use kinesis_peon::source::make_dump::{DumpCompression, MakeDumpOptions, make_dum
 use serde_json::json;
 use std::process::Command;
 
-fn assert_same_zips(a: &std::path::Path, b: &std::path::Path) -> usize {
-    let za = zips_by_interval(a, "flights");
-    let zb = zips_by_interval(b, "flights");
+fn assert_same_segments(a: &std::path::Path, b: &std::path::Path) -> usize {
+    let za = pushed_by_interval(a, "flights");
+    let zb = pushed_by_interval(b, "flights");
     assert_eq!(za.keys().collect::<Vec<_>>(), zb.keys().collect::<Vec<_>>());
     for (k, bytes) in &za {
-        assert!(bytes == &zb[k], "index.zip of {k:?} differs");
+        assert!(bytes == &zb[k], "the segment of {k:?} differs");
     }
     za.len()
 }
@@ -54,7 +54,7 @@ fn many_small_persists_and_partitions_match_a_run_without_persists() {
     let a = flights_task_tuned(&spilled, "spill-a", 3, "spill", tuned(700));
     let b = flights_task_tuned(&direct, "spill-b", 3, "spill", tuned(10_000_000));
     run_spilled_and_direct((&a, &spilled), (&b, &direct), &dump, 50);
-    let segments = assert_same_zips(&spilled, &direct);
+    let segments = assert_same_segments(&spilled, &direct);
     assert!(segments > 2 * 60, "{segments} segments");
     // Every partition holds at most maxRowsPerSegment rows; the rollup
     // equals the naive one.
@@ -142,7 +142,7 @@ fn ten_times_flights_spills_under_64_mib_and_merges_to_the_same_bytes() {
     let sb = run_task(&b, &dump, &direct);
     assert_eq!(sb.error, None);
     assert_eq!(sb.persists, 0);
-    assert_eq!(assert_same_zips(&spilled, &direct), 3660);
+    assert_eq!(assert_same_segments(&spilled, &direct), 3660);
 }
 
 /// Long, double and float dimensions roll up by value, are stored as
@@ -181,7 +181,7 @@ fn typed_dimensions_roll_up_by_value_with_and_without_persists() {
     assert_eq!(a.error, None);
     assert_eq!(b.error, None);
     assert!(a.persists > 3);
-    assert_same_zips(&spilled, &direct);
+    assert_same_segments(&spilled, &direct);
 
     // (hour, carrier, flight, hour column, distance, air_time) -> count
     type Key = (i64, String, i64, i64, u64, Option<u32>);
@@ -325,7 +325,7 @@ fn multi_value_dimensions_roll_up_by_list_with_and_without_persists() {
         a.error,
         a.stats
     );
-    assert_same_zips(&spilled, &direct);
+    assert_same_segments(&spilled, &direct);
 
     let mut got: BTreeMap<Key, i64> = BTreeMap::new();
     let mut multi_columns = 0;
@@ -381,7 +381,7 @@ fn a_years_segment_of_hourly_rows_sorts_as_the_merge_does() {
     }
     run_spilled_and_direct((&a, &spilled), (&b, &direct), &dump, 5);
     // 2013, and the first hours of 2014 in UTC.
-    assert_eq!(assert_same_zips(&spilled, &direct), 2);
+    assert_eq!(assert_same_segments(&spilled, &direct), 2);
     let published = published_segments(&direct, "flights");
     assert_eq!(groups_from_segments(&published), naive_groups(None));
 }

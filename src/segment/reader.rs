@@ -64,6 +64,11 @@ impl SegmentFiles {
         SegmentFiles { files }
     }
 
+    /// Every file by name.
+    pub fn files(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.files
+    }
+
     fn file(&self, name: &str) -> Result<&[u8]> {
         self.files
             .get(name)

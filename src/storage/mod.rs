@@ -1,6 +1,8 @@
 //! Deep storage: Druid's path layout and load specs. Local storage writes
-//! `<storageDirectory>/<dataSource>/<start>_<end>/<version>/<partition>/<uuid>/index.zip`
-//! (the unique path streaming tasks use) with a `local` loadSpec.
+//! under `<storageDirectory>/<dataSource>/<start>_<end>/<version>/<partition>/<uuid>/`
+//! (the unique path streaming tasks use) a segment's files as they are, in
+//! `index/` (Druid's local default since 26.0.0), or zipped as `index.zip`
+//! with `druid.storage.zip=true`; either way with a `local` loadSpec.
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -8,7 +10,33 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::segment::writer::{SegmentFileSet, SegmentZipper};
 use crate::spec::time::format_iso;
+
+/// The runtime property choosing how local deep storage keeps a segment.
+pub const ZIP_PROPERTY: &str = "druid.storage.zip";
+
+/// How a pushed segment is kept: Druid's LocalDataSegmentPusherConfig.zip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packaging {
+    /// The segment's files in an `index/` directory (Druid's default).
+    Directory,
+    /// One `index.zip`.
+    Zip,
+}
+
+impl Packaging {
+    /// From `druid.storage.zip` (absent: Druid's default, false). Booleans
+    /// as Jackson reads them from a property: true or false in any case.
+    pub fn from_property(value: Option<&str>) -> Result<Packaging> {
+        match value.map(str::trim) {
+            None => Ok(Packaging::Directory),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Packaging::Directory),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Packaging::Zip),
+            Some(v) => anyhow::bail!("{ZIP_PROPERTY}: {v:?} is not true or false"),
+        }
+    }
+}
 
 /// Druid's default storage directory of a segment (DataSegmentPusher).
 pub fn storage_dir(
@@ -26,18 +54,24 @@ pub fn storage_dir(
 
 pub struct LocalDeepStorage {
     root: PathBuf,
+    packaging: Packaging,
+    /// One DEFLATE state for every zipped segment (zlib's tables are large
+    /// to set up; see SegmentZipper).
+    zipper: Mutex<SegmentZipper>,
     /// Directories under the root made (or found) by earlier pushes.
     made: Mutex<HashSet<PathBuf>>,
 }
 
 /// Where a pushed segment went.
 pub struct Pushed {
+    /// index.zip, or the index/ directory.
     pub path: PathBuf,
     pub load_spec: Value,
+    pub size: u64,
 }
 
 impl LocalDeepStorage {
-    pub fn new(root: &Path) -> Result<LocalDeepStorage> {
+    pub fn new(root: &Path, packaging: Packaging) -> Result<LocalDeepStorage> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("creating deep storage {}", root.display()))?;
         let root = root
@@ -45,6 +79,8 @@ impl LocalDeepStorage {
             .with_context(|| format!("resolving {}", root.display()))?;
         Ok(LocalDeepStorage {
             root,
+            packaging,
+            zipper: Mutex::new(SegmentZipper::default()),
             made: Mutex::new(HashSet::new()),
         })
     }
@@ -71,8 +107,10 @@ impl LocalDeepStorage {
         Ok(())
     }
 
-    /// Write an index.zip under a fresh unique directory.
-    pub fn push(&self, zip: &[u8], dir: &str) -> Result<Pushed> {
+    /// Write a segment's files under a fresh unique directory, as the
+    /// packaging says. `Pushed::size` is Druid's DataSegment size: the
+    /// files' own bytes, zipped or not.
+    pub fn push(&self, files: &SegmentFileSet, dir: &str) -> Result<Pushed> {
         self.make_dirs(Path::new(dir))?;
         let target_dir = self.root.join(dir).join(uuid::Uuid::new_v4().to_string());
         if let Err(e) = std::fs::create_dir(&target_dir) {
@@ -84,11 +122,41 @@ impl LocalDeepStorage {
             std::fs::create_dir_all(&target_dir)
                 .with_context(|| format!("creating {}", target_dir.display()))?;
         }
-        let target = target_dir.join("index.zip");
-        std::fs::write(&target, zip).with_context(|| format!("writing {}", target.display()))?;
+        let size = files.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+        let (target, load_path) = match self.packaging {
+            Packaging::Zip => {
+                let (zip, _) = self
+                    .zipper
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .zip(files)?;
+                let target = target_dir.join("index.zip");
+                std::fs::write(&target, zip)
+                    .with_context(|| format!("writing {}", target.display()))?;
+                let load_path = target.to_string_lossy().into_owned();
+                (target, load_path)
+            }
+            Packaging::Directory => {
+                // Written in place rather than moved in from an intermediate
+                // directory as Druid does: the unique directory is new and
+                // nothing points at it until the segment is published.
+                let target = target_dir.join("index");
+                std::fs::create_dir(&target)
+                    .with_context(|| format!("creating {}", target.display()))?;
+                for (name, bytes) in files {
+                    let file = target.join(name);
+                    std::fs::write(&file, bytes)
+                        .with_context(|| format!("writing {}", file.display()))?;
+                }
+                // Java's File.toURI().getPath() of a directory: a trailing /.
+                let load_path = format!("{}/", target.to_string_lossy());
+                (target, load_path)
+            }
+        };
         Ok(Pushed {
-            load_spec: json!({"type": "local", "path": target.to_string_lossy()}),
+            load_spec: json!({"type": "local", "path": load_path}),
             path: target,
+            size,
         })
     }
 
@@ -119,27 +187,104 @@ mod tests {
         );
     }
 
+    fn files(text: &str) -> SegmentFileSet {
+        vec![
+            ("version.bin".to_string(), vec![0, 0, 0, 9]),
+            ("00000.smoosh".to_string(), text.as_bytes().to_vec()),
+        ]
+    }
+
+    /// The bytes of a pushed segment's 00000.smoosh, zipped or not.
+    fn smoosh_of(pushed: &Pushed) -> Vec<u8> {
+        let files = crate::segment::reader::SegmentFiles::open(&pushed.path).unwrap();
+        files.files()["00000.smoosh"].clone()
+    }
+
     #[test]
     fn pushes_share_parents_and_survive_a_removed_one() {
+        for packaging in [Packaging::Directory, Packaging::Zip] {
+            let root = tempfile::tempdir().unwrap();
+            let storage = LocalDeepStorage::new(root.path(), packaging).unwrap();
+            let dir = "ds/2024-01-01T00:00:00.000Z_2024-01-02T00:00:00.000Z/v1/0";
+            let a = storage.push(&files("a"), dir).unwrap();
+            let b = storage.push(&files("b"), dir).unwrap();
+            assert_ne!(a.path, b.path);
+            assert_eq!(
+                a.path.parent().unwrap().parent(),
+                b.path.parent().unwrap().parent()
+            );
+            assert_eq!(smoosh_of(&a), b"a");
+            // Someone removes the data source's directory between pushes.
+            std::fs::remove_dir_all(root.path().join("ds")).unwrap();
+            let c = storage.push(&files("c"), dir).unwrap();
+            assert_eq!(smoosh_of(&c), b"c");
+            let d = storage.push(&files("d"), "ds/other/v1/1").unwrap();
+            assert!(
+                d.path
+                    .starts_with(root.path().canonicalize().unwrap().join("ds/other/v1/1"))
+            );
+        }
+    }
+
+    #[test]
+    fn packaging_decides_the_file_and_the_load_spec() {
         let root = tempfile::tempdir().unwrap();
-        let storage = LocalDeepStorage::new(root.path()).unwrap();
         let dir = "ds/2024-01-01T00:00:00.000Z_2024-01-02T00:00:00.000Z/v1/0";
-        let a = storage.push(b"a", dir).unwrap();
-        let b = storage.push(b"b", dir).unwrap();
-        assert_ne!(a.path, b.path);
+
+        let plain = LocalDeepStorage::new(root.path(), Packaging::Directory).unwrap();
+        let p = plain.push(&files("abc"), dir).unwrap();
+        assert_eq!(p.path.file_name().unwrap(), "index");
+        assert_eq!(std::fs::read(p.path.join("00000.smoosh")).unwrap(), b"abc");
         assert_eq!(
-            a.path.parent().unwrap().parent(),
-            b.path.parent().unwrap().parent()
+            std::fs::read(p.path.join("version.bin")).unwrap(),
+            [0, 0, 0, 9]
         );
-        assert_eq!(std::fs::read(&a.path).unwrap(), b"a");
-        // Someone removes the data source's directory between pushes.
-        std::fs::remove_dir_all(root.path().join("ds")).unwrap();
-        let c = storage.push(b"c", dir).unwrap();
-        assert_eq!(std::fs::read(&c.path).unwrap(), b"c");
-        let d = storage.push(b"d", "ds/other/v1/1").unwrap();
+        let path = p.load_spec["path"].as_str().unwrap();
+        assert!(path.ends_with("/index/"), "{path}");
+        assert_eq!(p.load_spec["type"], "local");
+        assert_eq!(p.size, 7);
+
+        let zipped = LocalDeepStorage::new(root.path(), Packaging::Zip).unwrap();
+        let z = zipped.push(&files("abc"), dir).unwrap();
+        assert_eq!(z.path.file_name().unwrap(), "index.zip");
+        assert!(z.path.is_file());
         assert!(
-            d.path
-                .starts_with(root.path().canonicalize().unwrap().join("ds/other/v1/1"))
+            z.load_spec["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("/index.zip")
         );
+        assert_eq!(z.size, 7, "the size is the files' bytes, not the zip's");
+        assert_eq!(smoosh_of(&z), b"abc");
+
+        // Removing a push takes its unique directory with it.
+        for pushed in [&p, &z] {
+            plain.delete(&pushed.path).unwrap();
+            assert!(!pushed.path.parent().unwrap().exists());
+        }
+    }
+
+    #[test]
+    fn the_zip_property_reads_as_jackson_reads_a_boolean() {
+        assert_eq!(
+            Packaging::from_property(None).unwrap(),
+            Packaging::Directory
+        );
+        assert_eq!(
+            Packaging::from_property(Some("false")).unwrap(),
+            Packaging::Directory
+        );
+        assert_eq!(
+            Packaging::from_property(Some("TRUE")).unwrap(),
+            Packaging::Zip
+        );
+        assert_eq!(
+            Packaging::from_property(Some(" true ")).unwrap(),
+            Packaging::Zip
+        );
+        let e = Packaging::from_property(Some("yes"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("druid.storage.zip") && e.contains("yes"), "{e}");
     }
 }

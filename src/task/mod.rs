@@ -16,7 +16,7 @@ use crate::persist::merge::{MemoryInput, MergeInput, MergePlan, SpillInput, merg
 use crate::persist::{PersistResult, Persister, dimension_orders, sink_to_segment};
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
 use crate::segment::SegmentData;
-use crate::segment::writer::{SegmentZipper, build_segment};
+use crate::segment::writer::{SegmentFileSet, build_segment};
 use crate::source::dump::Dump;
 use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
@@ -26,7 +26,7 @@ use crate::spec::time::{format_interval, format_iso};
 use crate::spec::{
     AggregatorKind, DimensionType, LoadedTask, NumType, SequenceSpan, Task, load_task,
 };
-use crate::storage::{LocalDeepStorage, storage_dir};
+use crate::storage::{LocalDeepStorage, Packaging, ZIP_PROPERTY, storage_dir};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use stats::{ErrorKind, ParseErrors, RowStats};
@@ -258,7 +258,9 @@ impl Runner<'_> {
             None => None,
         };
         let mut store = MetadataStore::open(&self.layout.metadata_db())?;
-        let storage = LocalDeepStorage::new(&self.layout.deep_storage())?;
+        let packaging =
+            Packaging::from_property(self.opts.properties.get(ZIP_PROPERTY).map(String::as_str))?;
+        let storage = LocalDeepStorage::new(&self.layout.deep_storage(), packaging)?;
         // The task lock's version: segments of chunks without used segments get it.
         let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
         // Persists of an earlier, interrupted run are not restored (Druid
@@ -872,19 +874,17 @@ impl Runner<'_> {
 
         let mut pushed: Vec<PublishedSegment> = Vec::new();
         let mut allocator = store.allocator()?;
-        let mut zipper = SegmentZipper::default();
         let orders = dimension_orders(index);
         let result = (|| -> Result<()> {
             for (&interval, (spills, sink)) in &intervals {
                 let t0 = Instant::now();
                 let in_memory =
                     sink.map(|sink| sink_to_segment(index, &orders, sink, metadata.clone()));
-                let mut built: Vec<(Vec<u8>, u64, Vec<String>, usize)> = Vec::new();
+                let mut built: Vec<(SegmentFileSet, Vec<String>, usize)> = Vec::new();
                 let mut build = |data: SegmentData| -> Result<()> {
                     let files = build_segment(&data, &r.index_spec)?;
-                    let (zip, size) = zipper.zip(&files)?;
                     let dims = data.dimensions.iter().map(|d| d.name.clone()).collect();
-                    built.push((zip, size, dims, data.num_rows()));
+                    built.push((files, dims, data.num_rows()));
                     Ok(())
                 };
                 match in_memory {
@@ -915,10 +915,10 @@ impl Runner<'_> {
 
                 let identities =
                     allocator.allocate(ds, &span.name, interval, built.len(), lock_version)?;
-                for ((zip, size, dims, rows), identity) in built.into_iter().zip(identities) {
+                for ((files, dims, rows), identity) in built.into_iter().zip(identities) {
                     let t0 = Instant::now();
                     let target = storage.push(
-                        &zip,
+                        &files,
                         &storage_dir(ds, interval, &identity.version, identity.partition_num),
                     )?;
                     self.stages.push += t0.elapsed();
@@ -935,7 +935,7 @@ impl Runner<'_> {
                             partitions: identity.partitions,
                         },
                         binary_version: 9,
-                        size,
+                        size: target.size,
                         identifier: identity.id(),
                     };
                     pushed.push(PublishedSegment {

@@ -204,10 +204,23 @@ pub fn flights_task_tuned(
 }
 
 pub fn run_task(task: &Path, dump: &Path, base: &Path) -> RunSummary {
+    run_task_with(task, dump, base, &[])
+}
+
+/// `run_task` with runtime properties (key, value).
+pub fn run_task_with(
+    task: &Path,
+    dump: &Path,
+    base: &Path,
+    properties: &[(&str, &str)],
+) -> RunSummary {
     run(&RunOptions {
         task_file: task.to_path_buf(),
         dump: Some(dump.to_path_buf()),
-        properties: Default::default(),
+        properties: properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         base_dir: base.to_path_buf(),
         progress: false,
         stage_timing: false,
@@ -358,20 +371,34 @@ fn flights_gz(file: std::fs::File) -> impl std::io::Read {
     flate2::read::GzDecoder::new(file)
 }
 
-/// index.zip bytes of every published segment, keyed by interval and partition
-/// (the version and the unique directory differ between runs).
-pub fn zips_by_interval(
+/// What deep storage holds for every published segment (the files of its
+/// `index/` directory, or the one `index.zip`), keyed by interval and
+/// partition (the version and the unique directory differ between runs).
+pub fn pushed_by_interval(
     base: &Path,
     data_source: &str,
-) -> std::collections::BTreeMap<(String, u32), Vec<u8>> {
+) -> std::collections::BTreeMap<(String, u32), std::collections::BTreeMap<String, Vec<u8>>> {
     let store = MetadataStore::open(&layout_for(base).metadata_db()).unwrap();
     store
         .used_segments(data_source)
         .unwrap()
         .into_iter()
         .map(|s| {
-            let bytes = std::fs::read(s.load_spec["path"].as_str().unwrap()).unwrap();
-            ((s.interval.clone(), s.shard_spec.partition_num), bytes)
+            let path = Path::new(s.load_spec["path"].as_str().unwrap());
+            let files = if path.is_dir() {
+                std::fs::read_dir(path)
+                    .unwrap()
+                    .map(|e| {
+                        let e = e.unwrap();
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        (name, std::fs::read(e.path()).unwrap())
+                    })
+                    .collect()
+            } else {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                [(name, std::fs::read(path).unwrap())].into()
+            };
+            ((s.interval.clone(), s.shard_spec.partition_num), files)
         })
         .collect()
 }
