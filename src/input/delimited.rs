@@ -2,6 +2,7 @@
 //! map to the task's column list; an empty cell is null (SQL-compatible
 //! null handling).
 
+use super::{CHUNK, chunk_at};
 use super::{FieldTable, ParseError, RowBuffer, Value};
 use std::borrow::Cow;
 use wide::u8x16;
@@ -232,25 +233,6 @@ impl Layout {
             return Err(ParseError("record holds no row".into()));
         }
         Ok(())
-    }
-}
-
-const CHUNK: usize = 16;
-
-/// The 16 bytes of `bytes` from `at` (zeros past the end) and the mask of
-/// those that are in `bytes`.
-fn chunk_at(bytes: &[u8], at: usize) -> (u8x16, u32) {
-    match bytes.get(at..at + CHUNK) {
-        Some(full) => (
-            u8x16::new(full.try_into().expect("CHUNK bytes")),
-            u32::from(u16::MAX),
-        ),
-        None => {
-            let rest = &bytes[at..];
-            let mut padded = [0u8; CHUNK];
-            padded[..rest.len()].copy_from_slice(rest);
-            (u8x16::new(padded), (1u32 << rest.len()) - 1)
-        }
     }
 }
 

@@ -6,6 +6,7 @@ use super::{FieldTable, FieldUse, ParseError, RowBuffer, Value, utf8};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
+use wide::u8x16;
 
 /// Parse every JSON value of an entity (one or more concatenated objects).
 pub fn parse_entity<'a>(
@@ -15,9 +16,27 @@ pub fn parse_entity<'a>(
 ) -> Result<(), ParseError> {
     rows.clear();
     let text = utf8(data)?;
-    // The common case, one object per record, through sonic-rs's SIMD
-    // scanner; several objects or any error take serde_json's path, whose
-    // messages are the ones reported.
+    let width = fields.len();
+    // Most records are one flat object: read in one pass below. Anything
+    // else (nesting, escaped keys, several objects, any error) comes back
+    // None and is read again from the start the serde way.
+    if parse_flat_object(text, fields, rows.next_row(width)).is_some() {
+        return Ok(());
+    }
+    rows.clear();
+    parse_serde(data, text, fields, rows)
+}
+
+/// An entity the serde way: sonic-rs for one object, serde_json for the
+/// rest and for the messages.
+fn parse_serde<'a>(
+    data: &'a [u8],
+    text: &'a str,
+    fields: &mut FieldTable,
+    rows: &mut RowBuffer<'a>,
+) -> Result<(), ParseError> {
+    // One object through sonic-rs's SIMD scanner; several objects or any
+    // error take serde_json's path, whose messages are the ones reported.
     // sonic-rs recurses once per nesting level while skipping, so records
     // that could nest deeply go to serde_json, whose recursion limit turns
     // hostile nesting into an error.
@@ -100,6 +119,215 @@ pub fn parse_flattened<'a>(
         }
     }
     Ok(())
+}
+
+/// One flat JSON object (scalar values only: strings, numbers, true,
+/// false, null) filling `row` as the serde visitors below would, in one
+/// pass without the serde layers (their per-key and per-value calls were
+/// most of a json replay's instructions, callgrind). Values are checked as
+/// strictly as JSON's grammar asks; what this reader does not take on
+/// itself (escaped strings, numbers other than short integers) goes
+/// through sonic-rs one value at a time, so every value comes out as the
+/// whole-object path gives it. None for anything else, errors included:
+/// the caller then reads the entity again from its start.
+fn parse_flat_object<'a>(
+    text: &'a str,
+    fields: &mut FieldTable,
+    row: &mut Vec<Value<'a>>,
+) -> Option<()> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        let mut position = 0;
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let key_end = plain_string_end(b, i + 1)?;
+            let key_at = i + 1;
+            i = skip_ws(b, key_end + 1);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let found = match fields.recent_at(position, &b[key_at..key_end]) {
+                Some(known) => Some(known),
+                None => fields.lookup_at(position, &text[key_at..key_end]),
+            };
+            position += 1;
+            let end = match found {
+                Some(FieldUse::Ignore) => skip_scalar_at(text, i)?,
+                Some(FieldUse::Slot(s)) => {
+                    let (value, end) = scalar_at(text, i)?;
+                    store(row, s, value);
+                    end
+                }
+                None => {
+                    let (value, end) = scalar_at(text, i)?;
+                    if let FieldUse::Slot(s) = fields.meet(&text[key_at..key_end], &value) {
+                        store(row, s, value);
+                    }
+                    end
+                }
+            };
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(())
+}
+
+fn store<'a>(row: &mut Vec<Value<'a>>, slot: usize, value: Value<'a>) {
+    if slot >= row.len() {
+        row.resize(slot + 1, Value::Null);
+    }
+    row[slot].set(value);
+}
+
+/// The position after any JSON whitespace from `i`.
+#[inline(always)]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    // Most records have none: one compare for that case.
+    if b.get(i).is_some_and(|&c| c > b' ') {
+        return i;
+    }
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The position after the scalar value at `i`, checked as `scalar_at`
+/// checks it but not built (a field no column reads).
+#[inline(always)]
+fn skip_scalar_at(text: &str, i: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    match *b.get(i)? {
+        b'"' => match plain_string_end(b, i + 1) {
+            Some(end) => Some(end + 1),
+            None => scalar_at(text, i).map(|(_, end)| end),
+        },
+        b'-' | b'0'..=b'9' => {
+            let digits_at = i + usize::from(b[i] == b'-');
+            let mut j = digits_at;
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            let digits = j - digits_at;
+            let plain = (1..=18).contains(&digits)
+                && (b[digits_at] != b'0' || (digits == 1 && digits_at == i))
+                && !matches!(b.get(j), Some(b'.' | b'e' | b'E'));
+            if plain {
+                return Some(j);
+            }
+            while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = b.get(j) {
+                j += 1;
+            }
+            through_sonic(&b[i..j]).map(|_| j)
+        }
+        b't' if b[i..].starts_with(b"true") => Some(i + 4),
+        b'f' if b[i..].starts_with(b"false") => Some(i + 5),
+        b'n' if b[i..].starts_with(b"null") => Some(i + 4),
+        _ => None,
+    }
+}
+
+/// Where the string whose text starts at `i` (after its opening quote)
+/// closes, if it holds no escape and no control character (which JSON
+/// forbids raw); found 16 bytes at a time.
+#[inline(always)]
+fn plain_string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let (quote, backslash, controls) =
+        (u8x16::splat(b'"'), u8x16::splat(b'\\'), u8x16::splat(0x1f));
+    while i < b.len() {
+        let (chunk, valid) = super::chunk_at(b, i);
+        // Unsigned `<= 0x1f` as `min(chunk, 0x1f) == chunk`.
+        let special =
+            chunk.simd_eq(quote) | chunk.simd_eq(backslash) | chunk.min(controls).simd_eq(chunk);
+        let hits = special.to_bitmask() & valid;
+        if hits != 0 {
+            let at = i + hits.trailing_zeros() as usize;
+            return (b[at] == b'"').then_some(at);
+        }
+        i += super::CHUNK;
+    }
+    None
+}
+
+/// The scalar value starting at `i` and the position after it; None for
+/// a nested value, a malformed one, or the end of the text.
+#[inline(always)]
+fn scalar_at(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
+    let b = text.as_bytes();
+    match *b.get(i)? {
+        b'"' => match plain_string_end(b, i + 1) {
+            Some(end) => Some((Value::Str(Cow::Borrowed(&text[i + 1..end])), end + 1)),
+            None => {
+                // Escapes (or a forbidden byte): the string's extent here,
+                // its value from sonic-rs.
+                let mut j = i + 1;
+                loop {
+                    match *b.get(j)? {
+                        b'"' => break,
+                        b'\\' => j += 2,
+                        _ => j += 1,
+                    }
+                }
+                Some((through_sonic(&b[i..=j])?, j + 1))
+            }
+        },
+        b'-' | b'0'..=b'9' => {
+            let negative = b[i] == b'-';
+            let digits_at = i + usize::from(negative);
+            let mut j = digits_at;
+            let mut n: i64 = 0;
+            while let Some(&d) = b.get(j)
+                && d.is_ascii_digit()
+            {
+                n = n.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+                j += 1;
+            }
+            let digits = j - digits_at;
+            // A short integer in JSON's form (no leading zero, not -0);
+            // anything else (fractions, exponents, long or odd integers)
+            // is sonic-rs's to read or refuse.
+            let plain = (1..=18).contains(&digits)
+                && (b[digits_at] != b'0' || (digits == 1 && !negative))
+                && !matches!(b.get(j), Some(b'.' | b'e' | b'E'));
+            if plain {
+                return Some((Value::Long(if negative { -n } else { n }), j));
+            }
+            while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = b.get(j) {
+                j += 1;
+            }
+            Some((through_sonic(&b[i..j])?, j))
+        }
+        b't' if b[i..].starts_with(b"true") => Some((Value::Bool(true), i + 4)),
+        b'f' if b[i..].starts_with(b"false") => Some((Value::Bool(false), i + 5)),
+        b'n' if b[i..].starts_with(b"null") => Some((Value::Null, i + 4)),
+        _ => None,
+    }
+}
+
+/// One scalar JSON value read by sonic-rs, as the whole-object path reads it.
+fn through_sonic(raw: &[u8]) -> Option<Value<'_>> {
+    let mut de = sonic_rs::Deserializer::from_slice(raw);
+    let value = ValueSeed::default().deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
 }
 
 /// Records with more brackets than this skip the sonic-rs path.
@@ -363,6 +591,170 @@ mod hostile_tests {
             let mut rows = RowBuffer::new();
             let objects = format!("{}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
             let _ = parse_entity(objects.as_bytes(), &mut fields, &mut rows);
+        }
+    }
+}
+
+#[cfg(test)]
+mod flat_object_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fields as a task with those four columns has them, or discovering.
+    fn table(discover: bool) -> FieldTable {
+        let mut fields = FieldTable::new(discover, false, &["skipped".to_string()]);
+        if !discover {
+            for name in ["a", "b", "timestamp", "ключ"] {
+                fields.slot(name);
+            }
+        }
+        fields
+    }
+
+    /// The one-pass reader against the serde path on the same record:
+    /// whenever it takes a record, the serde path reads the same row and
+    /// discovers the same fields in the same order.
+    fn check(data: &[u8], discover: bool) -> Result<(), TestCaseError> {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return Ok(());
+        };
+        let mut fast_fields = table(discover);
+        let mut fast_rows = RowBuffer::new();
+        let width = fast_fields.len();
+        let fast = parse_flat_object(text, &mut fast_fields, fast_rows.next_row(width));
+        let mut serde_fields = table(discover);
+        let mut serde_rows = RowBuffer::new();
+        let serde = parse_serde(data, text, &mut serde_fields, &mut serde_rows);
+        if fast.is_none() {
+            return Ok(());
+        }
+        prop_assert!(
+            serde.is_ok(),
+            "taken by the one-pass reader, refused by serde: {text:?} ({serde:?})"
+        );
+        prop_assert_eq!(serde_rows.len(), 1, "{:?}", text);
+        let (a, b) = (&fast_rows.rows()[0], &serde_rows.rows()[0]);
+        for slot in 0..a.len().max(b.len()) {
+            let null = Value::Null;
+            prop_assert_eq!(
+                a.get(slot).unwrap_or(&null),
+                b.get(slot).unwrap_or(&null),
+                "{:?}",
+                text
+            );
+        }
+        prop_assert_eq!(
+            fast_fields.discovered_since(0),
+            serde_fields.discovered_since(0)
+        );
+        Ok(())
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("timestamp".to_string()),
+            Just("ключ".to_string()),
+            Just("skipped".to_string()),
+            Just("new_field".to_string()),
+            Just("k\\\"q".to_string()),
+            Just("\\u0061".to_string()),
+            "[a-z]{0,20}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| f.to_string()),
+            "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{0,5})?([eE][+-]?[0-9]{0,3})?",
+            "[-+]?0[0-9]{1,3}|-|-0|1\\.|\\.5|1e|\\+1|0x10|1_000",
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+            "\"[a-zé\\x00-\\x1f\\\\\"]{0,8}\"",
+            "\"a\\\\[qu]b\"|\"\\\\u12\"|\"\\\\ud800\"|\"unterminated",
+            "true|false|null|tru|nul|True|NULL",
+            "\\[1,2\\]|\\{\"x\":1\\}|\\[\\]|\\{\\}",
+        ]
+    }
+
+    fn space() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "", "", "", " ", "\t", "\n", "\r\n", "  ", "\u{a0}", "\u{c}",
+        ])
+    }
+
+    fn record() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((key(), value(), space(), space()), 0..8),
+            space(),
+            prop::sample::select(vec!["", "", "", " ", "x", "}", ",", "{\"a\":1}", "\n{}"]),
+        )
+            .prop_map(|(pairs, around, tail)| {
+                let body: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v, s1, s2)| format!("{s1}\"{k}\"{s2}:{s1}{v}{s2}"))
+                    .collect();
+                format!("{around}{{{}}}{around}{tail}", body.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn the_one_pass_reader_agrees_with_serde(record in record(), discover in any::<bool>()) {
+            check(record.as_bytes(), discover)?;
+        }
+
+        #[test]
+        fn and_on_any_single_byte_change(
+            record in record(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            delete in any::<bool>(),
+            discover in any::<bool>(),
+        ) {
+            let mut data = record.into_bytes();
+            if !data.is_empty() {
+                let i = at.index(data.len());
+                if delete {
+                    data.remove(i);
+                } else {
+                    data[i] = byte;
+                }
+            }
+            check(&data, discover)?;
+        }
+    }
+
+    #[test]
+    fn flights_rows_take_the_one_pass_reader() {
+        let mut fields = table(false);
+        let mut rows = RowBuffer::new();
+        let record = r#"{"timestamp":"2013-01-01T10:15:00Z","year":2013,"dep_delay":-2,"a":"UA","b":1400,"air_time":null,"x":1.5,"e":"N\u00e9"}"#;
+        let width = fields.len();
+        assert!(parse_flat_object(record, &mut fields, rows.next_row(width)).is_some());
+        let row = &rows.rows()[0];
+        assert_eq!(row[2], Value::Str(Cow::Borrowed("2013-01-01T10:15:00Z")));
+        assert_eq!(row[0], Value::Str(Cow::Borrowed("UA")));
+        assert_eq!(row[1], Value::Long(1400));
+        // Not taken: nesting, several objects, escaped keys, bad values.
+        for record in [
+            r#"{"a":[1,2]}"#,
+            r#"{"a":1} {"a":2}"#,
+            r#"{"k\"q":1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":"x"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":1,}"#,
+        ] {
+            let mut rows = RowBuffer::new();
+            assert!(
+                parse_flat_object(record, &mut fields, rows.next_row(width)).is_none(),
+                "{record}"
+            );
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod transform;
 use crate::spec::{InputFormat, Task};
 use hashbrown::HashMap;
 use std::borrow::Cow;
+use wide::u8x16;
 
 /// One input field's value, borrowed from the record where possible.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +140,16 @@ impl FieldTable {
     }
 
     /// What the key at `position` of an object means, if known.
+    /// The use of the key at `position` when it is the previous object's
+    /// key there (compared as bytes; no hash).
+    #[inline(always)]
+    fn recent_at(&self, position: usize, name: &[u8]) -> Option<FieldUse> {
+        match self.recent.get(position) {
+            Some((key, known)) if same_text(key.as_bytes(), name) => Some(*known),
+            _ => None,
+        }
+    }
+
     fn lookup_at(&mut self, position: usize, name: &str) -> Option<FieldUse> {
         if let Some((key, known)) = self.recent.get(position)
             && same_text(key.as_bytes(), name.as_bytes())
@@ -255,6 +266,26 @@ pub struct ParseError(pub String);
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+pub(crate) const CHUNK: usize = 16;
+
+/// The 16 bytes of `bytes` from `at` (zeros past the end) and the mask of
+/// those that are in `bytes`.
+#[inline(always)]
+pub(crate) fn chunk_at(bytes: &[u8], at: usize) -> (u8x16, u32) {
+    match bytes.get(at..at + CHUNK) {
+        Some(full) => (
+            u8x16::new(full.try_into().expect("CHUNK bytes")),
+            u32::from(u16::MAX),
+        ),
+        None => {
+            let rest = &bytes[at..];
+            let mut padded = [0u8; CHUNK];
+            padded[..rest.len()].copy_from_slice(rest);
+            (u8x16::new(padded), (1u32 << rest.len()) - 1)
+        }
     }
 }
 
