@@ -73,7 +73,7 @@ pub struct FieldTable {
     /// The previous object's keys by position: rows of one stream mostly
     /// repeat their keys in the same order, and comparing a short key is
     /// cheaper than hashing it.
-    recent: Vec<(Box<str>, FieldUse)>,
+    recent: Vec<(Box<str>, FieldUse, bool)>,
 }
 
 impl FieldTable {
@@ -139,19 +139,22 @@ impl FieldTable {
         self.discovered.len()
     }
 
-    /// What the key at `position` of an object means, if known.
-    /// The use of the key at `position` when it is the previous object's
-    /// key there (compared as bytes; no hash).
+    /// When the JSON text at `b[at..]` holds the previous object's key at
+    /// `position` and its closing quote: that key's use and where the
+    /// quote is, found without scanning for it. Only keys JSON writes as
+    /// they are (no quote, backslash or control byte) qualify.
     #[inline(always)]
-    fn recent_at(&self, position: usize, name: &[u8]) -> Option<FieldUse> {
-        match self.recent.get(position) {
-            Some((key, known)) if same_text(key.as_bytes(), name) => Some(*known),
-            _ => None,
-        }
+    fn recent_key_at(&self, position: usize, b: &[u8], at: usize) -> Option<(FieldUse, usize)> {
+        let (key, known, plain) = self.recent.get(position)?;
+        let key = key.as_bytes();
+        let end = at + key.len();
+        (*plain && b.get(end) == Some(&b'"') && same_text(key, &b[at..end]))
+            .then_some((*known, end))
     }
 
+    /// What the key at `position` of an object means, if known.
     fn lookup_at(&mut self, position: usize, name: &str) -> Option<FieldUse> {
-        if let Some((key, known)) = self.recent.get(position)
+        if let Some((key, known, _)) = self.recent.get(position)
             && same_text(key.as_bytes(), name.as_bytes())
         {
             return Some(*known);
@@ -162,10 +165,11 @@ impl FieldTable {
     }
 
     fn remember(&mut self, position: usize, name: &str, known: FieldUse) {
+        let plain = !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20);
         if position < self.recent.len() {
-            self.recent[position] = (name.into(), known);
+            self.recent[position] = (name.into(), known, plain);
         } else if position == self.recent.len() {
-            self.recent.push((name.into(), known));
+            self.recent.push((name.into(), known, plain));
         }
     }
 
