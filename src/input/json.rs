@@ -213,38 +213,25 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// The position after the scalar value at `i`, checked as `scalar_at`
-/// checks it but not built (a field no column reads).
+/// checks it; the usual shapes (a plain string, a short integer) are not
+/// built (a field no column reads).
 #[inline(always)]
 fn skip_scalar_at(text: &str, i: usize) -> Option<usize> {
     let b = text.as_bytes();
-    match *b.get(i)? {
-        b'"' => match plain_string_end(b, i + 1) {
-            Some(end) => Some(end + 1),
-            None => scalar_at(text, i).map(|(_, end)| end),
-        },
-        b'-' | b'0'..=b'9' => {
-            let digits_at = i + usize::from(b[i] == b'-');
-            let mut j = digits_at;
-            while b.get(j).is_some_and(u8::is_ascii_digit) {
-                j += 1;
+    match b.get(i) {
+        Some(b'"') => {
+            if let Some(end) = plain_string_end(b, i + 1) {
+                return Some(end + 1);
             }
-            let digits = j - digits_at;
-            let plain = (1..=18).contains(&digits)
-                && (b[digits_at] != b'0' || (digits == 1 && digits_at == i))
-                && !matches!(b.get(j), Some(b'.' | b'e' | b'E'));
-            if plain {
-                return Some(j);
-            }
-            while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = b.get(j) {
-                j += 1;
-            }
-            through_sonic(&b[i..j]).map(|_| j)
         }
-        b't' if b[i..].starts_with(b"true") => Some(i + 4),
-        b'f' if b[i..].starts_with(b"false") => Some(i + 5),
-        b'n' if b[i..].starts_with(b"null") => Some(i + 4),
-        _ => None,
+        Some(b'-' | b'0'..=b'9') => {
+            if let Ok((_, end)) = short_integer_at(b, i) {
+                return Some(end);
+            }
+        }
+        _ => {}
     }
+    scalar_at(text, i).map(|(_, end)| end)
 }
 
 /// Where the string whose text starts at `i` (after its opening quote)
@@ -291,37 +278,44 @@ fn scalar_at(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
                 Some((through_sonic(&b[i..=j])?, j + 1))
             }
         },
-        b'-' | b'0'..=b'9' => {
-            let negative = b[i] == b'-';
-            let digits_at = i + usize::from(negative);
-            let mut j = digits_at;
-            let mut n: i64 = 0;
-            while let Some(&d) = b.get(j)
-                && d.is_ascii_digit()
-            {
-                n = n.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
-                j += 1;
-            }
-            let digits = j - digits_at;
-            // A short integer in JSON's form (no leading zero, not -0);
-            // anything else (fractions, exponents, long or odd integers)
-            // is sonic-rs's to read or refuse.
-            let plain = (1..=18).contains(&digits)
-                && (b[digits_at] != b'0' || (digits == 1 && !negative))
-                && !matches!(b.get(j), Some(b'.' | b'e' | b'E'));
-            if plain {
-                return Some((Value::Long(if negative { -n } else { n }), j));
-            }
-            while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = b.get(j) {
-                j += 1;
-            }
-            Some((through_sonic(&b[i..j])?, j))
-        }
+        b'-' | b'0'..=b'9' => match short_integer_at(b, i) {
+            Ok((n, end)) => Some((Value::Long(n), end)),
+            Err(end) => Some((through_sonic(&b[i..end])?, end)),
+        },
         b't' if b[i..].starts_with(b"true") => Some((Value::Bool(true), i + 4)),
         b'f' if b[i..].starts_with(b"false") => Some((Value::Bool(false), i + 5)),
         b'n' if b[i..].starts_with(b"null") => Some((Value::Null, i + 4)),
         _ => None,
     }
+}
+
+/// The number at `i` (a `-` or a digit there) when it is a short integer
+/// in JSON's own form (at most 18 digits, no leading zero, not -0, no
+/// fraction or exponent), with the position after it; otherwise Err with
+/// the end of the bytes a number can hold, for sonic-rs to read or refuse.
+#[inline(always)]
+fn short_integer_at(b: &[u8], i: usize) -> Result<(i64, usize), usize> {
+    let negative = b[i] == b'-';
+    let digits_at = i + usize::from(negative);
+    let mut j = digits_at;
+    let mut n: i64 = 0;
+    while let Some(&d) = b.get(j)
+        && d.is_ascii_digit()
+    {
+        n = n.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+        j += 1;
+    }
+    let digits = j - digits_at;
+    if (1..=18).contains(&digits)
+        && (b[digits_at] != b'0' || (digits == 1 && !negative))
+        && !matches!(b.get(j), Some(b'.' | b'e' | b'E'))
+    {
+        return Ok((if negative { -n } else { n }, j));
+    }
+    while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = b.get(j) {
+        j += 1;
+    }
+    Err(j)
 }
 
 /// One scalar JSON value read by sonic-rs, as the whole-object path reads it.
