@@ -121,14 +121,14 @@ pub fn parse_flattened<'a>(
     Ok(())
 }
 
-/// One flat JSON object (scalar values only: strings, numbers, true,
-/// false, null) filling `row` as the serde visitors below would, in one
-/// pass without the serde layers (their per-key and per-value calls were
-/// most of a json replay's instructions, callgrind). Values are checked as
-/// strictly as JSON's grammar asks; what this reader does not take on
-/// itself (escaped strings, numbers other than short integers) goes
-/// through sonic-rs one value at a time, so every value comes out as the
-/// whole-object path gives it. None for anything else, errors included:
+/// One JSON object filling `row` as the serde visitors below would, in
+/// one pass without the serde layers (their per-key and per-value calls
+/// were most of a json replay's instructions, callgrind). Values are
+/// checked as strictly as JSON's grammar asks; what this reader does not
+/// take on itself (escaped strings, numbers other than short integers,
+/// arrays and objects) goes through sonic-rs one value at a time, so every
+/// value comes out as the whole-object path gives it. None for anything
+/// else (escaped keys, several objects, deep nesting), errors included:
 /// the caller then reads the entity again from its start.
 fn parse_flat_object<'a>(
     text: &'a str,
@@ -164,14 +164,14 @@ fn parse_flat_object<'a>(
             i = skip_ws(b, i + 1);
             position += 1;
             let end = match found {
-                Some(FieldUse::Ignore) => skip_scalar_at(text, i)?,
+                Some(FieldUse::Ignore) => skip_value_at(text, i)?,
                 Some(FieldUse::Slot(s)) => {
-                    let (value, end) = scalar_at(text, i)?;
+                    let (value, end) = value_at(text, i)?;
                     store(row, s, value);
                     end
                 }
                 None => {
-                    let (value, end) = scalar_at(text, i)?;
+                    let (value, end) = value_at(text, i)?;
                     if let FieldUse::Slot(s) = fields.meet(&text[key_at..key_end], &value) {
                         store(row, s, value);
                     }
@@ -212,11 +212,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The position after the scalar value at `i`, checked as `scalar_at`
+/// The position after the value at `i`, checked as `value_at`
 /// checks it; the usual shapes (a plain string, a short integer) are not
 /// built (a field no column reads).
 #[inline(always)]
-fn skip_scalar_at(text: &str, i: usize) -> Option<usize> {
+fn skip_value_at(text: &str, i: usize) -> Option<usize> {
     let b = text.as_bytes();
     match b.get(i) {
         Some(b'"') => {
@@ -231,7 +231,7 @@ fn skip_scalar_at(text: &str, i: usize) -> Option<usize> {
         }
         _ => {}
     }
-    scalar_at(text, i).map(|(_, end)| end)
+    value_at(text, i).map(|(_, end)| end)
 }
 
 /// Where the string whose text starts at `i` (after its opening quote)
@@ -256,10 +256,11 @@ fn plain_string_end(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
-/// The scalar value starting at `i` and the position after it; None for
-/// a nested value, a malformed one, or the end of the text.
+/// The value starting at `i` and the position after it; None for a
+/// malformed one, one nesting deeper than the sonic-rs path takes, or the
+/// end of the text.
 #[inline(always)]
-fn scalar_at(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
+fn value_at(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
     let b = text.as_bytes();
     match *b.get(i)? {
         b'"' => match plain_string_end(b, i + 1) {
@@ -282,6 +283,7 @@ fn scalar_at(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
             Ok((n, end)) => Some((Value::Long(n), end)),
             Err(end) => Some((through_sonic(&b[i..end])?, end)),
         },
+        b'[' | b'{' => nested_at(b, i),
         b't' if b[i..].starts_with(b"true") => Some((Value::Bool(true), i + 4)),
         b'f' if b[i..].starts_with(b"false") => Some((Value::Bool(false), i + 5)),
         b'n' if b[i..].starts_with(b"null") => Some((Value::Null, i + 4)),
@@ -318,7 +320,51 @@ fn short_integer_at(b: &[u8], i: usize) -> Result<(i64, usize), usize> {
     Err(j)
 }
 
-/// One scalar JSON value read by sonic-rs, as the whole-object path reads it.
+/// An array or object value and the position after it, read by sonic-rs.
+/// Out of line: most records hold none.
+#[cold]
+#[inline(never)]
+fn nested_at(b: &[u8], i: usize) -> Option<(Value<'_>, usize)> {
+    let end = nested_end(b, i)?;
+    Some((through_sonic(&b[i..end])?, end))
+}
+
+/// Where the array or object opening at `i` closes (exclusive), by its
+/// brackets outside strings; None if it does not, or holds more brackets
+/// than the sonic-rs path takes (sonic-rs recurses per level). Whether the
+/// brackets pair and what lies between them is sonic-rs's to check.
+fn nested_end(b: &[u8], i: usize) -> Option<usize> {
+    let (mut depth, mut brackets, mut j) = (0usize, 0usize, i);
+    loop {
+        match *b.get(j)? {
+            b'[' | b'{' => {
+                depth += 1;
+                brackets += 1;
+                if brackets > MAX_FAST_BRACKETS {
+                    return None;
+                }
+            }
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j + 1);
+                }
+            }
+            b'"' => loop {
+                j += 1;
+                match *b.get(j)? {
+                    b'"' => break,
+                    b'\\' => j += 1,
+                    _ => {}
+                }
+            },
+            _ => {}
+        }
+        j += 1;
+    }
+}
+
+/// One JSON value read by sonic-rs, as the whole-object path reads it.
 fn through_sonic(raw: &[u8]) -> Option<Value<'_>> {
     let mut de = sonic_rs::Deserializer::from_slice(raw);
     let value = ValueSeed::default().deserialize(&mut de).ok()?;
@@ -680,7 +726,9 @@ mod flat_object_tests {
             "\"[a-zé\\x00-\\x1f\\\\\"]{0,8}\"",
             "\"a\\\\[qu]b\"|\"\\\\u12\"|\"\\\\ud800\"|\"unterminated",
             "true|false|null|tru|nul|True|NULL",
-            "\\[1,2\\]|\\{\"x\":1\\}|\\[\\]|\\{\\}",
+            "\\[1,2\\]|\\{\"x\":1\\}|\\[\\]|\\{\\}|\\[\"a\",\"b\"\\]|\\[1,\\[2\\]\\]",
+            "\\{\"k\":\\[1,\\{\"z\":null\\}\\]\\}|\\[1,2|\\[1,\\]|\\[\"\\]\"\\]|\\{\"a\"\\}|\\[\\}",
+            "\\[{1,70}\\]{1,70}",
         ]
     }
 
@@ -752,9 +800,28 @@ mod flat_object_tests {
         assert_eq!(row[2], Value::Str(Cow::Borrowed("2013-01-01T10:15:00Z")));
         assert_eq!(row[0], Value::Str(Cow::Borrowed("UA")));
         assert_eq!(row[1], Value::Long(1400));
-        // Not taken: nesting, several objects, escaped keys, bad values.
+        // Arrays and objects are read through sonic-rs.
+        let mut rows = RowBuffer::new();
+        assert!(
+            parse_flat_object(
+                r#"{"a":["x","y"],"b":{"c":1}}"#,
+                &mut fields,
+                rows.next_row(width)
+            )
+            .is_some()
+        );
+        assert_eq!(
+            rows.rows()[0][0],
+            Value::List(vec![
+                Value::Str(Cow::Borrowed("x")),
+                Value::Str(Cow::Borrowed("y"))
+            ])
+        );
+        assert_eq!(rows.rows()[0][1], Value::Nested);
+        // Not taken: deep nesting, several objects, escaped keys, bad values.
+        let deep = format!(r#"{{"a":{}{}}}"#, "[".repeat(65), "]".repeat(65));
         for record in [
-            r#"{"a":[1,2]}"#,
+            deep.as_str(),
             r#"{"a":1} {"a":2}"#,
             r#"{"k\"q":1}"#,
             r#"{"a":01}"#,
