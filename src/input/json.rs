@@ -20,7 +20,7 @@ pub fn parse_entity<'a>(
     // Most records are one flat object: read in one pass below. Anything
     // else (nesting, escaped keys, several objects, any error) comes back
     // None and is read again from the start the serde way.
-    if parse_flat_object(text, fields, rows.next_row(width)).is_some() {
+    if parse_object_in_one_pass(text, fields, rows.next_row(width)).is_some() {
         return Ok(());
     }
     rows.clear();
@@ -130,7 +130,7 @@ pub fn parse_flattened<'a>(
 /// value comes out as the whole-object path gives it. None for anything
 /// else (escaped keys, several objects, deep nesting), errors included:
 /// the caller then reads the entity again from its start.
-fn parse_flat_object<'a>(
+fn parse_object_in_one_pass<'a>(
     text: &'a str,
     fields: &mut FieldTable,
     row: &mut Vec<Value<'a>>,
@@ -638,7 +638,7 @@ mod hostile_tests {
 }
 
 #[cfg(test)]
-mod flat_object_tests {
+mod one_pass_tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -666,7 +666,7 @@ mod flat_object_tests {
         let _ = parse_entity(prime.as_bytes(), &mut fast_fields, &mut RowBuffer::new());
         let mut fast_rows = RowBuffer::new();
         let width = fast_fields.len();
-        let fast = parse_flat_object(text, &mut fast_fields, fast_rows.next_row(width));
+        let fast = parse_object_in_one_pass(text, &mut fast_fields, fast_rows.next_row(width));
         let mut serde_fields = table(discover);
         let _ = parse_serde(
             prime.as_bytes(),
@@ -795,7 +795,7 @@ mod flat_object_tests {
         let mut rows = RowBuffer::new();
         let record = r#"{"timestamp":"2013-01-01T10:15:00Z","year":2013,"dep_delay":-2,"a":"UA","b":1400,"air_time":null,"x":1.5,"e":"N\u00e9"}"#;
         let width = fields.len();
-        assert!(parse_flat_object(record, &mut fields, rows.next_row(width)).is_some());
+        assert!(parse_object_in_one_pass(record, &mut fields, rows.next_row(width)).is_some());
         let row = &rows.rows()[0];
         assert_eq!(row[2], Value::Str(Cow::Borrowed("2013-01-01T10:15:00Z")));
         assert_eq!(row[0], Value::Str(Cow::Borrowed("UA")));
@@ -803,7 +803,7 @@ mod flat_object_tests {
         // Arrays and objects are read through sonic-rs.
         let mut rows = RowBuffer::new();
         assert!(
-            parse_flat_object(
+            parse_object_in_one_pass(
                 r#"{"a":["x","y"],"b":{"c":1}}"#,
                 &mut fields,
                 rows.next_row(width)
@@ -831,7 +831,7 @@ mod flat_object_tests {
         ] {
             let mut rows = RowBuffer::new();
             assert!(
-                parse_flat_object(record, &mut fields, rows.next_row(width)).is_none(),
+                parse_object_in_one_pass(record, &mut fields, rows.next_row(width)).is_none(),
                 "{record}"
             );
         }
