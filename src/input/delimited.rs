@@ -77,7 +77,7 @@ impl Layout {
         fields: &mut FieldTable,
         rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
-        let mut text = super::utf8(data)?;
+        let (mut text, line_feeds) = super::utf8_noting_line_feeds(data)?;
         let mut skip_header_rows = self.skip_header_rows;
         if self.from_header {
             for _ in 0..skip_header_rows {
@@ -133,8 +133,12 @@ impl Layout {
             let mut line_no = 0usize;
             while pos < bytes.len() {
                 let line_start = pos;
-                let line_end =
-                    memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+                // A record without a line feed is one line (most are).
+                let line_end = if line_feeds {
+                    memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i)
+                } else {
+                    bytes.len()
+                };
                 pos = line_end + 1;
                 line_no += 1;
                 if line_no <= skip_header_rows {

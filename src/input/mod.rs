@@ -299,30 +299,57 @@ pub(crate) fn chunk_at(bytes: &[u8], at: usize) -> (u8x16, u32) {
 /// records, callgrind); anything else takes the SIMD check (~3x cheaper
 /// than std's), and std's, run only on failure, says where the bad byte is.
 pub fn utf8(data: &[u8]) -> Result<&str, ParseError> {
-    if is_ascii_short(data) {
-        // SAFETY: all bytes are ASCII, so valid UTF-8. Validating again
-        // would cost what the ASCII check saved (~1% of a csv replay).
-        return Ok(unsafe { std::str::from_utf8_unchecked(data) });
-    }
-    simdutf8::basic::from_utf8(data).or_else(|_| {
-        std::str::from_utf8(data).map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))
-    })
+    utf8_noting::<false>(data).map(|(text, _)| text)
 }
 
-/// Whether `data` is at most 1 KiB and all ASCII.
-fn is_ascii_short(data: &[u8]) -> bool {
-    if data.len() > 1024 {
-        return false;
+/// `utf8`, and whether the record may hold a line feed: a short ASCII
+/// record is looked through for one in the same pass (so a one-line csv
+/// record needs no search for its end); any other record may.
+pub fn utf8_noting_line_feeds(data: &[u8]) -> Result<(&str, bool), ParseError> {
+    utf8_noting::<true>(data)
+}
+
+#[inline(always)]
+fn utf8_noting<const LINE_FEEDS: bool>(data: &[u8]) -> Result<(&str, bool), ParseError> {
+    if let Some(line_feeds) = short_ascii::<LINE_FEEDS>(data) {
+        // SAFETY: all bytes are ASCII, so valid UTF-8. Validating again
+        // would cost what the ASCII check saved (~1% of a csv replay).
+        return Ok((unsafe { std::str::from_utf8_unchecked(data) }, line_feeds));
     }
-    let mut high = 0u64;
+    simdutf8::basic::from_utf8(data)
+        .or_else(|_| {
+            std::str::from_utf8(data)
+                .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))
+        })
+        .map(|text| (text, true))
+}
+
+/// Some(whether it holds a line feed, when asked; else true) if `data` is
+/// at most 1 KiB and all ASCII; None otherwise.
+#[inline(always)]
+fn short_ascii<const LINE_FEEDS: bool>(data: &[u8]) -> Option<bool> {
+    if data.len() > 1024 {
+        return None;
+    }
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let (mut high, mut feeds) = (0u64, 0u64);
     let mut words = data.chunks_exact(8);
     for w in &mut words {
-        high |= u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        high |= w;
+        if LINE_FEEDS {
+            // A zero byte of `w ^ "\n\n.."` sets its high bit here (exact
+            // for ASCII words, which are all that count).
+            let x = w ^ (ONES * u64::from(b'\n'));
+            feeds |= x.wrapping_sub(ONES) & !x;
+        }
     }
     for &b in words.remainder() {
         high |= u64::from(b);
+        feeds |= u64::from(b == b'\n') << 7;
     }
-    high & 0x8080_8080_8080_8080 == 0
+    (high & HIGH == 0).then_some(!LINE_FEEDS || feeds & HIGH != 0)
 }
 
 /// Byte equality of two strings, short ones (field names) compared as
@@ -524,5 +551,32 @@ mod tests {
         }
         let err = utf8(b"ab\xC3(").unwrap_err();
         assert!(err.0.contains("not valid UTF-8"), "{}", err.0);
+    }
+
+    /// A record said to hold no line feed holds none: every position of
+    /// one (and of its neighbours 0x0B and 0x09, one bit away) in every
+    /// length around the words and the 1 KiB cut; non-ASCII and long
+    /// records are always said to may hold one.
+    #[test]
+    fn line_feeds_are_noted_wherever_they_are() {
+        for len in (0..40).chain(1016..1032) {
+            let plain = vec![b'a'; len];
+            let (_, feeds) = utf8_noting_line_feeds(&plain).unwrap();
+            assert_eq!(feeds, len > 1024, "{len}");
+            for at in 0..len {
+                for (byte, is_feed) in [(b'\n', true), (0x0B, false), (0x09, false), (0x8A, true)] {
+                    let mut record = plain.clone();
+                    record[at] = byte;
+                    if byte >= 0x80 {
+                        assert!(utf8_noting_line_feeds(&record).is_err());
+                        continue;
+                    }
+                    let (_, feeds) = utf8_noting_line_feeds(&record).unwrap();
+                    assert_eq!(feeds, is_feed || len > 1024, "{byte:#x} at {at} of {len}");
+                }
+            }
+        }
+        let (_, feeds) = utf8_noting_line_feeds("é, no feed".as_bytes()).unwrap();
+        assert!(feeds, "a non-ASCII record is searched as before");
     }
 }
