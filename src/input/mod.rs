@@ -72,7 +72,8 @@ pub struct FieldTable {
     discovered: Vec<(String, usize)>,
     /// The previous object's keys by position: rows of one stream mostly
     /// repeat their keys in the same order, and comparing a short key is
-    /// cheaper than hashing it.
+    /// cheaper than hashing it. The flag: JSON writes the key as it is (no
+    /// quote, backslash or control byte), so its raw bytes can be compared.
     recent: Vec<(Box<str>, FieldUse, bool)>,
 }
 
@@ -273,6 +274,7 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+/// Bytes the 16-byte searches look at a time (csv cells, JSON strings).
 pub(crate) const CHUNK: usize = 16;
 
 /// The 16 bytes of `bytes` from `at` (zeros past the end) and the mask of
