@@ -17,8 +17,8 @@ pub fn parse_entity<'a>(
     rows.clear();
     let text = utf8(data)?;
     let width = fields.len();
-    // Most records are one flat object: read in one pass below. Anything
-    // else (nesting, escaped keys, several objects, any error) comes back
+    // Most records are one object: read in one pass below. Anything else
+    // (escaped keys, several objects, deep nesting, any error) comes back
     // None and is read again from the start the serde way.
     if parse_object_in_one_pass(text, fields, rows.next_row(width)).is_some() {
         return Ok(());
@@ -192,6 +192,7 @@ fn parse_object_in_one_pass<'a>(
     (skip_ws(b, i) == b.len()).then_some(())
 }
 
+/// A field's value into its slot of the row (both readers store this way).
 fn store<'a>(row: &mut Vec<Value<'a>>, slot: usize, value: Value<'a>) {
     if slot >= row.len() {
         row.resize(slot + 1, Value::Null);
@@ -268,15 +269,8 @@ fn value_at(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
             None => {
                 // Escapes (or a forbidden byte): the string's extent here,
                 // its value from sonic-rs.
-                let mut j = i + 1;
-                loop {
-                    match *b.get(j)? {
-                        b'"' => break,
-                        b'\\' => j += 2,
-                        _ => j += 1,
-                    }
-                }
-                Some((through_sonic(&b[i..=j])?, j + 1))
+                let close = string_close(b, i)?;
+                Some((through_sonic(&b[i..=close])?, close + 1))
             }
         },
         b'-' | b'0'..=b'9' => match short_integer_at(b, i) {
@@ -350,17 +344,23 @@ fn nested_end(b: &[u8], i: usize) -> Option<usize> {
                     return Some(j + 1);
                 }
             }
-            b'"' => loop {
-                j += 1;
-                match *b.get(j)? {
-                    b'"' => break,
-                    b'\\' => j += 1,
-                    _ => {}
-                }
-            },
+            b'"' => j = string_close(b, j)?,
             _ => {}
         }
         j += 1;
+    }
+}
+
+/// The closing quote of the string opening at `i`, stepping over each
+/// escaped byte; whether the escapes are valid is sonic-rs's to check.
+fn string_close(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match *b.get(j)? {
+            b'"' => return Some(j),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
     }
 }
 
@@ -372,7 +372,8 @@ fn through_sonic(raw: &[u8]) -> Option<Value<'_>> {
     Some(value)
 }
 
-/// Records with more brackets than this skip the sonic-rs path.
+/// Records with more brackets than this skip the sonic-rs path, and a
+/// value holding more is not read in one pass (sonic-rs recurses per level).
 const MAX_FAST_BRACKETS: usize = 64;
 
 /// Any number of concatenated JSON values, through serde_json.
@@ -432,18 +433,12 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_, 'de> {
                 }
                 Some(FieldUse::Slot(s)) => {
                     let v = map.next_value_seed(ValueSeed::default())?;
-                    if s >= self.row.len() {
-                        self.row.resize(s + 1, Value::Null);
-                    }
-                    self.row[s] = v;
+                    store(self.row, s, v);
                 }
                 None => {
                     let v = map.next_value_seed(ValueSeed::default())?;
                     if let FieldUse::Slot(s) = self.fields.meet(&key, &v) {
-                        if s >= self.row.len() {
-                            self.row.resize(s + 1, Value::Null);
-                        }
-                        self.row[s] = v;
+                        store(self.row, s, v);
                     }
                 }
             }
