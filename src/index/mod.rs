@@ -181,6 +181,8 @@ pub enum MetricValues {
 pub struct RowBits {
     words: Vec<u64>,
     len: usize,
+    /// Whether a row was ever pushed unset (it may have been set since).
+    any_pushed_unset: bool,
 }
 
 impl RowBits {
@@ -189,6 +191,14 @@ impl RowBits {
             self.words.push(0);
         }
         self.len += 1;
+        self.any_pushed_unset = true;
+    }
+
+    /// True when every row is set for sure (none was ever pushed unset), so
+    /// a reader need not look at each row's bit.
+    #[inline]
+    pub fn all_set(&self) -> bool {
+        !self.any_pushed_unset
     }
 
     fn push_set(&mut self) {
@@ -724,13 +734,15 @@ impl IncrementalIndex {
             Some(&s) => s,
             None => {
                 let s = self.sinks.len();
-                // Sized for twice the rows an interval has held so far on
-                // average: growing each of a replay's 366 day tables from
-                // empty (nine rehashes each) was ~2% of its CPU (perf). The
-                // average counts intervals still filling (shards read side
-                // by side are at different times), so once was too few:
-                // 267 of those 366 tables still grew (callgrind).
-                let expected = (2 * self.times.len() / s.max(1)).min(MAX_SINK_RESERVE);
+                // Sized for half again the rows an interval has held so
+                // far on average: growing each of a replay's 366 day tables
+                // from empty (nine rehashes each) was ~2% of its CPU (perf).
+                // The average counts intervals still filling (shards read
+                // side by side are at different times), so the average
+                // itself was too few (267 of those tables still grew), and
+                // twice it doubled most tables (4,096 buckets for ~950 rows,
+                // ~180 more page faults a run).
+                let expected = (3 * self.times.len() / (2 * s.max(1))).min(MAX_SINK_RESERVE);
                 self.sinks.push(Sink {
                     interval_start: bucket,
                     interval_end: self.segment_granularity.bucket_end(bucket),
@@ -1150,11 +1162,29 @@ mod tests {
             (0..3).map(|r| set.get(r)).collect::<Vec<_>>(),
             [true, false, true]
         );
+        // A row pushed without a value: readers must look at the bits.
+        assert!(!set.all_set());
         let MetricValues::Double { values, .. } = &idx.metrics[2].values else {
             panic!()
         };
         assert_eq!(values[0], 5.0);
         assert_eq!(idx.sinks.len(), 1);
+    }
+
+    #[test]
+    fn rows_are_all_set_until_one_is_pushed_without_a_value() {
+        let mut idx = index();
+        idx.add(1000, &[s("a"), Value::Long(5)]);
+        idx.add(2000, &[s("b"), Value::Long(7)]);
+        let MetricValues::Long { set, .. } = &idx.metrics[1].values else {
+            panic!()
+        };
+        assert!(set.all_set());
+        idx.add(3000, &[s("c"), Value::Null]);
+        let MetricValues::Long { set, .. } = &idx.metrics[1].values else {
+            panic!()
+        };
+        assert!(!set.all_set());
     }
 
     #[test]

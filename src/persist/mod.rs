@@ -296,6 +296,9 @@ pub fn sink_to_segment(
         .map(|m| {
             let mut nulls = RoaringBitmap::new();
             let mut note_nulls = |set: &RowBits| {
+                if set.all_set() {
+                    return;
+                }
                 for (i, &r) in order.iter().enumerate() {
                     if !set.get(r as usize) {
                         nulls.insert(i as u32);
