@@ -349,7 +349,9 @@ fn short_ascii<const LINE_FEEDS: bool>(data: &[u8]) -> Option<bool> {
     }
     for &b in words.remainder() {
         high |= u64::from(b);
-        feeds |= u64::from(b == b'\n') << 7;
+        if LINE_FEEDS {
+            feeds |= u64::from(b == b'\n') << 7;
+        }
     }
     (high & HIGH == 0).then_some(!LINE_FEEDS || feeds & HIGH != 0)
 }
