@@ -306,12 +306,10 @@ pub fn sink_to_segment(
                 }
             };
             let values = match &m.values {
-                MetricValues::Count(v) => {
-                    NumericValues::Long(order.iter().map(|&r| v[r as usize]).collect())
-                }
+                MetricValues::Count(v) => NumericValues::Long(v.gather(&order)),
                 MetricValues::Long { values, set, .. } => {
                     note_nulls(set);
-                    NumericValues::Long(order.iter().map(|&r| values[r as usize]).collect())
+                    NumericValues::Long(values.gather(&order))
                 }
                 MetricValues::Double { values, set, .. } => {
                     note_nulls(set);
