@@ -217,17 +217,6 @@ impl Longs {
         }
     }
 
-    pub fn len(&self) -> usize {
-        match self {
-            Longs::Narrow(narrow) => narrow.len(),
-            Longs::Wide(wide) => wide.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn reserve(&mut self, more: usize) {
         match self {
             Longs::Narrow(narrow) => narrow.reserve(more),

@@ -625,7 +625,7 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     }
 
     let mut chunk = Vec::with_capacity(entries.iter().map(|e| e.bytes.len()).sum());
-    let mut offsets = std::collections::HashMap::new();
+    let mut offsets = hashbrown::HashMap::new();
     for e in &entries {
         let start = chunk.len() as i64;
         chunk.extend_from_slice(&e.bytes);

@@ -5,8 +5,8 @@
 //! with `druid.storage.zip=true`; either way with a `local` loadSpec.
 
 use anyhow::{Context, Result};
+use hashbrown::HashSet;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
