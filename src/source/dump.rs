@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use wide::u8x16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -408,7 +407,7 @@ fn canonical_line_at(rest: &[u8]) -> Option<(LineParts<'_>, usize)> {
     };
     let arrival_millis = epoch_seconds_to_millis(&rest[..comma])?;
     let rest = rest[comma..].strip_prefix(br#","Data":""#)?;
-    let q = closing_quote(rest)?;
+    let q = memchr::memchr(b'"', rest)?;
     // A `\/` escape (JSON allows it) fails base64 decoding, and the line
     // is read again the general way.
     let data = &rest[..q];
@@ -433,27 +432,6 @@ fn canonical_line_at(rest: &[u8]) -> Option<(LineParts<'_>, usize)> {
         },
         whole.len() - after.len() + ending,
     ))
-}
-
-/// Where the first `"` in `rest` is: 32 bytes a time while that many are
-/// left (a mapped dump has the rest of the file after the line), then a
-/// byte at a time. A memchr call over a record's ~150 base64 characters
-/// was ~80 instructions a record (callgrind), this loop about half that.
-#[inline(always)]
-fn closing_quote(rest: &[u8]) -> Option<usize> {
-    let quote = u8x16::splat(b'"');
-    let mut at = 0;
-    while let Some(two) = rest.get(at..at + 32) {
-        let (lo, hi) = two.split_at(16);
-        let lo = u8x16::new(lo.try_into().expect("16 bytes")).simd_eq(quote);
-        let hi = u8x16::new(hi.try_into().expect("16 bytes")).simd_eq(quote);
-        let mask = lo.to_bitmask() | hi.to_bitmask() << 16;
-        if mask != 0 {
-            return Some(at + mask.trailing_zeros() as usize);
-        }
-        at += 32;
-    }
-    rest[at..].iter().position(|&b| b == b'"').map(|i| at + i)
 }
 
 /// Epoch seconds with up to three decimals ("1700000000.006") as
@@ -581,22 +559,6 @@ fn trim_line(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_closing_quote_is_found_at_every_position_and_length() {
-        for len in 0..80 {
-            let mut bytes = vec![b'A'; len];
-            assert_eq!(closing_quote(&bytes), None, "none in {len} bytes");
-            for at in 0..len {
-                bytes[at] = b'"';
-                if at + 3 < len {
-                    bytes[at + 3] = b'"';
-                }
-                assert_eq!(closing_quote(&bytes), Some(at), "len {len}, quote at {at}");
-                bytes.fill(b'A');
-            }
-        }
-    }
 
     #[test]
     fn a_canonical_line_is_read_where_it_starts_with_its_length() {
