@@ -166,8 +166,6 @@ impl Layout {
                 let line_bytes = line.as_bytes();
                 let (mut cell, mut cell_start, mut quoted) = (0, 0, false);
                 let mut scanned = line.len();
-                // Bytes before `checked` were looked at for quotes.
-                let mut checked = line.len();
                 let mut base = 0;
                 'chunks: while base < line_bytes.len() {
                     let (chunk, valid) = chunk_at(line_bytes, base);
@@ -196,7 +194,6 @@ impl Layout {
                         cell_start = i + 1;
                         if last_read_cell.is_none_or(|last| cell > last) {
                             scanned = i;
-                            checked = (base + CHUNK).min(line.len());
                             break 'chunks;
                         }
                     }
@@ -205,7 +202,8 @@ impl Layout {
                 // A quote anywhere in the line (even in a cell no column
                 // reads) takes the full csv path, which also rejects an
                 // unterminated quote as Druid's csv reader does.
-                quoted |= csv && !quoted && has_quote_from(line_bytes, checked);
+                // The chunks up to `base` were looked at for quotes.
+                quoted |= csv && !quoted && has_quote_from(line_bytes, base + CHUNK);
                 if quoted {
                     row.fill(Value::Null);
                     for (i, cell) in split_csv(line)?.into_iter().enumerate() {
@@ -255,7 +253,7 @@ fn has_quote_from(line: &[u8], mut from: usize) -> bool {
     }
     while from < line.len() {
         let at = from.min(line.len() - CHUNK);
-        let chunk = u8x16::new(line[at..at + CHUNK].try_into().expect("CHUNK bytes"));
+        let (chunk, _) = chunk_at(line, at);
         if chunk.simd_eq(quote).to_bitmask() != 0 {
             return true;
         }
