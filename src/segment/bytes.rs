@@ -147,14 +147,14 @@ pub fn lzf_encode(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() / 2 + 16);
     for piece in raw.chunks(LZF_MAX_CHUNK) {
         out.extend_from_slice(b"ZV");
-        match lzf::compress(piece) {
-            Ok(packed) if packed.len() < piece.len() => {
+        match lzf_compress(piece) {
+            Some(packed) => {
                 out.push(1);
                 out.extend_from_slice(&(packed.len() as u16).to_be_bytes());
                 out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
                 out.extend_from_slice(&packed);
             }
-            _ => {
+            None => {
                 out.push(0);
                 out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
                 out.extend_from_slice(piece);
@@ -162,6 +162,69 @@ pub fn lzf_encode(raw: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// One LZF stream (liblzf's format, which compress-lzf reads: a control
+/// byte below 32 starts a run of that many plus one literal bytes; above,
+/// a back reference of 3 to 264 bytes at most 8 KiB back), or None when
+/// it would not be smaller than `input`. Written here because the `lzf`
+/// crate's compressor indexes past its output buffer on some
+/// incompressible inputs (a panic the segment round-trip property test
+/// found: a literal run filling the buffer exactly, then a match); its
+/// decompressor still reads these streams.
+fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
+    const HASH_BITS: u32 = 14;
+    const MAX_DISTANCE: usize = 1 << 13;
+    const MAX_MATCH: usize = (1 << 8) + (1 << 3) + 1;
+    const MAX_LITERALS: usize = 1 << 5;
+    let n = input.len();
+    let hash = |i: usize| {
+        let v = u32::from(input[i]) << 16 | u32::from(input[i + 1]) << 8 | u32::from(input[i + 2]);
+        (v.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+    };
+    fn literals(out: &mut Vec<u8>, run: &[u8]) {
+        for chunk in run.chunks(MAX_LITERALS) {
+            out.push((chunk.len() - 1) as u8);
+            out.extend_from_slice(chunk);
+        }
+    }
+    // Each slot: a position + 1 whose next three bytes hashed there (0: none).
+    let mut seen = vec![0usize; 1 << HASH_BITS];
+    let mut out = Vec::with_capacity(n);
+    let (mut i, mut run_start) = (0, 0);
+    while i + 3 <= n && out.len() < n {
+        let h = hash(i);
+        let earlier = std::mem::replace(&mut seen[h], i + 1);
+        if let Some(at) = earlier.checked_sub(1)
+            && i - at <= MAX_DISTANCE
+            && input[at..at + 3] == input[i..i + 3]
+        {
+            let longest = (n - i).min(MAX_MATCH - 1);
+            let mut len = 3;
+            while len < longest && input[at + len] == input[i + len] {
+                len += 1;
+            }
+            literals(&mut out, &input[run_start..i]);
+            // Length less two (1..=262), distance less one (< 8,192).
+            let (code, back) = (len - 2, i - at - 1);
+            if code < 7 {
+                out.push((code << 5 | back >> 8) as u8);
+            } else {
+                out.push((7 << 5 | back >> 8) as u8);
+                out.push((code - 7) as u8);
+            }
+            out.push(back as u8);
+            i += len;
+            run_start = i;
+        } else {
+            i += 1;
+        }
+    }
+    if out.len() >= n {
+        return None;
+    }
+    literals(&mut out, &input[run_start..]);
+    (out.len() < n).then_some(out)
 }
 
 /// Decode compress-lzf chunks into exactly `dest.len()` bytes.
@@ -544,6 +607,72 @@ pub fn write_sorted_roaring(out: &mut Vec<u8>, values: &[u32], run_optimize: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every stream `lzf_compress` writes decodes (by the `lzf` crate, as
+    /// liblzf and compress-lzf decode) to its input: runs, long matches,
+    /// far references, incompressible stretches ending in a match, all
+    /// lengths up to 1,200, and the input the crate's own compressor
+    /// panics on.
+    #[test]
+    fn lzf_streams_decode_to_their_input() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut compressed = 0;
+        for case in 0..3_000 {
+            let len = case % 1_200;
+            let alphabet = [2u64, 4, 16, 256][case % 4];
+            let mut input: Vec<u8> = (0..len).map(|_| (next() % alphabet) as u8).collect();
+            if case % 5 == 0 && len > 40 {
+                // Incompressible bytes, then a repeat of their start.
+                let cut = len - 8;
+                for (i, b) in input[..cut].iter_mut().enumerate() {
+                    *b = (i as u64).wrapping_mul(0x9E37_79B9).to_le_bytes()[3] ^ (next() as u8);
+                }
+                input.copy_within(0..8, cut);
+            }
+            match lzf_compress(&input) {
+                Some(packed) => {
+                    compressed += 1;
+                    assert!(packed.len() < input.len(), "case {case}");
+                    assert_eq!(
+                        lzf::decompress(&packed, input.len()).unwrap(),
+                        input,
+                        "case {case}"
+                    );
+                }
+                None => assert!(
+                    len < 64 || alphabet > 4 || case % 5 == 0,
+                    "case {case}: {len} bytes of {alphabet} values did not compress"
+                ),
+            }
+        }
+        assert!(compressed > 1_000, "{compressed} compressed");
+        // 223 distinct bytes then a repeat of the first eight: the `lzf`
+        // crate's compressor panics on exactly this (its literal runs fill
+        // its output buffer, then the match writes one byte past it).
+        let mut edge: Vec<u8> = (0..231).map(|i| (i * 167 % 256) as u8).collect();
+        edge.copy_within(0..8, 223);
+        if let Some(packed) = lzf_compress(&edge) {
+            assert_eq!(lzf::decompress(&packed, edge.len()).unwrap(), edge);
+        }
+        assert!(
+            lzf_encode(&edge).len() > edge.len(),
+            "stored, not compressed"
+        );
+        // Far references and the longest matches.
+        let mut far: Vec<u8> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        far.copy_within(0..600, 8_000);
+        far.extend(std::iter::repeat_n(7u8, 5_000));
+        let packed = lzf_compress(&far).unwrap();
+        assert_eq!(lzf::decompress(&packed, far.len()).unwrap(), far);
+    }
 
     #[test]
     fn java_order_puts_supplementary_before_high_bmp() {
