@@ -175,7 +175,7 @@ pub fn lzf_encode(raw: &[u8]) -> Vec<u8> {
 fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
     const HASH_BITS: u32 = 14;
     const MAX_DISTANCE: usize = 1 << 13;
-    const MAX_MATCH: usize = (1 << 8) + (1 << 3) + 1;
+    const MAX_MATCH: usize = (1 << 8) + (1 << 3);
     const MAX_LITERALS: usize = 1 << 5;
     let n = input.len();
     let hash = |i: usize| {
@@ -199,7 +199,7 @@ fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
             && i - at <= MAX_DISTANCE
             && input[at..at + 3] == input[i..i + 3]
         {
-            let longest = (n - i).min(MAX_MATCH - 1);
+            let longest = (n - i).min(MAX_MATCH);
             let mut len = 3;
             while len < longest && input[at + len] == input[i + len] {
                 len += 1;
@@ -219,9 +219,6 @@ fn lzf_compress(input: &[u8]) -> Option<Vec<u8>> {
         } else {
             i += 1;
         }
-    }
-    if out.len() >= n {
-        return None;
     }
     literals(&mut out, &input[run_start..]);
     (out.len() < n).then_some(out)
