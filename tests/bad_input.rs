@@ -7,7 +7,6 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use std::path::Path;
 
 struct Entry {
     name: String,
@@ -43,30 +42,6 @@ fn sequence(i: usize) -> u64 {
     100 + i as u64
 }
 
-fn write_corpus_dump(dir: &Path, entries: &[Entry]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let shards = serde_json::json!({
-        "StreamName": "flights",
-        "Shards": [{"ShardId": "shardId-000000000000",
-                    "SequenceNumberRange": {"StartingSequenceNumber": "1"}}]
-    });
-    std::fs::write(dir.join("shards.json"), shards.to_string()).unwrap();
-    let mut body = String::new();
-    for (i, e) in entries.iter().enumerate() {
-        body.push_str(
-            &serde_json::json!({
-                "SequenceNumber": sequence(i).to_string(),
-                "ApproximateArrivalTimestamp": 1.0,
-                "Data": base64::engine::general_purpose::STANDARD.encode(&e.data),
-                "PartitionKey": "k"
-            })
-            .to_string(),
-        );
-        body.push('\n');
-    }
-    std::fs::write(dir.join("shardId-000000000000.jsonl"), body).unwrap();
-}
-
 #[test]
 fn every_bad_json_record_lands_in_its_counter() {
     let entries = corpus("corpus.jsonl");
@@ -89,7 +64,8 @@ fn every_bad_csv_record_lands_in_its_counter() {
 fn check_corpus(name: &str, entries: &[Entry], input_format: Option<serde_json::Value>) {
     let base = fresh_dir(name);
     let dump = base.join("dump");
-    write_corpus_dump(&dump, entries);
+    let records: Vec<Vec<u8>> = entries.iter().map(|e| e.data.clone()).collect();
+    write_one_shard_dump(&dump, &records, sequence(0));
 
     let (mut processed, mut with_error, mut unparseable, mut thrown_away) = (0, 0, 0, 0);
     for e in entries {

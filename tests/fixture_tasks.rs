@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -548,4 +549,202 @@ fn fixture_05_kpl_deaggregation_with_explicit_ends() {
     assert_eq!(sum_long(&rows, "count"), count);
     assert_eq!(sum_long(&rows, "dep_delay_sum"), dep);
     assert_eq!(sum_long(&rows, "arr_delay_sum"), arr);
+}
+
+/// Pieces spliced into records: bytes that are not UTF-8, quotes, escapes,
+/// delimiters, line ends, numbers Java and Rust read differently, broken
+/// structure and timestamps out of range.
+const SPLICES: &[&[u8]] = &[
+    b"",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\xe2\x80\xa8",
+    b"\"",
+    b"\\",
+    b"\n",
+    b"\r\n",
+    b",",
+    b"\t",
+    b"\x01",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1e400",
+    b"-0",
+    b"9223372036854775808",
+    b"-9223372036854775809",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"null",
+    b"true",
+    b"\"\\ud800\"",
+    b"\\u0000",
+    b"[[[[[[[[",
+    b"{\"a\":{\"a\":",
+    b"2013-13-45T99:99:99Z",
+    b"-292278994-08-17T07:12:55.807Z",
+    b"99999999999999999999",
+    b"1.7976931348623157e309",
+    b" ",
+];
+
+/// JSON values put in place of a field's.
+fn odd_json_value(pick: usize, depth: usize) -> Value {
+    match pick % 16 {
+        0 => Value::Null,
+        1 => json!(true),
+        2 => json!(i64::MIN),
+        3 => json!(u64::MAX),
+        4 => json!(1e308),
+        5 => json!(""),
+        6 => json!("NaN"),
+        7 => json!("Infinity"),
+        8 => json!("9223372036854775808"),
+        9 => json!([1, "a", null]),
+        10 => json!({"a": {"b": [1]}}),
+        11 => json!("2013-01-01"),
+        12 => json!("a\u{1}b"),
+        13 => json!("é".repeat(40)),
+        14 => json!(-0.0),
+        _ => (0..depth).fold(json!(1), |v, _| json!([v])),
+    }
+}
+
+/// One mutated record made from the flights lines.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Keep,
+    SetByte(prop::sample::Index, u8),
+    Delete(prop::sample::Index, u8),
+    Splice(prop::sample::Index, prop::sample::Index),
+    Truncate(prop::sample::Index),
+    /// A field's (json) or cell's (csv, tsv) value replaced.
+    Field(prop::sample::Index, usize, usize),
+    /// Several lines in one record.
+    Join(Vec<prop::sample::Index>),
+    /// The line repeated (up to ~1 MB records).
+    Repeat(u16),
+    Garbage(Vec<u8>),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let at = any::<prop::sample::Index>;
+    prop_oneof![
+        2 => Just(Mutation::Keep),
+        1 => (at(), any::<u8>()).prop_map(|(a, b)| Mutation::SetByte(a, b)),
+        1 => (at(), 1..30u8).prop_map(|(a, n)| Mutation::Delete(a, n)),
+        2 => (at(), at()).prop_map(|(a, p)| Mutation::Splice(a, p)),
+        1 => at().prop_map(Mutation::Truncate),
+        3 => (at(), 0..16usize, 1..3000usize).prop_map(|(a, v, d)| Mutation::Field(a, v, d)),
+        1 => prop::collection::vec(at(), 1..5).prop_map(Mutation::Join),
+        1 => (1..4000u16).prop_map(Mutation::Repeat),
+        1 => prop::collection::vec(any::<u8>(), 0..200).prop_map(Mutation::Garbage),
+    ]
+}
+
+fn mutate(line: &str, lines: &[String], flavour: &str, m: &Mutation) -> Vec<u8> {
+    let mut b = line.as_bytes().to_vec();
+    match m {
+        Mutation::Keep => {}
+        Mutation::SetByte(at, byte) => {
+            let i = at.index(b.len());
+            b[i] = *byte;
+        }
+        Mutation::Delete(at, n) => {
+            let i = at.index(b.len());
+            b.drain(i..(i + usize::from(*n)).min(b.len()));
+        }
+        Mutation::Splice(at, piece) => {
+            let i = at.index(b.len() + 1);
+            b.splice(i..i, piece.get(SPLICES).iter().copied());
+        }
+        Mutation::Truncate(at) => b.truncate(at.index(b.len() + 1)),
+        Mutation::Field(at, pick, depth) if flavour == "ndjson" => {
+            let mut row: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+            let key = at.get(&row.keys().cloned().collect::<Vec<_>>()).clone();
+            row.insert(key, odd_json_value(*pick, *depth));
+            b = serde_json::to_vec(&row).unwrap();
+        }
+        Mutation::Field(at, pick, _) => {
+            let delimiter = if flavour == "csv" { "," } else { "\t" };
+            let mut cells: Vec<String> = line.split(delimiter).map(str::to_string).collect();
+            let i = at.index(cells.len());
+            let piece = SPLICES[pick % SPLICES.len()];
+            cells[i] = String::from_utf8_lossy(piece).into_owned();
+            b = cells.join(delimiter).into_bytes();
+        }
+        Mutation::Join(others) => {
+            for o in others {
+                b.push(b'\n');
+                b.extend_from_slice(o.get(lines).as_bytes());
+            }
+        }
+        Mutation::Repeat(n) => b = [line, "\n"].concat().repeat(usize::from(*n)).into_bytes(),
+        Mutation::Garbage(g) => b = g.clone(),
+    }
+    b
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    /// Fixtures 01 to 04 over mutated flights records (bytes changed, cut
+    /// and spliced, fields given odd values, lines joined and repeated,
+    /// random bytes): no panic, the task succeeds with maxParseExceptions
+    /// unbounded, every record lands in a counter, and every error is saved
+    /// naming the shard and a sequence number of the dump.
+    #[test]
+    fn mutated_records_never_panic_and_all_are_counted(
+        picks in prop::collection::vec((any::<prop::sample::Index>(), mutation()), 150),
+    ) {
+        for (fixture, flavour) in [
+            ("01-json-rollup-metrics.json", "ndjson"),
+            ("02-csv-flights.json", "csv"),
+            ("03-tsv-typed-dimensions.json", "tsv"),
+            ("04-json-flatten-transform.json", "ndjson"),
+        ] {
+            let lines = flights_lines(flavour, 500);
+            let body = if flavour == "ndjson" { &lines[..] } else { &lines[1..] };
+            let records: Vec<Vec<u8>> = picks
+                .iter()
+                .map(|(row, m)| mutate(row.get::<String>(body), body, flavour, m))
+                .collect();
+            let base = fresh_dir(&format!("mutated-{}", &fixture[..2]));
+            let dump = base.join("dump");
+            const FIRST: u64 = 1_000;
+            write_one_shard_dump(&dump, &records, FIRST);
+            let task = adapt(fixture, &dump, &base);
+            edit_task(&task, |t| {
+                t["tuningConfig"]["maxParseExceptions"] = i32::MAX.into();
+                t["tuningConfig"]["maxSavedParseExceptions"] = 100_000.into();
+            });
+            let s = run_task(&task, &dump, &base);
+            prop_assert_eq!(s.error, None, "{}", fixture);
+            let st = s.stats;
+            let n = records.len() as u64;
+            prop_assert!(st.unparseable <= n, "{}: {:?}", fixture, st);
+            prop_assert!(
+                st.processed + st.processed_with_error + st.thrown_away + st.unparseable >= n,
+                "{}: every record counted: {:?}", fixture, st
+            );
+            prop_assert_eq!(
+                s.saved_errors.len() as u64,
+                st.processed_with_error + st.unparseable,
+                "{}", fixture
+            );
+            for e in &s.saved_errors {
+                let seq: u64 = e
+                    .split("shardId-000000000000, sequence number ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(':').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{fixture}: no shard and sequence number in {e}"));
+                prop_assert!((FIRST..FIRST + n).contains(&seq), "{}: {}", fixture, e);
+            }
+        }
+    }
 }

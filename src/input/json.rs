@@ -573,6 +573,25 @@ mod tests {
         assert_eq!(names, ["b", "a", "l"]);
     }
 
+    /// A field whose name no segment column can have is not discovered
+    /// (nor later, when it comes again); the row keeps its other fields.
+    #[test]
+    fn names_a_segment_cannot_hold_are_not_discovered() {
+        let mut fields = FieldTable::new(true, false, &[]);
+        let data = br#"{"a,b":"x","__time":1,"index.drd":"d","c\nd":"y","e":"z"}
+{"a,b":"x2","e":"z2"}"#;
+        let mut rows = RowBuffer::new();
+        parse_entity(data, &mut fields, &mut rows).unwrap();
+        let names: Vec<&str> = fields
+            .discovered_since(0)
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["e"]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.rows()[1][0], Value::Str(Cow::Borrowed("z2")));
+    }
+
     #[test]
     fn several_objects_in_one_record() {
         let mut fields = FieldTable::new(false, false, &[]);

@@ -119,16 +119,30 @@ impl FieldTable {
     /// The slot a delimited column fills: a field the task reads, a newly
     /// discovered dimension when discovering, or None.
     pub fn column_slot(&mut self, name: &str) -> Option<usize> {
-        match self.fields.get(name) {
-            Some(FieldUse::Slot(s)) => Some(*s),
+        match self.fields.get(name).copied() {
+            Some(FieldUse::Slot(s)) => Some(s),
             Some(FieldUse::Ignore) => None,
-            None if self.discover => {
+            None if self.discover && self.discoverable(name) => {
                 let s = self.slot(name);
                 self.discovered.push((name.to_string(), s));
                 Some(s)
             }
             None => None,
         }
+    }
+
+    /// Whether a field met while discovering can become a dimension. One
+    /// whose name no segment column can have (a comma, a line break,
+    /// `__time`, ...) is ignored from then on, with a warning: Druid fails
+    /// the task when it persists such a column, and every retry would meet
+    /// the same record again.
+    fn discoverable(&mut self, name: &str) -> bool {
+        let Some(why) = crate::spec::unstorable_column_name(name) else {
+            return true;
+        };
+        log::warn!("field {name:?} is not made a dimension: {why}");
+        self.fields.insert(name.into(), FieldUse::Ignore);
+        false
     }
 
     /// Discovered fields from position `from` on.
@@ -188,6 +202,9 @@ impl FieldTable {
         }
         if !storable {
             // Not remembered: a later row may hold a storable value here.
+            return FieldUse::Ignore;
+        }
+        if !self.discoverable(name) {
             return FieldUse::Ignore;
         }
         let s = self.slot(name);
@@ -386,7 +403,7 @@ impl RowParser {
     pub fn new(task: &Task) -> RowParser {
         let r = &task.resolved;
         let format = r.input_format.clone().expect("validated task");
-        let discover = r.dimensions.is_empty();
+        let discover = r.discover_dimensions;
         let keep_nulls = matches!(
             format,
             InputFormat::Json {

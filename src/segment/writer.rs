@@ -620,6 +620,8 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     if names.windows(2).any(|w| w[0] == w[1]) {
         bail!("two columns share a name");
     }
+    // Task validation and discovery keep such names out; a segment read
+    // elsewhere might still hold one.
     if let Some(bad) = names.iter().find(|n| n.contains(',') || n.contains('\n')) {
         bail!("column name {bad:?} cannot be stored (',' or newline)");
     }

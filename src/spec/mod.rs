@@ -140,6 +140,28 @@ fn default_ts_format() -> String {
     "auto".into()
 }
 
+/// The time column of every segment.
+pub const TIME_COLUMN: &str = "__time";
+
+/// Why `name` cannot name a dimension or metric column of a segment, if it
+/// cannot. A smoosh file lists its entries one per line as
+/// `name,file,start,end` (Druid's FileSmoosher refuses a comma in a name),
+/// and `index.drd`, `metadata.drd` and `__time` are entries of every
+/// segment already.
+pub fn unstorable_column_name(name: &str) -> Option<&'static str> {
+    if name.contains(',') {
+        Some("a column name cannot hold a comma (smoosh files list columns comma-separated)")
+    } else if name.contains('\n') {
+        Some("a column name cannot hold a line break (smoosh files list a column per line)")
+    } else if name == "index.drd" || name == "metadata.drd" {
+        Some("every segment has a part of that name already")
+    } else if name == TIME_COLUMN {
+        Some("__time is the time column")
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DimensionsSpec {
@@ -803,6 +825,9 @@ pub struct Resolved {
     pub timestamp_format: Option<TimestampFormat>,
     pub missing_timestamp: Option<i64>,
     pub dimensions: Vec<Dimension>,
+    /// No dimension listed (`__time` alone counts as one): dimensions are
+    /// discovered from the rows.
+    pub discover_dimensions: bool,
     /// Schemaless discovery excludes these names.
     pub exclusions: Vec<String>,
     pub aggregators: Vec<Aggregator>,
@@ -1101,6 +1126,7 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
     r.timestamp = ts;
 
     let dims_spec = schema.dimensions_spec.clone().unwrap_or_default();
+    r.discover_dimensions = dims_spec.dimensions.is_empty();
     let mut seen = std::collections::HashSet::new();
     for (i, d) in dims_spec.dimensions.iter().enumerate() {
         let path = format!("dataSchema.dimensionsSpec.dimensions[{i}]");
@@ -1138,6 +1164,26 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
                 MultiValueHandling::SortedArray
             }
         };
+        if d.name == TIME_COLUMN {
+            // Druid lets __time be listed once, long-typed, and (segments
+            // sorted by time, the default) only first: it then names the
+            // time column's own place, so it is not a dimension here.
+            if kind != DimensionType::Long {
+                c.fail(
+                    &format!("{path}.type"),
+                    "__time can only be listed as a long dimension (it is the time column)",
+                );
+            } else if i > 0 {
+                c.fail(
+                    &format!("{path}.name"),
+                    "__time can only be the first dimension (segments are sorted by time first)",
+                );
+            }
+            continue;
+        }
+        if let Some(why) = unstorable_column_name(&d.name) {
+            c.fail(&format!("{path}.name"), format!("{:?}: {why}", d.name));
+        }
         r.dimensions.push(Dimension {
             name: d.name.clone(),
             kind,
@@ -1168,6 +1214,9 @@ fn resolve_schema(task: &mut Task, r: &mut Resolved, c: &mut Checker) {
                 &format!("{path}.name"),
                 format!("{name:?} is also a dimension"),
             );
+        }
+        if let Some(why) = unstorable_column_name(&name) {
+            c.fail(&format!("{path}.name"), format!("{name:?}: {why}"));
         }
         r.aggregators.push(a);
     }
@@ -1997,6 +2046,78 @@ mod tests {
                 .starts_with("tuningConfig.maxRowsInMemory: "),
             "{err}"
         );
+    }
+
+    /// Names no segment column can have are refused before anything is
+    /// read (Druid's FileSmoosher would fail the persist on a comma);
+    /// `__time` may only be listed first and long-typed, as Druid's
+    /// DataSchema allows, and is then no dimension of its own.
+    #[test]
+    fn column_names_a_segment_cannot_hold_are_refused() {
+        let with = |dims: &str, metric: &str| {
+            sparse("")
+                .replace(r#"["carrier", {"type": "string", "name": "origin"}]"#, dims)
+                .replace(r#""name": "count""#, &format!(r#""name": {metric}"#))
+        };
+        let err = load_task(with(r#"["a,b", "index.drd"]"#, r#""c\nd""#).as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        for expected in [
+            r#"dimensions[0].name: "a,b": a column name cannot hold a comma"#,
+            r#"dimensions[1].name: "index.drd": every segment has a part of that name"#,
+            r#"metricsSpec[0].name: "c\nd": a column name cannot hold a line break"#,
+        ] {
+            assert!(err.contains(expected), "{expected} in {err}");
+        }
+        let err = load_task(with(r#"["carrier", "__time"]"#, r#""count""#).as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("__time can only be listed as a long dimension"),
+            "{err}"
+        );
+        let err = load_task(
+            with(
+                r#"["carrier", {"type": "long", "name": "__time"}]"#,
+                r#""count""#,
+            )
+            .as_bytes(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("__time can only be the first dimension"),
+            "{err}"
+        );
+        let err = load_task(with(r#"["carrier"]"#, r#""__time""#).as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("__time is the time column"), "{err}");
+        let t = load_task(
+            with(
+                r#"[{"type": "long", "name": "__time"}, "carrier"]"#,
+                r#""count""#,
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+        .task;
+        let names: Vec<&str> = t
+            .resolved
+            .dimensions
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(names, ["carrier"]);
+        assert!(!t.resolved.discover_dimensions);
+        let t = load_task(with(r#"[{"type": "long", "name": "__time"}]"#, r#""count""#).as_bytes())
+            .unwrap()
+            .task;
+        assert!(t.resolved.dimensions.is_empty() && !t.resolved.discover_dimensions);
     }
 
     #[test]

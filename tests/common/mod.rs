@@ -371,6 +371,45 @@ fn flights_gz(file: std::fs::File) -> impl std::io::Read {
     flate2::read::GzDecoder::new(file)
 }
 
+/// The first `limit` lines of flights.{ndjson,csv,tsv}.gz as they are (a
+/// csv or tsv file's header line included).
+pub fn flights_lines(flavour: &str, limit: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(shared().join(format!("data/flights.{flavour}.gz"))).unwrap();
+    std::io::BufReader::new(flights_gz(file))
+        .lines()
+        .take(limit)
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A dump of one shard (`shardId-000000000000` of stream `flights`) holding
+/// `records` as they are, sequence numbers counting up from `first_sequence`.
+pub fn write_one_shard_dump(dir: &Path, records: &[Vec<u8>], first_sequence: u64) {
+    use base64::Engine;
+    std::fs::create_dir_all(dir).unwrap();
+    let shards = serde_json::json!({
+        "StreamName": "flights",
+        "Shards": [{"ShardId": "shardId-000000000000",
+                    "SequenceNumberRange": {"StartingSequenceNumber": "1"}}]
+    });
+    std::fs::write(dir.join("shards.json"), shards.to_string()).unwrap();
+    let mut body = String::new();
+    for (i, data) in records.iter().enumerate() {
+        body.push_str(
+            &serde_json::json!({
+                "SequenceNumber": (first_sequence + i as u64).to_string(),
+                "ApproximateArrivalTimestamp": 1.0,
+                "Data": base64::engine::general_purpose::STANDARD.encode(data),
+                "PartitionKey": "k"
+            })
+            .to_string(),
+        );
+        body.push('\n');
+    }
+    std::fs::write(dir.join("shardId-000000000000.jsonl"), body).unwrap();
+}
+
 /// What deep storage holds for every published segment (the files of its
 /// `index/` directory, or the one `index.zip`), keyed by interval and
 /// partition (the version and the unique directory differ between runs).
