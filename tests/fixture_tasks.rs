@@ -695,17 +695,18 @@ proptest! {
     /// Fixtures 01 to 04 over mutated flights records (bytes changed, cut
     /// and spliced, fields given odd values, lines joined and repeated,
     /// random bytes): no panic, the task succeeds with maxParseExceptions
-    /// unbounded, every record lands in a counter, and every error is saved
-    /// naming the shard and a sequence number of the dump.
+    /// unbounded, every record lands in a counter, every error is saved
+    /// naming the shard and a sequence number of the dump, and persisting
+    /// every 23 rows (spills merged at the end) pushes the same bytes.
     #[test]
     fn mutated_records_never_panic_and_all_are_counted(
         picks in prop::collection::vec((any::<prop::sample::Index>(), mutation()), 150),
     ) {
-        for (fixture, flavour) in [
-            ("01-json-rollup-metrics.json", "ndjson"),
-            ("02-csv-flights.json", "csv"),
-            ("03-tsv-typed-dimensions.json", "tsv"),
-            ("04-json-flatten-transform.json", "ndjson"),
+        for (fixture, flavour, data_source) in [
+            ("01-json-rollup-metrics.json", "ndjson", "metrics-kinesis"),
+            ("02-csv-flights.json", "csv", "flights_csv"),
+            ("03-tsv-typed-dimensions.json", "tsv", "flights_tsv"),
+            ("04-json-flatten-transform.json", "ndjson", "flights_routes"),
         ] {
             let lines = flights_lines(flavour, 500);
             let body = if flavour == "ndjson" { &lines[..] } else { &lines[1..] };
@@ -713,38 +714,54 @@ proptest! {
                 .iter()
                 .map(|(row, m)| mutate(row.get::<String>(body), body, flavour, m))
                 .collect();
-            let base = fresh_dir(&format!("mutated-{}", &fixture[..2]));
-            let dump = base.join("dump");
-            const FIRST: u64 = 1_000;
-            write_one_shard_dump(&dump, &records, FIRST);
-            let task = adapt(fixture, &dump, &base);
-            edit_task(&task, |t| {
-                t["tuningConfig"]["maxParseExceptions"] = i32::MAX.into();
-                t["tuningConfig"]["maxSavedParseExceptions"] = 100_000.into();
-            });
-            let s = run_task(&task, &dump, &base);
-            prop_assert_eq!(s.error, None, "{}", fixture);
-            let st = s.stats;
-            let n = records.len() as u64;
-            prop_assert!(st.unparseable <= n, "{}: {:?}", fixture, st);
-            prop_assert!(
-                st.processed + st.processed_with_error + st.thrown_away + st.unparseable >= n,
-                "{}: every record counted: {:?}", fixture, st
-            );
-            prop_assert_eq!(
-                s.saved_errors.len() as u64,
-                st.processed_with_error + st.unparseable,
-                "{}", fixture
-            );
-            for e in &s.saved_errors {
-                let seq: u64 = e
-                    .split("shardId-000000000000, sequence number ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(':').next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("{fixture}: no shard and sequence number in {e}"));
-                prop_assert!((FIRST..FIRST + n).contains(&seq), "{}: {}", fixture, e);
+            let mut pushed = Vec::new();
+            for max_rows_in_memory in [None, Some(23)] {
+                let base = fresh_dir(&format!("mutated-{}-{max_rows_in_memory:?}", &fixture[..2]));
+                let dump = base.join("dump");
+                const FIRST: u64 = 1_000;
+                write_one_shard_dump(&dump, &records, FIRST);
+                let task = adapt(fixture, &dump, &base);
+                edit_task(&task, |t| {
+                    t["tuningConfig"]["maxParseExceptions"] = i32::MAX.into();
+                    t["tuningConfig"]["maxSavedParseExceptions"] = 100_000.into();
+                    if let Some(rows) = max_rows_in_memory {
+                        t["tuningConfig"]["maxRowsInMemory"] = rows.into();
+                    }
+                });
+                let s = run_task(&task, &dump, &base);
+                prop_assert_eq!(s.error, None, "{}", fixture);
+                let st = s.stats;
+                let n = records.len() as u64;
+                prop_assert!(st.unparseable <= n, "{}: {:?}", fixture, st);
+                prop_assert!(
+                    st.processed + st.processed_with_error + st.thrown_away + st.unparseable >= n,
+                    "{}: every record counted: {:?}", fixture, st
+                );
+                prop_assert_eq!(
+                    s.saved_errors.len() as u64,
+                    st.processed_with_error + st.unparseable,
+                    "{}", fixture
+                );
+                for e in &s.saved_errors {
+                    let seq: u64 = e
+                        .split("shardId-000000000000, sequence number ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(':').next())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("{fixture}: no shard and sequence number in {e}"));
+                    prop_assert!((FIRST..FIRST + n).contains(&seq), "{}: {}", fixture, e);
+                }
+                if let Some(rows) = max_rows_in_memory {
+                    let indexed = st.processed + st.processed_with_error;
+                    prop_assert!(indexed <= rows || s.persists > 0, "{}: no persist", fixture);
+                }
+                pushed.push((
+                    (st.processed, st.processed_with_error, st.thrown_away, st.unparseable),
+                    pushed_by_interval(&base, data_source),
+                ));
             }
+            prop_assert_eq!(&pushed[0].0, &pushed[1].0, "{}: counters", fixture);
+            prop_assert!(pushed[0].1 == pushed[1].1, "{}: spilled and merged, other bytes", fixture);
         }
     }
 }
