@@ -31,6 +31,48 @@ fn shipped_dump() -> std::path::PathBuf {
     repo().join("fixtures/flights-dump")
 }
 
+/// Druid's buffer knobs are bounds, not allocations: the largest
+/// recordBufferSize against maxRecordsPerPoll 1, the largest
+/// maxPendingPersists, and a huge maxRecordsPerPoll replay the shipped
+/// dump in ordinary memory (they once sized channels, pools and buffers up
+/// front: 24 GB and killed, or an aborted 256 TB allocation).
+#[test]
+fn huge_buffer_bounds_allocate_nothing_up_front() {
+    for (poll, run) in [(1i64, "small-polls"), (1_000_000_000_000, "huge-polls")] {
+        let dir = fresh_dir(&format!("huge-bounds-{run}"));
+        let task = dir.join("task.json");
+        std::fs::copy(shipped_task(), &task).unwrap();
+        edit_task(&task, |t| {
+            let tuning = &mut t["tuningConfig"];
+            tuning["recordBufferSize"] = i32::MAX.into();
+            tuning["maxRecordsPerPoll"] = poll.into();
+            tuning["maxPendingPersists"] = i32::MAX.into();
+            tuning["maxRowsInMemory"] = 5_000.into();
+        });
+        huge_bounds_run(&dir, &task);
+    }
+}
+
+fn huge_bounds_run(dir: &std::path::Path, task: &std::path::Path) {
+    let out = succeed(
+        peon()
+            .current_dir(dir)
+            .args(["run", "--task"])
+            .arg(task)
+            .arg("--dump")
+            .arg(shipped_dump()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("rows in     20000 processed"), "{stdout}");
+    let peak_mib: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak RSS"))
+        .and_then(|v| v.trim().strip_suffix(" MiB"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS line in {stdout}"));
+    assert!(peak_mib < 512.0, "peak RSS {peak_mib} MiB");
+}
+
 #[test]
 fn readme_run_command_on_the_shipped_dump() {
     let dir = fresh_dir("readme");

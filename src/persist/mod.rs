@@ -51,7 +51,13 @@ impl Persister {
         max_pending: usize,
         metadata: serde_json::Value,
     ) -> Persister {
-        let (tx, rx) = crossbeam_channel::bounded::<Box<(IncrementalIndex, PathBuf)>>(max_pending);
+        // A bounded channel allocates its slots up front; every queued
+        // persist holds a whole in-memory index, so memory runs out long
+        // before this many could wait.
+        const MOST_QUEUED: usize = 1 << 10;
+        let (tx, rx) = crossbeam_channel::bounded::<Box<(IncrementalIndex, PathBuf)>>(
+            max_pending.min(MOST_QUEUED),
+        );
         let worker = std::thread::Builder::new()
             .name("persist".into())
             .spawn(move || {

@@ -130,21 +130,34 @@ pub struct RecordsPool {
     rx: Receiver<Records>,
 }
 
+/// Crossbeam's bounded channels allocate all their slots up front, and a
+/// vector's capacity is taken at once: neither is sized past this from
+/// recordBufferSize, which Druid treats as a bound, not an allocation
+/// (2^31 records against maxRecordsPerPoll 1 took 24 GB before anything
+/// was read). Beyond it a channel or pool still works, only holding less
+/// ahead, or allocating as it fills.
+pub const MAX_SLOTS: usize = 1 << 12;
+
 impl RecordsPool {
-    /// At most `batches` buffers are kept; more are dropped.
+    /// At most `batches` buffers are kept (and at most `MAX_SLOTS`); more
+    /// are dropped.
     pub fn new(batches: usize) -> RecordsPool {
-        let (tx, rx) = crossbeam_channel::bounded(batches.max(1));
+        let (tx, rx) = crossbeam_channel::bounded(batches.clamp(1, MAX_SLOTS));
         RecordsPool { tx, rx }
     }
 
-    /// An empty buffer: a recycled one, else a new one sized for `records`.
+    /// An empty buffer: a recycled one, else a new one sized for `records`
+    /// (at most `MAX_SLOTS` of them and 256 bytes each up front: a larger
+    /// maxRecordsPerPoll grows it as records come).
     pub fn take(&self, records: usize, data_bytes: usize) -> Records {
         match self.rx.try_recv() {
             Ok(mut r) => {
                 r.clear();
                 r
             }
-            Err(_) => Records::with_capacity(records, data_bytes),
+            Err(_) => {
+                Records::with_capacity(records.min(MAX_SLOTS), data_bytes.min(MAX_SLOTS * 256))
+            }
         }
     }
 

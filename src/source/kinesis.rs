@@ -6,7 +6,7 @@
 //! (the SDK's own retries are off, so these are ours); an expired iterator
 //! is replaced by one after the last sequence number read.
 
-use super::buffer::{FetchJob, RecordsPool, ShardBuffers, fetch_loop, work_queue};
+use super::buffer::{FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, fetch_loop, work_queue};
 use super::dump::{HashKeyRange, SequenceNumberRange, ShardInfo};
 use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment, normalize_decimal};
 use anyhow::{Context, Result, anyhow, bail};
@@ -148,7 +148,8 @@ impl KinesisSupplier {
         let batch = opts.batch_records.max(1);
         // A delivery is one GetRecords call's records, cut into batches.
         let per_call = config.records_per_fetch.max(1) as usize;
-        let capacity = (opts.buffer_records / per_call / assignments.len().max(1)).max(1);
+        let capacity =
+            (opts.buffer_records / per_call / assignments.len().max(1)).clamp(1, MAX_SLOTS);
         let pool =
             RecordsPool::new((capacity + 1) * per_call.div_ceil(batch) * assignments.len().max(1));
         let new_job = move |index: usize, assignment: ShardAssignment| {

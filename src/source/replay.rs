@@ -4,7 +4,9 @@
 //! ingests records in the same order every time (byte-identical segments
 //! even where floating-point sums depend on order).
 
-use super::buffer::{FetchJob, RecordsPool, ShardBuffers, delivery_shape, fetch_loop, work_queue};
+use super::buffer::{
+    FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, delivery_shape, fetch_loop, work_queue,
+};
 use super::dump::{Dump, ShardReader};
 use super::{BatchEnd, RecordBatch, SequenceNumber, ShardAssignment};
 use anyhow::{Result, bail};
@@ -103,7 +105,7 @@ impl ReplaySupplier {
                     .spawn(move || {
                         fetch_loop(jobs, work, &stop, |shard| {
                             let started = Instant::now();
-                            let mut batches = Vec::with_capacity(per_delivery);
+                            let mut batches = Vec::with_capacity(per_delivery.min(MAX_SLOTS));
                             let step = loop {
                                 match read_batch(
                                     &pool,
@@ -155,7 +157,7 @@ fn read_batch(
     batch: usize,
 ) -> Result<RecordBatch> {
     // Room for a batch of typical records (a larger one just grows).
-    let mut records = pool.take(batch, batch * 256);
+    let mut records = pool.take(batch, batch.saturating_mul(256));
     let batch_of = |records, end| RecordBatch {
         shard,
         records,
