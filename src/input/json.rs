@@ -565,12 +565,15 @@ mod tests {
         let data = br#"{"timestamp":"2013-01-01T00:00:00Z","b":"x","a":1,"n":null,"o":{"k":1},"l":["p","q"]}"#;
         let mut rows = RowBuffer::new();
         parse_entity(data, &mut fields, &mut rows).unwrap();
-        let names: Vec<&str> = fields
+        assert_eq!(discovered(&fields), ["b", "a", "l"]);
+    }
+
+    fn discovered(fields: &FieldTable) -> Vec<&str> {
+        fields
             .discovered_since(0)
             .iter()
             .map(|(n, _)| n.as_str())
-            .collect();
-        assert_eq!(names, ["b", "a", "l"]);
+            .collect()
     }
 
     /// A field whose name no segment column can have is not discovered
@@ -582,12 +585,7 @@ mod tests {
 {"a,b":"x2","e":"z2"}"#;
         let mut rows = RowBuffer::new();
         parse_entity(data, &mut fields, &mut rows).unwrap();
-        let names: Vec<&str> = fields
-            .discovered_since(0)
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        assert_eq!(names, ["e"]);
+        assert_eq!(discovered(&fields), ["e"]);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows.rows()[1][0], Value::Str(Cow::Borrowed("z2")));
     }

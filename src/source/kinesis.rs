@@ -150,8 +150,11 @@ impl KinesisSupplier {
         let per_call = config.records_per_fetch.max(1) as usize;
         let capacity =
             (opts.buffer_records / per_call / assignments.len().max(1)).clamp(1, MAX_SLOTS);
-        let pool =
-            RecordsPool::new((capacity + 1) * per_call.div_ceil(batch) * assignments.len().max(1));
+        let pool = RecordsPool::new(
+            (capacity + 1)
+                .saturating_mul(per_call.div_ceil(batch))
+                .saturating_mul(assignments.len().max(1)),
+        );
         let new_job = move |index: usize, assignment: ShardAssignment| {
             let (tx, rx) = bounded(capacity);
             let job = FetchJob::new(

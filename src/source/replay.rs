@@ -54,7 +54,11 @@ impl ReplaySupplier {
         let (per_delivery, capacity) =
             delivery_shape(opts.buffer_records, batch, assignments.len());
         // As many buffers as the channels hold, and a delivery in hand per shard.
-        let pool = RecordsPool::new((capacity + 1) * per_delivery * assignments.len().max(1));
+        let pool = RecordsPool::new(
+            (capacity + 1)
+                .saturating_mul(per_delivery)
+                .saturating_mul(assignments.len().max(1)),
+        );
         let new_job = move |index: usize, assignment: ShardAssignment| {
             let Some((file, closed)) = files.get(&assignment.shard_id) else {
                 bail!(

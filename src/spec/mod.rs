@@ -2059,10 +2059,13 @@ mod tests {
                 .replace(r#"["carrier", {"type": "string", "name": "origin"}]"#, dims)
                 .replace(r#""name": "count""#, &format!(r#""name": {metric}"#))
         };
-        let err = load_task(with(r#"["a,b", "index.drd"]"#, r#""c\nd""#).as_bytes())
-            .err()
-            .unwrap()
-            .to_string();
+        let refused = |dims: &str, metric: &str| {
+            load_task(with(dims, metric).as_bytes())
+                .err()
+                .expect("refused")
+                .to_string()
+        };
+        let err = refused(r#"["a,b", "index.drd"]"#, r#""c\nd""#);
         for expected in [
             r#"dimensions[0].name: "a,b": a column name cannot hold a comma"#,
             r#"dimensions[1].name: "index.drd": every segment has a part of that name"#,
@@ -2070,42 +2073,29 @@ mod tests {
         ] {
             assert!(err.contains(expected), "{expected} in {err}");
         }
-        let err = load_task(with(r#"["carrier", "__time"]"#, r#""count""#).as_bytes())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("__time can only be listed as a long dimension"),
-            "{err}"
-        );
-        let err = load_task(
-            with(
-                r#"["carrier", {"type": "long", "name": "__time"}]"#,
+        let long_time = r#"{"type": "long", "name": "__time"}"#;
+        for (dims, metric, expected) in [
+            (
+                r#"["carrier", "__time"]"#.to_string(),
                 r#""count""#,
-            )
-            .as_bytes(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(
-            err.contains("__time can only be the first dimension"),
-            "{err}"
-        );
-        let err = load_task(with(r#"["carrier"]"#, r#""__time""#).as_bytes())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("__time is the time column"), "{err}");
-        let t = load_task(
-            with(
-                r#"[{"type": "long", "name": "__time"}, "carrier"]"#,
+                "__time can only be listed as a long dimension",
+            ),
+            (
+                format!(r#"["carrier", {long_time}]"#),
                 r#""count""#,
-            )
-            .as_bytes(),
-        )
-        .unwrap()
-        .task;
+                "__time can only be the first dimension",
+            ),
+            (
+                r#"["carrier"]"#.to_string(),
+                r#""__time""#,
+                "__time is the time column",
+            ),
+        ] {
+            let err = refused(&dims, metric);
+            assert!(err.contains(expected), "{expected} in {err}");
+        }
+        let accepted = |dims: &str| load_task(with(dims, r#""count""#).as_bytes()).unwrap().task;
+        let t = accepted(&format!(r#"[{long_time}, "carrier"]"#));
         let names: Vec<&str> = t
             .resolved
             .dimensions
@@ -2114,9 +2104,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["carrier"]);
         assert!(!t.resolved.discover_dimensions);
-        let t = load_task(with(r#"[{"type": "long", "name": "__time"}]"#, r#""count""#).as_bytes())
-            .unwrap()
-            .task;
+        let t = accepted(&format!("[{long_time}]"));
         assert!(t.resolved.dimensions.is_empty() && !t.resolved.discover_dimensions);
     }
 
