@@ -622,8 +622,10 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     }
     // Task validation and discovery keep such names out; a segment read
     // elsewhere might still hold one.
-    if let Some(bad) = names.iter().find(|n| n.contains(',') || n.contains('\n')) {
-        bail!("column name {bad:?} cannot be stored (',' or newline)");
+    for name in &names {
+        if let Some(why) = crate::spec::unlistable_smoosh_name(name) {
+            bail!("column name {name:?} cannot be stored: {why}");
+        }
     }
 
     let mut chunk = Vec::with_capacity(entries.iter().map(|e| e.bytes.len()).sum());

@@ -143,16 +143,26 @@ fn default_ts_format() -> String {
 /// The time column of every segment.
 pub const TIME_COLUMN: &str = "__time";
 
+/// Why a smoosh file cannot list an entry named `name`, if it cannot: its
+/// meta file is one `name,file,start,end` line per entry.
+pub fn unlistable_smoosh_name(name: &str) -> Option<&'static str> {
+    if name.contains(',') {
+        Some("a column name cannot hold a comma (smoosh files list columns comma-separated)")
+    } else if name.contains('\n') {
+        Some("a column name cannot hold a line break (smoosh files list a column per line)")
+    } else {
+        None
+    }
+}
+
 /// Why `name` cannot name a dimension or metric column of a segment, if it
 /// cannot. A smoosh file lists its entries one per line as
 /// `name,file,start,end` (Druid's FileSmoosher refuses a comma in a name),
 /// and `index.drd`, `metadata.drd` and `__time` are entries of every
 /// segment already.
 pub fn unstorable_column_name(name: &str) -> Option<&'static str> {
-    if name.contains(',') {
-        Some("a column name cannot hold a comma (smoosh files list columns comma-separated)")
-    } else if name.contains('\n') {
-        Some("a column name cannot hold a line break (smoosh files list a column per line)")
+    if let Some(why) = unlistable_smoosh_name(name) {
+        Some(why)
     } else if name == "index.drd" || name == "metadata.drd" {
         Some("every segment has a part of that name already")
     } else if name == TIME_COLUMN {

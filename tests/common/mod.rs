@@ -331,12 +331,9 @@ fn add_opt(a: Option<i64>, b: Option<i64>, f: impl Fn(i64, i64) -> i64) -> Optio
 /// The same rollup computed naively: serde_json::Value per row, a BTreeMap.
 /// The first `limit` flights rows as parsed JSON.
 pub fn flights_rows(limit: usize) -> Vec<serde_json::Value> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(flights_ndjson()).unwrap();
-    std::io::BufReader::new(flights_gz(file))
-        .lines()
-        .take(limit)
-        .map(|line| serde_json::from_str(&line.unwrap()).unwrap())
+    flights_lines("ndjson", limit)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
         .collect()
 }
 
@@ -385,7 +382,7 @@ pub fn flights_lines(flavour: &str, limit: usize) -> Vec<String> {
 
 /// A dump of one shard (`shardId-000000000000` of stream `flights`) holding
 /// `records` as they are, sequence numbers counting up from `first_sequence`.
-pub fn write_one_shard_dump(dir: &Path, records: &[Vec<u8>], first_sequence: u64) {
+pub fn write_one_shard_dump(dir: &Path, records: &[impl AsRef<[u8]>], first_sequence: u64) {
     use base64::Engine;
     std::fs::create_dir_all(dir).unwrap();
     let shards = serde_json::json!({
@@ -400,7 +397,7 @@ pub fn write_one_shard_dump(dir: &Path, records: &[Vec<u8>], first_sequence: u64
             &serde_json::json!({
                 "SequenceNumber": (first_sequence + i as u64).to_string(),
                 "ApproximateArrivalTimestamp": 1.0,
-                "Data": base64::engine::general_purpose::STANDARD.encode(data),
+                "Data": base64::engine::general_purpose::STANDARD.encode(data.as_ref()),
                 "PartitionKey": "k"
             })
             .to_string(),
