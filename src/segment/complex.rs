@@ -107,6 +107,9 @@ pub fn cell_json(kind: ComplexKind, cell: &[u8]) -> serde_json::Value {
 const BLOCK_BYTES: usize = 65_536;
 const PAIR_VERSION: u8 = 3;
 const INTEGER_DELTAS: u8 = 0x80;
+/// The null flag of a pair cell with a time (Druid 29+ writes and reads it).
+const VALUE_PRESENT: u8 = 0;
+const VALUE_NULL: u8 = 1;
 
 /// The column payload after the descriptor.
 pub fn write_complex(kind: ComplexKind, cells: &[Vec<u8>]) -> Result<Vec<u8>> {
@@ -172,11 +175,17 @@ fn write_pairs(out: &mut Vec<u8>, cells: &[Vec<u8>], ty: NumType) -> Result<()> 
         } else {
             payload.extend_from_slice(&delta.to_le_bytes());
         }
-        if let Some(bits) = v {
-            match ty {
-                NumType::Float => payload.extend_from_slice(&(*bits as u32).to_le_bytes()),
-                _ => payload.extend_from_slice(&bits.to_le_bytes()),
+        // Druid's delta-encoded serde puts a null flag between the time and
+        // the value: 0 then the value, or 1 and nothing.
+        match v {
+            Some(bits) => {
+                payload.push(VALUE_PRESENT);
+                match ty {
+                    NumType::Float => payload.extend_from_slice(&(*bits as u32).to_le_bytes()),
+                    _ => payload.extend_from_slice(&bits.to_le_bytes()),
+                }
             }
+            None => payload.push(VALUE_NULL),
         }
     }
     index.extend_from_slice(&(payload.len() as i64).to_le_bytes());
@@ -307,16 +316,22 @@ pub fn read_complex(what: &str, kind: ComplexKind, bytes: &[u8]) -> Result<Vec<V
                     continue;
                 }
                 let width = kind.value_width();
-                if cell.len() != delta_width && cell.len() != delta_width + width {
-                    bail!("{what}: a pair cell of {} bytes", cell.len());
+                let flag = cell.get(delta_width).copied();
+                let sized = match flag {
+                    Some(VALUE_NULL) => cell.len() == delta_width + 1,
+                    Some(VALUE_PRESENT) => cell.len() == delta_width + 1 + width,
+                    _ => false,
+                };
+                if !sized {
+                    bail!("{what}: a pair cell of {} bytes with null flag {flag:?}", cell.len());
                 }
                 let delta = if integer {
                     i32::from_le_bytes(cell[..4].try_into().expect("4 bytes")) as i64
                 } else {
                     i64::from_le_bytes(cell[..8].try_into().expect("8 bytes"))
                 };
-                let value = (cell.len() > delta_width).then(|| {
-                    let v = &cell[delta_width..];
+                let value = (flag == Some(VALUE_PRESENT)).then(|| {
+                    let v = &cell[delta_width + 1..];
                     if width == 4 {
                         u32::from_le_bytes(v.try_into().expect("4 bytes")) as u64
                     } else {
@@ -360,6 +375,34 @@ mod tests {
             assert_eq!(bytes[1], 0, "deltas need longs");
             assert_eq!(read_complex("t", kind, &bytes).unwrap(), cells);
         }
+    }
+
+    /// The decompressed payload stream of a pair column.
+    fn pair_payload(bytes: &[u8]) -> Vec<u8> {
+        let mut r = ByteReader::new(&bytes[12..], "t");
+        let index_len = i32::from_le_bytes(r.take(4).unwrap().try_into().unwrap()) as usize;
+        r.take(index_len).unwrap();
+        let payload_len = i32::from_le_bytes(r.take(4).unwrap().try_into().unwrap()) as usize;
+        let mut sub = ByteReader::new(r.take(payload_len).unwrap(), "t");
+        read_block_compressed(&mut sub, "t").unwrap()
+    }
+
+    #[test]
+    fn pair_cells_carry_druids_null_flag() {
+        // Druid's serde tests expect 13/5 bytes with int deltas and 17/9
+        // with long ones (long values; floats are 4 bytes shorter).
+        let ty = NumType::Long;
+        let kind = ComplexKind::Pair(ty);
+        let cells = [pair_cell(1_000, Some(0x0102), ty), pair_cell(1_005, None, ty)];
+        let payload = pair_payload(&write_complex(kind, &cells).unwrap());
+        assert_eq!(
+            payload,
+            [&[0, 0, 0, 0, 0][..], &[2, 1, 0, 0, 0, 0, 0, 0], &[5, 0, 0, 0, 1]].concat()
+        );
+        let wide = [pair_cell(0, Some(7), ty), pair_cell(i64::MAX, None, ty)];
+        let payload = pair_payload(&write_complex(kind, &wide).unwrap());
+        assert_eq!(payload.len(), 17 + 9);
+        assert_eq!((payload[8], payload[17 + 8]), (0, 1));
     }
 
     #[test]
