@@ -1,16 +1,23 @@
-//! The metadata commit. The embedded store is a SQLite file holding Druid's
-//! own tables (`druid_segments`, `druid_dataSource`, `druid_pendingSegments`)
-//! and applying Druid's allocation and compare-and-swap rules
-//! (peon-protocol §8.1, §8.5), so segments and stream offsets are published
-//! exactly once.
+//! The metadata commit: Druid's own tables (`druid_segments`,
+//! `druid_dataSource`, `druid_pendingSegments`) in the embedded SQLite file
+//! or in a Druid cluster's PostgreSQL, with Druid's allocation and
+//! compare-and-swap rules (peon-protocol §8.1, §8.5) applied here, so
+//! segments and stream offsets are published exactly once.
+
+mod backend;
+mod postgres;
+mod sqlite;
+
+pub use backend::Tables;
+use backend::{MetaTx, PendingRow, SegmentRow};
 
 use crate::spec::sequence::SequenceNumber;
 use crate::spec::time::{format_interval, format_iso};
 use anyhow::{Context, Result, bail};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -51,7 +58,7 @@ pub struct SegmentIdentity {
 
 /// An open allocation transaction (see `MetadataStore::allocator`).
 pub struct Allocator<'a> {
-    tx: rusqlite::Transaction<'a>,
+    tx: Box<dyn MetaTx + 'a>,
 }
 
 impl Allocator<'_> {
@@ -74,13 +81,18 @@ impl Allocator<'_> {
         for _ in 0..partitions {
             let previous = out.last().map(SegmentIdentity::id).unwrap_or_default();
             let key_sha1 = pending_key_sha1(sequence_name, &previous, interval);
-            if let Some(found) = find_pending(&self.tx, data_source, interval, &key_sha1)? {
+            if let Some(found) = find_pending(&mut *self.tx, data_source, interval, &key_sha1)? {
                 out.push(found);
                 continue;
             }
             let state = match &mut chunk {
                 Some(state) => state,
-                None => chunk.insert(chunk_state(&self.tx, data_source, interval, lock_version)?),
+                None => chunk.insert(chunk_state(
+                    &mut *self.tx,
+                    data_source,
+                    interval,
+                    lock_version,
+                )?),
             };
             let identity = SegmentIdentity {
                 data_source: data_source.to_string(),
@@ -90,14 +102,20 @@ impl Allocator<'_> {
                 partitions: state.core,
             };
             state.max_partition = Some(identity.partition_num);
-            insert_pending(&self.tx, &identity, sequence_name, &previous, &key_sha1)?;
+            insert_pending(
+                &mut *self.tx,
+                &identity,
+                sequence_name,
+                &previous,
+                &key_sha1,
+            )?;
             out.push(identity);
         }
         Ok(out)
     }
 
     pub fn commit(self) -> Result<()> {
-        Ok(self.tx.commit()?)
+        self.tx.commit()
     }
 }
 
@@ -215,46 +233,19 @@ pub enum PublishOutcome {
     AlreadyPublished,
 }
 
-pub struct MetadataStore {
-    conn: rusqlite::Connection,
+/// Where the metadata lives.
+enum Backend {
+    Sqlite(rusqlite::Connection),
+    /// A RefCell so that reads can take `&self`, as they do on SQLite.
+    Postgres(Box<RefCell<::postgres::Client>>, Tables),
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS druid_segments (
-  id VARCHAR(255) NOT NULL PRIMARY KEY,
-  dataSource VARCHAR(255) NOT NULL,
-  created_date VARCHAR(255) NOT NULL,
-  start VARCHAR(255) NOT NULL,
-  "end" VARCHAR(255) NOT NULL,
-  partitioned BOOLEAN NOT NULL,
-  version VARCHAR(255) NOT NULL,
-  used BOOLEAN NOT NULL,
-  payload BLOB NOT NULL,
-  used_status_last_updated VARCHAR(255)
-);
-CREATE INDEX IF NOT EXISTS idx_druid_segments_used ON druid_segments(used);
-CREATE INDEX IF NOT EXISTS idx_druid_segments_datasource_used_end_start
-  ON druid_segments(dataSource, used, "end", start);
-CREATE TABLE IF NOT EXISTS druid_dataSource (
-  dataSource VARCHAR(255) NOT NULL PRIMARY KEY,
-  created_date VARCHAR(255) NOT NULL,
-  commit_metadata_payload BLOB NOT NULL,
-  commit_metadata_sha1 VARCHAR(255) NOT NULL
-);
-CREATE TABLE IF NOT EXISTS druid_pendingSegments (
-  id VARCHAR(255) NOT NULL PRIMARY KEY,
-  dataSource VARCHAR(255) NOT NULL,
-  created_date VARCHAR(255) NOT NULL,
-  start VARCHAR(255) NOT NULL,
-  "end" VARCHAR(255) NOT NULL,
-  sequence_name VARCHAR(255) NOT NULL,
-  sequence_prev_id VARCHAR(255) NOT NULL,
-  sequence_name_prev_id_sha1 VARCHAR(255) NOT NULL UNIQUE,
-  payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idx_druid_pendingSegments_datasource_end ON druid_pendingSegments(dataSource, "end");
-CREATE INDEX IF NOT EXISTS idx_druid_pendingSegments_datasource_sequence ON druid_pendingSegments(dataSource, sequence_name);
-"#;
+pub struct MetadataStore {
+    backend: Backend,
+}
+
+/// The property that picks the metadata store, as in Druid.
+pub const STORE_TYPE_PROPERTY: &str = "druid.metadata.storage.type";
 
 fn sha1_upper(bytes: &[u8]) -> String {
     hex::encode_upper(Sha1::digest(bytes))
@@ -265,19 +256,67 @@ fn now_iso() -> String {
 }
 
 impl MetadataStore {
+    /// The embedded store: a SQLite file.
     pub fn open(path: &Path) -> Result<MetadataStore> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(MetadataStore {
+            backend: Backend::Sqlite(sqlite::open(path)?),
+        })
+    }
+
+    /// The store the runtime properties name: `druid.metadata.storage.type`
+    /// `postgresql` (a Druid cluster's, with Druid's connector and table
+    /// properties), else the embedded SQLite file at `embedded`.
+    pub fn from_properties(
+        props: &BTreeMap<String, String>,
+        embedded: &Path,
+    ) -> Result<MetadataStore> {
+        match props.get(STORE_TYPE_PROPERTY).map(|s| s.trim()) {
+            None | Some("") | Some("embedded") | Some("sqlite") => MetadataStore::open(embedded),
+            Some("postgresql") => {
+                let tables = Tables::from_properties(props)?;
+                let target = postgres::target(props)?;
+                let client = postgres::connect(&target, &tables)?;
+                log::info!("metadata store: PostgreSQL at {}", target.describe);
+                Ok(MetadataStore {
+                    backend: Backend::Postgres(Box::new(RefCell::new(client)), tables),
+                })
+            }
+            Some(other) => bail!(
+                "{STORE_TYPE_PROPERTY}={other:?} is not supported (postgresql, or unset for the embedded store)"
+            ),
         }
-        let conn = rusqlite::Connection::open(path)
-            .with_context(|| format!("opening the metadata store {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        // WAL: one sync per commit, and readers never block the publisher.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)
-            .context("creating Druid's metadata tables")?;
-        Ok(MetadataStore { conn })
+    }
+
+    fn begin(&mut self, data_source: &str) -> Result<Box<dyn MetaTx + '_>> {
+        match &mut self.backend {
+            Backend::Sqlite(conn) => sqlite::begin(conn),
+            Backend::Postgres(client, tables) => {
+                postgres::begin(client.get_mut(), tables, data_source)
+            }
+        }
+    }
+
+    /// A read on a transaction of its own, for `&self` callers.
+    fn read<T>(
+        &self,
+        data_source: &str,
+        f: impl FnOnce(&mut dyn MetaTx) -> Result<T>,
+    ) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut tx = sqlite::begin_read(conn)?;
+                let out = f(&mut *tx)?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres(client, tables) => {
+                let mut client = client.borrow_mut();
+                let mut tx = postgres::begin(&mut client, tables, data_source)?;
+                let out = f(&mut *tx)?;
+                tx.commit()?;
+                Ok(out)
+            }
+        }
     }
 
     /// Allocate (or find again) the segments of one sequence, in one
@@ -292,7 +331,7 @@ impl MetadataStore {
         intervals: &[(i64, i64)],
         lock_version: &str,
     ) -> Result<Vec<SegmentIdentity>> {
-        let mut allocator = self.allocator()?;
+        let mut allocator = self.allocator(data_source)?;
         let mut out: Vec<SegmentIdentity> = Vec::with_capacity(intervals.len());
         let mut i = 0;
         while i < intervals.len() {
@@ -315,11 +354,9 @@ impl MetadataStore {
 
     /// Allocate segment ids interval by interval inside one transaction
     /// (one commit, however many intervals a sequence has).
-    pub fn allocator(&mut self) -> Result<Allocator<'_>> {
+    pub fn allocator(&mut self, data_source: &str) -> Result<Allocator<'_>> {
         Ok(Allocator {
-            tx: self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            tx: self.begin(data_source)?,
         })
     }
 
@@ -331,32 +368,20 @@ impl MetadataStore {
         segments: &[DataSegment],
         offsets: Option<(&StreamOffsets, &StreamOffsets)>,
     ) -> Result<PublishOutcome> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.begin(data_source)?;
         if let Some((start, end)) = offsets {
-            let stored: Option<(Vec<u8>, String)> = tx
-                .query_row(
-                    "SELECT commit_metadata_payload, commit_metadata_sha1 FROM druid_dataSource WHERE dataSource = ?1",
-                    params![data_source],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            match stored {
+            match tx.datasource_metadata(data_source)? {
                 None => {
                     let payload = serde_json::to_vec(&end.end_metadata_json())?;
-                    tx.execute(
-                        "INSERT INTO druid_dataSource (dataSource, created_date, commit_metadata_payload, commit_metadata_sha1) VALUES (?1, ?2, ?3, ?4)",
-                        params![data_source, now_iso(), payload, sha1_upper(&payload)],
-                    )?;
+                    tx.insert_datasource(data_source, &now_iso(), &payload, &sha1_upper(&payload))?;
                 }
-                Some((bytes, _)) => {
+                Some(bytes) => {
                     let stored_json: Value = serde_json::from_slice(&bytes)
                         .context("stored commit metadata is not JSON")?;
                     let stored_offsets = StreamOffsets::from_metadata_json(&stored_json)?;
                     if let Err(why) = start_matches(start, &stored_offsets) {
                         drop(tx);
-                        if self.all_used(segments)? {
+                        if self.all_used(data_source, segments)? {
                             return Ok(PublishOutcome::AlreadyPublished);
                         }
                         bail!(
@@ -371,9 +396,11 @@ impl MetadataStore {
                         merged.offsets.insert(k.clone(), v.clone());
                     }
                     let payload = serde_json::to_vec(&merged.end_metadata_json())?;
-                    let updated = tx.execute(
-                        "UPDATE druid_dataSource SET commit_metadata_payload = ?1, commit_metadata_sha1 = ?2 WHERE dataSource = ?3 AND commit_metadata_sha1 = ?4",
-                        params![payload, sha1_upper(&payload), data_source, sha1_upper(&bytes)],
+                    let updated = tx.swap_datasource(
+                        data_source,
+                        &payload,
+                        &sha1_upper(&payload),
+                        &sha1_upper(&bytes),
                     )?;
                     if updated != 1 {
                         bail!("the stored offsets changed while publishing; try again");
@@ -382,74 +409,49 @@ impl MetadataStore {
             }
         }
         let now = now_iso();
-        {
-            let mut insert = tx.prepare_cached(
-                r#"INSERT OR IGNORE INTO druid_segments (id, dataSource, created_date, start, "end", partitioned, version, used, payload, used_status_last_updated)
-                   VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, 1, ?7, ?3)"#,
-            )?;
-            for seg in segments {
-                let (start, end) = seg.interval.split_once('/').context("segment interval")?;
-                insert.execute(params![
-                    seg.identifier,
-                    seg.data_source,
-                    now,
-                    start,
-                    end,
-                    seg.version,
-                    serde_json::to_vec(seg)?
-                ])?;
-            }
+        for seg in segments {
+            let (start, end) = seg.interval.split_once('/').context("segment interval")?;
+            tx.insert_segment(&SegmentRow {
+                id: &seg.identifier,
+                data_source: &seg.data_source,
+                created_date: &now,
+                start,
+                end,
+                version: &seg.version,
+                payload: &serde_json::to_vec(seg)?,
+            })?;
         }
         tx.commit()?;
         Ok(PublishOutcome::Published)
     }
 
-    fn all_used(&self, segments: &[DataSegment]) -> Result<bool> {
+    fn all_used(&self, data_source: &str, segments: &[DataSegment]) -> Result<bool> {
         if segments.is_empty() {
             return Ok(false);
         }
-        for seg in segments {
-            let used: Option<bool> = self
-                .conn
-                .query_row(
-                    "SELECT used FROM druid_segments WHERE id = ?1",
-                    params![seg.identifier],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if used != Some(true) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let used = self.used_segments(data_source)?;
+        Ok(segments
+            .iter()
+            .all(|s| used.iter().any(|u| u.identifier == s.identifier)))
     }
 
     /// The committed offsets of a data source, if any.
     pub fn committed_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
-        let bytes: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT commit_metadata_payload FROM druid_dataSource WHERE dataSource = ?1",
-                params![data_source],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let bytes = self.read(data_source, |tx| tx.datasource_metadata(data_source))?;
         bytes
             .map(|b| StreamOffsets::from_metadata_json(&serde_json::from_slice(&b)?))
             .transpose()
     }
 
-    /// Every used segment of a data source.
+    /// Every used segment of a data source, by id.
     pub fn used_segments(&self, data_source: &str) -> Result<Vec<DataSegment>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT payload FROM druid_segments WHERE dataSource = ?1 AND used ORDER BY id",
-        )?;
-        let rows: Vec<Vec<u8>> = stmt
-            .query_map(params![data_source], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        rows.iter()
+        let payloads = self.read(data_source, |tx| tx.used_payloads(data_source))?;
+        let mut out: Vec<DataSegment> = payloads
+            .iter()
             .map(|b| serde_json::from_slice(b).context("bad segment payload"))
-            .collect()
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        Ok(out)
     }
 }
 
@@ -469,20 +471,12 @@ fn pending_key_sha1(sequence_name: &str, previous_id: &str, interval: (i64, i64)
 
 /// The id allocated before for the same key, if any.
 fn find_pending(
-    tx: &rusqlite::Transaction,
+    tx: &mut dyn MetaTx,
     data_source: &str,
     interval: (i64, i64),
     key_sha1: &str,
 ) -> Result<Option<SegmentIdentity>> {
-    // Statements cached: this runs once per segment, and parsing the SQL
-    // each time was ~1.5% of a 366-segment replay's instructions.
-    let existing: Option<Vec<u8>> = tx
-        .prepare_cached(
-            "SELECT payload FROM druid_pendingSegments WHERE sequence_name_prev_id_sha1 = ?1",
-        )?
-        .query_row(params![key_sha1], |r| r.get(0))
-        .optional()?;
-    let Some(payload) = existing else {
+    let Some(payload) = tx.pending_by_key(key_sha1)? else {
         return Ok(None);
     };
     let v: Value = serde_json::from_slice(&payload)?;
@@ -504,30 +498,16 @@ struct ChunkState {
 }
 
 fn chunk_state(
-    tx: &rusqlite::Transaction,
+    tx: &mut dyn MetaTx,
     data_source: &str,
     interval: (i64, i64),
     lock_version: &str,
 ) -> Result<ChunkState> {
     let (start, end) = (format_iso(interval.0), format_iso(interval.1));
     // A chunk that already has used segments keeps their version.
-    let used: Vec<(String, Vec<u8>)> = {
-        let mut stmt = tx.prepare_cached(
-            r#"SELECT version, payload FROM druid_segments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3 AND used"#,
-        )?;
-        stmt.query_map(params![data_source, start, end], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<Result<_, _>>()?
-    };
-    let pending: Vec<Vec<u8>> = {
-        let mut stmt = tx.prepare_cached(
-            r#"SELECT payload FROM druid_pendingSegments WHERE dataSource = ?1 AND start = ?2 AND "end" = ?3"#,
-        )?;
-        stmt.query_map(params![data_source, start, end], |r| r.get(0))?
-            .collect::<Result<_, _>>()?
-    };
-    let pending: Vec<Value> = pending
+    let used = tx.used_in_chunk(data_source, &start, &end)?;
+    let pending: Vec<Value> = tx
+        .pending_in_chunk(data_source, &start, &end)?
         .iter()
         .map(|p| serde_json::from_slice(p))
         .collect::<Result<_, _>>()?;
@@ -572,7 +552,7 @@ fn chunk_state(
 }
 
 fn insert_pending(
-    tx: &rusqlite::Transaction,
+    tx: &mut dyn MetaTx,
     identity: &SegmentIdentity,
     sequence_name: &str,
     previous_id: &str,
@@ -584,22 +564,17 @@ fn insert_pending(
         "version": identity.version,
         "shardSpec": {"type": "numbered", "partitionNum": identity.partition_num, "partitions": identity.partitions},
     });
-    tx.prepare_cached(
-        r#"INSERT INTO druid_pendingSegments (id, dataSource, created_date, start, "end", sequence_name, sequence_prev_id, sequence_name_prev_id_sha1, payload)
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
-    )?
-    .execute(params![
-        identity.id(),
-        identity.data_source,
-        now_iso(),
-        format_iso(identity.interval.0),
-        format_iso(identity.interval.1),
+    tx.insert_pending(&PendingRow {
+        id: &identity.id(),
+        data_source: &identity.data_source,
+        created_date: &now_iso(),
+        start: &format_iso(identity.interval.0),
+        end: &format_iso(identity.interval.1),
         sequence_name,
-        previous_id,
-        key_sha1,
-        serde_json::to_vec(&payload)?
-    ])?;
-    Ok(())
+        sequence_prev_id: previous_id,
+        sequence_name_prev_id_sha1: key_sha1,
+        payload: &serde_json::to_vec(&payload)?,
+    })
 }
 
 /// Druid's `matches` between a task's start and the stored end (turned into

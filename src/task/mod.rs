@@ -257,10 +257,17 @@ impl Runner<'_> {
             }
             None => None,
         };
-        let mut store = MetadataStore::open(&self.layout.metadata_db())?;
+        let mut store =
+            MetadataStore::from_properties(&self.opts.properties, &self.layout.metadata_db())?;
         let packaging =
             Packaging::from_property(self.opts.properties.get(ZIP_PROPERTY).map(String::as_str))?;
-        let storage = LocalDeepStorage::new(&self.layout.deep_storage(), packaging)?;
+        // Druid's local deep storage directory when the properties name one
+        // (a cluster's, for a backfill), else the base directory's.
+        let storage_dir = match self.opts.properties.get("druid.storage.storageDirectory") {
+            Some(dir) => PathBuf::from(dir),
+            None => self.layout.deep_storage(),
+        };
+        let storage = LocalDeepStorage::new(&storage_dir, packaging)?;
         // The task lock's version: segments of chunks without used segments get it.
         let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
         // Persists of an earlier, interrupted run are not restored (Druid
@@ -874,7 +881,7 @@ impl Runner<'_> {
         }
 
         let mut pushed: Vec<PublishedSegment> = Vec::new();
-        let mut allocator = store.allocator()?;
+        let mut allocator = store.allocator(ds)?;
         let orders = dimension_orders(index);
         let result = (|| -> Result<()> {
             for (&interval, (spills, sink)) in &intervals {
