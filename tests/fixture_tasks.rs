@@ -14,60 +14,6 @@ use std::path::{Path, PathBuf};
 
 const ROWS: usize = 20_000;
 
-/// The fixture with its stream positions pointed at `dump`: inclusive
-/// starts at each shard's first record; ends kept open, or (where the
-/// fixture has explicit ends) set to each shard's last record.
-fn adapt(fixture: &str, dump: &Path, dir: &Path) -> PathBuf {
-    let mut task: Value = serde_json::from_slice(
-        &std::fs::read(shared().join("fixtures/tasks").join(fixture)).unwrap(),
-    )
-    .unwrap();
-    let io = task["ioConfig"].as_object_mut().unwrap();
-    let explicit_end = io["endSequenceNumbers"]["partitionSequenceNumberMap"]
-        .as_object()
-        .unwrap()
-        .values()
-        .any(|v| v != "NO_END_SEQUENCE_NUMBER");
-    let shards: Value =
-        serde_json::from_slice(&std::fs::read(dump.join("shards.json")).unwrap()).unwrap();
-    let (mut start, mut end) = (Map::new(), Map::new());
-    for shard in shards["Shards"].as_array().unwrap() {
-        let id = shard["ShardId"].as_str().unwrap();
-        let text = std::fs::read_to_string(dump.join(format!("{id}.jsonl"))).unwrap();
-        let seq = |line: &str| -> Value {
-            serde_json::from_str::<Value>(line).unwrap()["SequenceNumber"].clone()
-        };
-        start.insert(id.into(), seq(text.lines().next().unwrap()));
-        end.insert(
-            id.into(),
-            if explicit_end {
-                seq(text.lines().last().unwrap())
-            } else {
-                "NO_END_SEQUENCE_NUMBER".into()
-            },
-        );
-    }
-    for legacy in [
-        "startPartitions",
-        "endPartitions",
-        "exclusiveStartSequenceNumberPartitions",
-    ] {
-        io.remove(legacy);
-    }
-    io.insert(
-        "startSequenceNumbers".into(),
-        json!({"type": "start", "stream": "flights", "partitionSequenceNumberMap": start, "exclusivePartitions": []}),
-    );
-    io.insert(
-        "endSequenceNumbers".into(),
-        json!({"type": "end", "stream": "flights", "partitionSequenceNumberMap": end}),
-    );
-    task.as_object_mut().unwrap().remove("context");
-    let path = dir.join(fixture);
-    std::fs::write(&path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
-    path
-}
-
 /// Every published row, as dump-segment --rows shows it.
 fn published_rows(base: &Path, data_source: &str) -> Vec<Map<String, Value>> {
     published_segments(base, data_source)
@@ -88,7 +34,7 @@ fn run_fixture(fixture: &str, flavour: &str) -> (PathBuf, kinesis_peon::task::Ru
         Some(ROWS as u64),
     );
     let base = fresh_dir(fixture);
-    let task = adapt(fixture, &dump, &base);
+    let task = adapt_fixture(fixture, &dump, &base);
     let summary = run_task(&task, &dump, &base);
     assert_eq!(summary.error, None, "{fixture}");
     (base, summary)
@@ -346,10 +292,10 @@ fn complex_metrics_survive_persists_byte_for_byte() {
             Some(ROWS as u64),
         );
         let whole = fresh_dir(&format!("whole-{flavour}"));
-        let task = adapt(fixture, &dump, &whole);
+        let task = adapt_fixture(fixture, &dump, &whole);
         assert_eq!(run_task(&task, &dump, &whole).error, None);
         let spilled = fresh_dir(&format!("spilled-{flavour}"));
-        let task = adapt(fixture, &dump, &spilled);
+        let task = adapt_fixture(fixture, &dump, &spilled);
         edit_task(&task, |t| {
             t["tuningConfig"]["maxRowsInMemory"] = 1_500.into()
         });
@@ -477,24 +423,14 @@ fn cardinality_filtered_and_expression_aggregators() {
 fn fixture_05_kpl_deaggregation_with_explicit_ends() {
     use base64::Engine;
     let plain = flights_dump_of("ndjson", "fixture-ndjson-20k", 2, Some(ROWS as u64));
-    let packed = scratch().join("fixture-kpl-20k");
-    let _ = std::fs::remove_dir_all(&packed);
-    let status = std::process::Command::new("python3")
-        .arg(repo().join("scripts/kpl_aggregate.py"))
-        .arg(&plain)
-        .arg(&packed)
-        .args([
-            "--per-record",
-            "25",
-            "--corrupt-md5",
-            "shardId-000000000001:3",
-        ])
-        .status()
-        .expect("python3 runs (scripts/test installs aws-kinesis-agg)");
-    assert!(status.success(), "kpl_aggregate.py failed");
+    let packed = kpl_dump(
+        &plain,
+        "fixture-kpl-20k",
+        &["--corrupt-md5", "shardId-000000000001:3"],
+    );
 
     let base = fresh_dir("fixture-05");
-    let task = adapt("05-deaggregate-explicit-end.json", &packed, &base);
+    let task = adapt_fixture("05-deaggregate-explicit-end.json", &packed, &base);
     let s = run_task(&task, &packed, &base);
     assert_eq!(s.error, None);
     assert_eq!(s.stats.unparseable, 1);
@@ -720,7 +656,7 @@ proptest! {
                 let dump = base.join("dump");
                 const FIRST: u64 = 1_000;
                 write_one_shard_dump(&dump, &records, FIRST);
-                let task = adapt(fixture, &dump, &base);
+                let task = adapt_fixture(fixture, &dump, &base);
                 edit_task(&task, |t| {
                     t["tuningConfig"]["maxParseExceptions"] = i32::MAX.into();
                     t["tuningConfig"]["maxSavedParseExceptions"] = 100_000.into();

@@ -77,14 +77,17 @@ pub fn read_pair(cell: &[u8]) -> Option<(i64, Option<u64>)> {
     Some((time, value))
 }
 
-/// A cell as dump-segment shows it: a collector's estimate, a pair as
-/// `{"lhs": time, "rhs": value}` (Druid's SerializablePair JSON).
+/// A cell as Druid's dump-segment shows it: a collector as the base64 of
+/// its bytes, a pair as `{"lhs": time, "rhs": value}` (Druid's
+/// SerializablePair JSON).
 pub fn cell_json(kind: ComplexKind, cell: &[u8]) -> serde_json::Value {
     match kind {
-        ComplexKind::HyperUnique => Hll::from_bytes(cell)
-            .ok()
-            .and_then(|h| serde_json::Number::from_f64(h.estimate()))
-            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        ComplexKind::HyperUnique => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .encode(cell)
+                .into()
+        }
         ComplexKind::Pair(ty) => match read_pair(cell) {
             None => serde_json::Value::Null,
             Some((t, v)) => {
@@ -93,10 +96,7 @@ pub fn cell_json(kind: ComplexKind, cell: &[u8]) -> serde_json::Value {
                     (Some(b), NumType::Long) => (b as i64).into(),
                     (Some(b), NumType::Double) => serde_json::Number::from_f64(f64::from_bits(b))
                         .map_or(serde_json::Value::Null, serde_json::Value::Number),
-                    (Some(b), NumType::Float) => {
-                        serde_json::Number::from_f64(f32::from_bits(b as u32) as f64)
-                            .map_or(serde_json::Value::Null, serde_json::Value::Number)
-                    }
+                    (Some(b), NumType::Float) => float_json(f32::from_bits(b as u32)),
                 };
                 serde_json::json!({"lhs": t, "rhs": rhs})
             }
@@ -350,6 +350,16 @@ pub fn read_complex(what: &str, kind: ComplexKind, bytes: &[u8]) -> Result<Vec<V
         return r.fail(format!("{what}: {} bytes after the column", r.remaining()));
     }
     Ok(cells)
+}
+
+/// A float as Java prints it (the shortest decimal that reads back to the
+/// same float), not its widening to double (2.34, not 2.3399999141693115).
+pub fn float_json(f: f32) -> serde_json::Value {
+    f.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 #[cfg(test)]

@@ -132,9 +132,7 @@ impl NumericValues {
     pub fn json(&self, i: usize) -> serde_json::Value {
         match self {
             NumericValues::Long(v) => v[i].into(),
-            NumericValues::Float(v) => serde_json::Number::from_f64(v[i] as f64)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
+            NumericValues::Float(v) => complex::float_json(v[i]),
             NumericValues::Double(v) => serde_json::Number::from_f64(v[i])
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),

@@ -9,6 +9,7 @@ use kinesis_peon::segment::SegmentData;
 use kinesis_peon::segment::reader::read_segment;
 use kinesis_peon::source::make_dump::{DumpCompression, MakeDumpOptions, make_dump};
 use kinesis_peon::task::{RunOptions, RunSummary, layout_for, run};
+use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -437,4 +438,83 @@ pub fn pushed_by_interval(
             ((s.interval.clone(), s.shard_spec.partition_num), files)
         })
         .collect()
+}
+
+/// The fixture with its stream positions pointed at `dump`: inclusive
+/// starts at each shard's first record; ends kept open, or (where the
+/// fixture has explicit ends) set to each shard's last record.
+pub fn adapt_fixture(fixture: &str, dump: &Path, dir: &Path) -> PathBuf {
+    adapt_task_file(&shared().join("fixtures/tasks").join(fixture), dump, dir)
+}
+
+/// `adapt_fixture` for a task file anywhere (written into `dir` under the
+/// same name).
+pub fn adapt_task_file(source: &Path, dump: &Path, dir: &Path) -> PathBuf {
+    let fixture = source.file_name().unwrap().to_str().unwrap();
+    let mut task: Value = serde_json::from_slice(
+        &std::fs::read(source).unwrap_or_else(|e| panic!("{}: {e}", source.display())),
+    )
+    .unwrap();
+    let io = task["ioConfig"].as_object_mut().unwrap();
+    let explicit_end = io["endSequenceNumbers"]["partitionSequenceNumberMap"]
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|v| v != "NO_END_SEQUENCE_NUMBER");
+    let shards: Value =
+        serde_json::from_slice(&std::fs::read(dump.join("shards.json")).unwrap()).unwrap();
+    let (mut start, mut end) = (Map::new(), Map::new());
+    for shard in shards["Shards"].as_array().unwrap() {
+        let id = shard["ShardId"].as_str().unwrap();
+        let text = std::fs::read_to_string(dump.join(format!("{id}.jsonl"))).unwrap();
+        let seq = |line: &str| -> Value {
+            serde_json::from_str::<Value>(line).unwrap()["SequenceNumber"].clone()
+        };
+        start.insert(id.into(), seq(text.lines().next().unwrap()));
+        end.insert(
+            id.into(),
+            if explicit_end {
+                seq(text.lines().last().unwrap())
+            } else {
+                "NO_END_SEQUENCE_NUMBER".into()
+            },
+        );
+    }
+    for legacy in [
+        "startPartitions",
+        "endPartitions",
+        "exclusiveStartSequenceNumberPartitions",
+    ] {
+        io.remove(legacy);
+    }
+    io.insert(
+        "startSequenceNumbers".into(),
+        json!({"type": "start", "stream": "flights", "partitionSequenceNumberMap": start, "exclusivePartitions": []}),
+    );
+    io.insert(
+        "endSequenceNumbers".into(),
+        json!({"type": "end", "stream": "flights", "partitionSequenceNumberMap": end}),
+    );
+    task.as_object_mut().unwrap().remove("context");
+    let path = dir.join(fixture);
+    std::fs::write(&path, serde_json::to_vec_pretty(&task).unwrap()).unwrap();
+    path
+}
+
+/// A dump of KPL aggregates, 25 user records to a Kinesis record, packed
+/// from `plain` by the aws-kinesis-agg library (scripts/kpl_aggregate.py);
+/// `extra` passes further options (e.g. a record to corrupt).
+pub fn kpl_dump(plain: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let packed = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&packed);
+    let status = std::process::Command::new("python3")
+        .arg(repo().join("scripts/kpl_aggregate.py"))
+        .arg(plain)
+        .arg(&packed)
+        .args(["--per-record", "25"])
+        .args(extra)
+        .status()
+        .expect("python3 runs (scripts/test installs aws-kinesis-agg)");
+    assert!(status.success(), "kpl_aggregate.py failed");
+    packed
 }
