@@ -484,36 +484,18 @@ fn parse_duration(text: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
-/// Runtime properties: a Java properties file (`key=value` or `key: value`
-/// lines, `#`/`!` comments), then `-D key=value` on top.
+/// Runtime properties: a Java properties file, then `-D key=value` on top.
 fn runtime_properties(
     file: Option<&std::path::Path>,
     define: &[String],
 ) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut put = |line: &str, at: &str| -> Result<()> {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            return Ok(());
-        }
-        let Some(split) = line.find(['=', ':']) else {
-            anyhow::bail!("{at}: {line:?} is not key=value");
-        };
-        out.insert(
-            line[..split].trim().to_string(),
-            line[split + 1..].trim().to_string(),
-        );
-        Ok(())
-    };
+    use kinesis_peon::spec::properties;
+    let mut out = properties::Properties::new();
     if let Some(path) = file {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        for (i, line) in text.lines().enumerate() {
-            put(line, &format!("{}:{}", path.display(), i + 1))?;
-        }
+        properties::read_file(path, &mut out)?;
     }
     for d in define {
-        put(d, "-D")?;
+        properties::define(d, &mut out)?;
     }
     Ok(out)
 }

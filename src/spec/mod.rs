@@ -5,6 +5,7 @@
 
 pub mod granularity;
 pub mod period;
+pub mod properties;
 pub mod sequence;
 pub mod time;
 
