@@ -10,11 +10,12 @@
 //! unless it is new. Aggregators are stored column by column.
 
 pub mod dictionary;
-pub mod hll;
 
 use crate::input::Value;
 use crate::input::expr::Expr;
 use crate::input::filter::Filter;
+use crate::java::hll::Hll;
+use crate::java::{java_cmp_nullable, java_double_string, murmur3_128_chars};
 use crate::spec::granularity::{Bucketer, Granularity, LastBucket};
 use crate::spec::{AggOp, Aggregator, AggregatorKind, MultiValueHandling, NumType};
 use dictionary::Dictionary;
@@ -153,7 +154,7 @@ pub enum MetricValues {
     /// hyperUnique / cardinality collectors.
     Sketch {
         cardinality: bool,
-        sketches: Vec<hll::Hll>,
+        sketches: Vec<Hll>,
     },
     Count(Longs),
     Long {
@@ -859,7 +860,7 @@ fn list_key(dim: &mut DimensionColumn, items: &[Value], ids: &mut Vec<u32>) -> R
     }
     if dim.multi_value_handling != MultiValueHandling::Array {
         let d = &dim.dictionary;
-        ids.sort_by(|a, b| crate::segment::bytes::java_cmp_nullable(d.value(*a), d.value(*b)));
+        ids.sort_by(|a, b| java_cmp_nullable(d.value(*a), d.value(*b)));
         if dim.multi_value_handling == MultiValueHandling::SortedSet {
             ids.dedup();
         }
@@ -928,7 +929,7 @@ fn sketch_text<'a>(v: &'a Value<'a>) -> Result<Option<std::borrow::Cow<'a, str>>
         Value::Null => None,
         Value::Str(s) => Some(Cow::Borrowed(s)),
         Value::Long(n) => Some(Cow::Owned(n.to_string())),
-        Value::Double(d) => Some(Cow::Owned(dictionary::java_double_string(*d))),
+        Value::Double(d) => Some(Cow::Owned(java_double_string(*d))),
         Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         Value::List(_) | Value::Nested => return Err(format!("{v:?} cannot be counted")),
     })
@@ -956,7 +957,7 @@ impl MetricValues {
                 return 17;
             }
             MetricValues::Sketch { sketches, .. } => {
-                sketches.push(hll::Hll::default());
+                sketches.push(Hll::default());
                 return 1_056;
             }
             _ => {}
@@ -1018,7 +1019,7 @@ impl MetricValues {
                 for item in items {
                     if let Some(text) = sketch_text(item)? {
                         if *cardinality {
-                            sketches[row].add_hash(&hll::murmur3_128_chars(&text));
+                            sketches[row].add_hash(&murmur3_128_chars(&text));
                         } else {
                             sketches[row].add_str(&text);
                         }

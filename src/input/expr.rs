@@ -14,8 +14,7 @@
 
 use super::joda::JodaPattern;
 use super::{FieldTable, Value};
-use crate::index::dictionary::java_double_string;
-use crate::segment::bytes::java_cmp;
+use crate::java::{java_cmp, java_double_string, parse_java_double};
 use crate::spec::granularity::Granularity;
 use crate::spec::time::{civil_from_days, days_from_civil, parse_iso, write_iso};
 use std::borrow::Cow;
@@ -57,24 +56,7 @@ fn parse_number(s: &str) -> Option<Num> {
     if let Ok(v) = s.parse::<i64>() {
         return Some(Num::Long(v));
     }
-    java_double(s).map(Num::Double)
-}
-
-/// Guava's Doubles.tryParse: Java's decimal forms plus NaN and Infinity,
-/// not Rust's extra spellings (`inf`, `nan`).
-fn java_double(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => Some(f64::NAN),
-        "Infinity" | "+Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
-        _ if s
-            .bytes()
-            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') =>
-        {
-            None
-        }
-        _ => s.parse().ok(),
-    }
+    parse_java_double(s).map(Num::Double)
 }
 
 impl<'a> Eval<'a> {

@@ -7,7 +7,7 @@
 pub mod merge;
 
 use crate::index::{IncrementalIndex, MULTI_VALUE_BIT, MetricValues, RowBits, Sink};
-use crate::segment::bytes::java_cmp;
+use crate::java::java_cmp;
 use crate::segment::complex::{ComplexKind, pair_cell};
 use crate::segment::writer::write_segment_dir;
 use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
