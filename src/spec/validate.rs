@@ -3,14 +3,10 @@
 //! unknown fields reported once each, and validation that names the JSON
 //! path of every bad value.
 
-pub mod granularity;
-pub mod period;
-pub mod sequence;
-pub mod time;
-
-use granularity::Granularity;
-use period::Period;
-use sequence::SequenceNumber;
+use super::granularity::Granularity;
+use super::period::Period;
+use super::sequence::SequenceNumber;
+use super::time;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
