@@ -9,7 +9,7 @@
 //! of dictionary ids in a shared arena, so adding a row allocates nothing
 //! unless it is new. Aggregators are stored column by column.
 
-pub mod dictionary;
+mod dictionary;
 mod metrics;
 
 pub use metrics::{Longs, MetricColumn, MetricInput, MetricValues, RowBits};
@@ -311,7 +311,8 @@ impl IncrementalIndex {
         }
     }
 
-    pub fn add_metric(&mut self, aggregator: &Aggregator, slot: Option<usize>) {
+    #[cfg(test)]
+    fn add_metric(&mut self, aggregator: &Aggregator, slot: Option<usize>) {
         let input = slot.map_or(MetricInput::None, |s| MetricInput::Slots(vec![s]));
         self.add_metric_with(aggregator, input, None);
     }

@@ -485,24 +485,6 @@ pub fn order_bits(ty: NumType, bits: u64) -> u64 {
     }
 }
 
-/// The inverse of `order_bits`.
-pub fn bits_from_order(ty: NumType, order: u64) -> u64 {
-    match ty {
-        NumType::Long => order ^ (1 << 63),
-        NumType::Double => {
-            if order >> 63 == 1 {
-                order & !(1 << 63)
-            } else {
-                !order
-            }
-        }
-        NumType::Float => {
-            let o = order as u32;
-            (if o >> 31 == 1 { o & !(1 << 31) } else { !o }) as u64
-        }
-    }
-}
-
 /// A numeric column (metric layout) from per-row values as bits.
 pub fn numeric_column(
     name: &str,

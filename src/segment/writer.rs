@@ -28,7 +28,7 @@ fn values_per_block(width: usize) -> usize {
 }
 
 /// Bytes per dictionary id, from the dictionary's size as Druid computes it.
-pub fn id_width(cardinality: usize) -> usize {
+fn id_width(cardinality: usize) -> usize {
     match cardinality {
         0..=0xFF => 1,
         0x100..=0xFFFF => 2,

@@ -54,7 +54,7 @@ impl KinesisConfig {
     /// The endpoint URL and region: a host names its region
     /// (`kinesis.<region>.amazonaws.com`); for a URL the region comes from
     /// AWS_REGION, else us-east-1.
-    pub fn endpoint_and_region(&self) -> (String, String) {
+    fn endpoint_and_region(&self) -> (String, String) {
         let e = self.endpoint.trim();
         if e.starts_with("http://") || e.starts_with("https://") {
             let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());

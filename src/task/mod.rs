@@ -4,10 +4,10 @@
 
 mod pipeline;
 mod publish;
-pub mod report;
+mod report;
 pub mod sample;
 mod shards;
-pub mod stats;
+mod stats;
 
 pub(crate) use pipeline::entities_of;
 pub use pipeline::{Pipeline, RowFate, RowStage};
