@@ -24,6 +24,7 @@ use crate::persist::{PersistResult, Persister, dimension_orders, sink_to_segment
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
 use crate::segment::SegmentData;
 use crate::segment::writer::{SegmentFileSet, build_segment};
+use crate::source::buffer::ShardBuffers;
 use crate::source::dump::Dump;
 use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
@@ -329,24 +330,24 @@ impl Runner<'_> {
         })
     }
 
-    fn ingest(
-        &mut self,
+    /// The one start-up path of replay and live reads: each shard's
+    /// assignment (its start checked against the earliest record unless
+    /// skipSequenceNumberAvailabilityCheck), then the supplier that reads
+    /// them, from the dump when there is one, else from Kinesis.
+    fn start_reading(
+        &self,
         dump: Option<&Dump>,
         span: &SequenceSpan,
-        persist_dir: &Path,
-    ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
-        let task = self.task;
-        let r = &task.resolved;
-        let tuning = &task.tuning_config;
+        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+    ) -> Result<(Vec<ShardState>, ShardBuffers)> {
+        let tuning = &self.task.tuning_config;
         let mut shards: Vec<ShardState> = shard_assignments(span)
             .into_iter()
             .map(|assignment| ShardState::new(assignment, Vec::new()))
             .collect();
-        // Live reads ask Kinesis for new shards on this thread.
-        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
         if !tuning.skip_sequence_number_availability_check {
             for s in &mut shards {
-                self.check_start_available(dump, &mut list_conn, &mut s.assignment)?;
+                self.check_start_available(dump, list_conn, &mut s.assignment)?;
             }
         }
         let assignments: Vec<ShardAssignment> =
@@ -356,7 +357,7 @@ impl Runner<'_> {
             .map(|n| n as usize)
             .unwrap_or(assignments.len())
             .max(1);
-        let mut supplier = match dump {
+        let supplier = match dump {
             Some(dump) => ReplaySupplier::start(
                 dump,
                 &assignments,
@@ -376,6 +377,21 @@ impl Runner<'_> {
                 },
             )?,
         };
+        Ok((shards, supplier))
+    }
+
+    fn ingest(
+        &mut self,
+        dump: Option<&Dump>,
+        span: &SequenceSpan,
+        persist_dir: &Path,
+    ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
+        let task = self.task;
+        let r = &task.resolved;
+        let tuning = &task.tuning_config;
+        // Live reads ask Kinesis for new shards on this thread.
+        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
+        let (mut shards, mut supplier) = self.start_reading(dump, span, &mut list_conn)?;
 
         let Pipeline {
             mut parser,
