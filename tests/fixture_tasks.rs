@@ -162,7 +162,7 @@ fn csv_number(v: &Value) -> Option<i64> {
 /// (HLL with 2,048 registers has a 2.3% standard error).
 #[test]
 fn fixture_02_csv_with_hyper_unique() {
-    use kinesis_peon::index::hll::Hll;
+    use kinesis_peon::java::hll::Hll;
     use kinesis_peon::segment::NumericValues;
     let (base, s) = run_fixture("02-csv-flights.json", "csv");
     assert_eq!(s.stats.processed, ROWS as u64);
@@ -314,7 +314,8 @@ fn complex_metrics_survive_persists_byte_for_byte() {
 /// expression, an expression-fed doubleSum and longFirst, against naive sums.
 #[test]
 fn cardinality_filtered_and_expression_aggregators() {
-    use kinesis_peon::index::hll::{Hll, murmur3_128_chars};
+    use kinesis_peon::java::hll::Hll;
+    use kinesis_peon::java::murmur3_128_chars;
     use kinesis_peon::segment::NumericValues;
     let rows_n = 5_000usize;
     let dump = flights_dump("flights2-5k-aggs", 2, Some(rows_n as u64));

@@ -3,7 +3,7 @@
 //! index spec the writer supports come back as they went in. Druid stores
 //! NaN in double and float columns as it is, so NaN is written bit for bit.
 
-use kinesis_peon::segment::bytes::java_cmp_nullable;
+use kinesis_peon::java::java_cmp_nullable;
 use kinesis_peon::segment::reader::{self, read_segment};
 use kinesis_peon::segment::writer::write_segment_dir;
 use kinesis_peon::segment::*;

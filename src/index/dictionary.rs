@@ -2,6 +2,7 @@
 //! reserved for null. Lookups by `&str` allocate nothing.
 
 use crate::input::Value;
+use crate::java::java_double_string;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
@@ -137,34 +138,6 @@ fn short_hash(key: u64) -> u64 {
     h ^ (h >> 29)
 }
 
-/// Java's `Double.toString`: `1.0`, `0.001`, `1.0E7`, `1.5E-4`, `NaN`.
-pub fn java_double_string(d: f64) -> String {
-    if d.is_nan() {
-        return "NaN".into();
-    }
-    if d.is_infinite() {
-        return if d > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if d == 0.0 {
-        return if d.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    let abs = d.abs();
-    if (1e-3..1e7).contains(&abs) {
-        let s = format!("{d}");
-        if s.contains('.') { s } else { format!("{s}.0") }
-    } else {
-        // Rust's shortest form `1.5e-4` → Java's `1.5E-4`, always with a fraction.
-        let s = format!("{d:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let mantissa = if mantissa.contains('.') {
-            mantissa.to_string()
-        } else {
-            format!("{mantissa}.0")
-        };
-        format!("{mantissa}E{exp}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,12 +184,6 @@ mod tests {
 
     #[test]
     fn numbers_become_java_strings() {
-        assert_eq!(java_double_string(1.0), "1.0");
-        assert_eq!(java_double_string(1.5), "1.5");
-        assert_eq!(java_double_string(0.001), "0.001");
-        assert_eq!(java_double_string(1e7), "1.0E7");
-        assert_eq!(java_double_string(1.5e-4), "1.5E-4");
-        assert_eq!(java_double_string(-2.5e21), "-2.5E21");
         let mut d = Dictionary::new();
         let id = d.id_of_value(&Value::Long(2013)).unwrap();
         assert_eq!(d.value(id), Some("2013"));

@@ -41,7 +41,7 @@ impl ColumnSlots {
 }
 
 /// Druid's default list delimiter for csv and delimited input (Ctrl-A).
-pub const DEFAULT_LIST_DELIMITER: &str = "\u{1}";
+const DEFAULT_LIST_DELIMITER: &str = "\u{1}";
 
 impl Layout {
     pub fn new(

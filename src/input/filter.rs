@@ -6,8 +6,7 @@
 
 use super::expr::Expr;
 use super::{FieldTable, Value};
-use crate::index::dictionary::java_double_string;
-use crate::segment::bytes::java_cmp;
+use crate::java::{java_cmp, java_double_string};
 use crate::spec::time::parse_iso;
 use serde_json::Value as Json;
 use std::borrow::Cow;

@@ -3,12 +3,12 @@
 //! timestamp is taken from its slot, and the row goes on to the index. No
 //! `serde_json::Value` is built per row.
 
-pub mod delimited;
+mod delimited;
 pub mod expr;
 pub mod filter;
 pub mod flatten;
 pub mod joda;
-pub mod json;
+mod json;
 pub mod timestamp;
 pub mod transform;
 
@@ -256,11 +256,6 @@ impl<'a> RowBuffer<'a> {
     /// The row being filled (the last one started).
     pub fn current(&mut self) -> &mut Vec<Value<'a>> {
         &mut self.rows[self.len - 1]
-    }
-
-    /// Forget the last row started.
-    pub fn drop_last(&mut self) {
-        self.len -= 1;
     }
 
     pub fn rows(&self) -> &[Vec<Value<'a>>] {

@@ -10,9 +10,9 @@
 //! holds each persist's dictionaries and one decoded block per column, and
 //! the partition being filled, never whole persists.
 
-use crate::index::hll::Hll;
+use crate::java::hll::Hll;
+use crate::java::java_cmp_nullable;
 use crate::persist::{numeric_column, order_bits};
-use crate::segment::bytes::java_cmp_nullable;
 use crate::segment::complex::{ComplexKind, read_pair};
 use crate::segment::cursor::{DiskSegment, NumericCursor, NumericKind, StringCursor};
 use crate::segment::reader::{Column, read_column};

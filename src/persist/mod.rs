@@ -7,7 +7,7 @@
 pub mod merge;
 
 use crate::index::{IncrementalIndex, MULTI_VALUE_BIT, MetricValues, RowBits, Sink};
-use crate::segment::bytes::java_cmp;
+use crate::java::java_cmp;
 use crate::segment::complex::{ComplexKind, pair_cell};
 use crate::segment::writer::write_segment_dir;
 use crate::segment::{MetricColumn, NumericDimension, NumericValues, SegmentData, StringColumn};
@@ -481,24 +481,6 @@ pub fn order_bits(ty: NumType, bits: u64) -> u64 {
         NumType::Float => {
             let b = bits as u32;
             (if b >> 31 == 1 { !b } else { b | (1 << 31) }) as u64
-        }
-    }
-}
-
-/// The inverse of `order_bits`.
-pub fn bits_from_order(ty: NumType, order: u64) -> u64 {
-    match ty {
-        NumType::Long => order ^ (1 << 63),
-        NumType::Double => {
-            if order >> 63 == 1 {
-                order & !(1 << 63)
-            } else {
-                !order
-            }
-        }
-        NumType::Float => {
-            let o = order as u32;
-            (if o >> 31 == 1 { o & !(1 << 31) } else { !o }) as u64
         }
     }
 }

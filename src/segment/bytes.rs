@@ -1,27 +1,10 @@
 //! Building blocks both ways: a bounds-checked reader that names where it
-//! failed, GenericIndexed v1 lists, Java string order, block compression.
+//! failed, GenericIndexed v1 lists, block compression.
 
+use crate::java::java_cmp_nullable;
 use crate::spec::Compression;
 use anyhow::{Result, bail};
 use std::cmp::Ordering;
-
-/// Java's `String.compareTo`: UTF-16 code unit order.
-pub fn java_cmp(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.cmp(b);
-    }
-    a.encode_utf16().cmp(b.encode_utf16())
-}
-
-/// Null sorts first, as in Druid's dictionaries.
-pub fn java_cmp_nullable(a: Option<&str>, b: Option<&str>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => java_cmp(a, b),
-    }
-}
 
 pub fn compression_id(c: Compression) -> u8 {
     match c {
@@ -669,13 +652,6 @@ mod tests {
         far.extend(std::iter::repeat_n(7u8, 5_000));
         let packed = lzf_compress(&far).unwrap();
         assert_eq!(lzf::decompress(&packed, far.len()).unwrap(), far);
-    }
-
-    #[test]
-    fn java_order_puts_supplementary_before_high_bmp() {
-        assert_eq!(java_cmp("\u{10000}", "\u{FFFF}"), Ordering::Less);
-        assert_eq!("\u{10000}".cmp("\u{FFFF}"), Ordering::Greater);
-        assert_eq!(java_cmp("a", "b"), Ordering::Less);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! null pair.
 
 use super::bytes::{ByteReader, write_generic_indexed};
-use crate::index::hll::Hll;
+use crate::java::hll::Hll;
 use crate::spec::NumType;
 use anyhow::{Result, bail};
 

@@ -198,7 +198,7 @@ impl SegmentData {
     /// Metric names in the order Druid stores them (Java-sorted).
     pub fn sorted_metrics(&self) -> Vec<&MetricColumn> {
         let mut m: Vec<&MetricColumn> = self.metrics.iter().collect();
-        m.sort_by(|a, b| bytes::java_cmp(&a.name, &b.name));
+        m.sort_by(|a, b| crate::java::java_cmp(&a.name, &b.name));
         m
     }
 }

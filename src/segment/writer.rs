@@ -28,7 +28,7 @@ fn values_per_block(width: usize) -> usize {
 }
 
 /// Bytes per dictionary id, from the dictionary's size as Druid computes it.
-pub fn id_width(cardinality: usize) -> usize {
+fn id_width(cardinality: usize) -> usize {
     match cardinality {
         0..=0xFF => 1,
         0x100..=0xFFFF => 2,
@@ -616,7 +616,7 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
     }
 
     let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    names.sort_by(|a, b| super::bytes::java_cmp(a, b));
+    names.sort_by(|a, b| crate::java::java_cmp(a, b));
     if names.windows(2).any(|w| w[0] == w[1]) {
         bail!("two columns share a name");
     }

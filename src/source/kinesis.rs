@@ -7,12 +7,12 @@
 //! is replaced by one after the last sequence number read.
 
 use super::buffer::{FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, fetch_loop, work_queue};
-use super::dump::{HashKeyRange, SequenceNumberRange, ShardInfo};
+use super::dump::ShardInfo;
+use super::kinesis_api::{IteratorStart, KinesisApi, KinesisError};
 use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment, normalize_decimal};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::{Credentials, Region};
-use aws_sdk_kinesis::types::ShardIteratorType;
 use crossbeam_channel::bounded;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,7 +54,7 @@ impl KinesisConfig {
     /// The endpoint URL and region: a host names its region
     /// (`kinesis.<region>.amazonaws.com`); for a URL the region comes from
     /// AWS_REGION, else us-east-1.
-    pub fn endpoint_and_region(&self) -> (String, String) {
+    fn endpoint_and_region(&self) -> (String, String) {
         let e = self.endpoint.trim();
         if e.starts_with("http://") || e.starts_with("https://") {
             let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
@@ -257,7 +257,7 @@ fn back_off(s: &mut ShardFetch, config: &KinesisConfig, why: &str) {
 /// recordsPerFetch) in batches of `batch`, None to try again, or a failure
 /// that stops the task.
 fn fetch(
-    conn: &KinesisConnection,
+    api: &impl KinesisApi,
     config: &KinesisConfig,
     pool: &RecordsPool,
     s: &mut ShardFetch,
@@ -265,37 +265,22 @@ fn fetch(
 ) -> Result<Option<Vec<RecordBatch>>> {
     let shard_id = s.assignment.shard_id.clone();
     if s.iterator.is_none() {
-        let mut req = conn
-            .client
-            .get_shard_iterator()
-            .stream_name(&config.stream)
-            .shard_id(&shard_id);
-        req = match (&s.last, &s.assignment.start) {
-            (Some(last), _) => req
-                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                .starting_sequence_number(last.to_string()),
-            (None, SequenceNumber::Number(n)) => req
-                .shard_iterator_type(if s.assignment.exclusive {
-                    ShardIteratorType::AfterSequenceNumber
-                } else {
-                    ShardIteratorType::AtSequenceNumber
-                })
-                .starting_sequence_number(n.to_string()),
-            (None, SequenceNumber::UnreadLatest) => {
-                req.shard_iterator_type(ShardIteratorType::Latest)
+        let start = match (&s.last, &s.assignment.start) {
+            (Some(last), _) => IteratorStart::After(last.to_string()),
+            (None, SequenceNumber::Number(n)) if s.assignment.exclusive => {
+                IteratorStart::After(n.to_string())
             }
-            (None, _) => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            (None, SequenceNumber::Number(n)) => IteratorStart::At(n.to_string()),
+            (None, SequenceNumber::UnreadLatest) => IteratorStart::Latest,
+            (None, _) => IteratorStart::TrimHorizon,
         };
-        match conn.runtime.block_on(req.send()) {
-            Ok(out) => s.iterator = out.shard_iterator,
-            Err(e) => {
-                let err = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
-                if retryable(&err) {
-                    back_off(s, config, &format!("GetShardIterator: {err}"));
-                    return Ok(None);
-                }
-                bail!("shard {shard_id}: GetShardIterator failed: {err}");
+        match api.shard_iterator(&config.stream, &shard_id, &start) {
+            Ok(iterator) => s.iterator = iterator,
+            Err(e) if e.is_retryable() => {
+                back_off(s, config, &format!("GetShardIterator: {e}"));
+                return Ok(None);
             }
+            Err(e) => bail!("shard {shard_id}: GetShardIterator failed: {e}"),
         }
         if s.iterator.is_none() {
             // A closed shard read to its end has no iterator.
@@ -303,32 +288,23 @@ fn fetch(
         }
     }
     let iterator = s.iterator.clone().expect("set above");
-    let out = match conn.runtime.block_on(
-        conn.client
-            .get_records()
-            .shard_iterator(iterator)
-            .limit(config.records_per_fetch)
-            .send(),
-    ) {
+    let out = match api.records(&iterator, config.records_per_fetch) {
         Ok(out) => out,
-        Err(e) => {
-            let err = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
-            if err.contains("ExpiredIteratorException") {
-                log::warn!(
-                    "shard {shard_id}: iterator expired; asking for a new one after {}",
-                    s.last
-                        .as_ref()
-                        .map_or("the start".to_string(), |l| l.to_string())
-                );
-                s.iterator = None;
-                return Ok(None);
-            }
-            if retryable(&err) {
-                back_off(s, config, &format!("GetRecords: {err}"));
-                return Ok(None);
-            }
-            bail!("shard {shard_id}: GetRecords failed: {err}");
+        Err(KinesisError::ExpiredIterator(_)) => {
+            log::warn!(
+                "shard {shard_id}: iterator expired; asking for a new one after {}",
+                s.last
+                    .as_ref()
+                    .map_or("the start".to_string(), |l| l.to_string())
+            );
+            s.iterator = None;
+            return Ok(None);
         }
+        Err(e) if e.is_retryable() => {
+            back_off(s, config, &format!("GetRecords: {e}"));
+            return Ok(None);
+        }
+        Err(e) => bail!("shard {shard_id}: GetRecords failed: {e}"),
     };
     s.backoff = Duration::ZERO;
     // The reply's records, cut into batches of at most `batch` as they are read.
@@ -346,12 +322,9 @@ fn fetch(
         if chunks.last().is_none_or(|c| c.len() >= batch) {
             chunks.push(pool.take(batch, 0));
         }
-        let arrival_millis = r
-            .approximate_arrival_timestamp
-            .map(|t| t.to_millis().unwrap_or(0))
-            .unwrap_or(0);
+        let arrival_millis = r.arrival.map(|t| t.to_millis().unwrap_or(0)).unwrap_or(0);
         let chunk = chunks.last_mut().expect("just ensured");
-        chunk.push(sequence, arrival_millis, r.data.as_ref());
+        chunk.push(sequence, arrival_millis, &r.data);
         if s.assignment.end != SequenceNumber::NoEnd
             && s.assignment.end.cmp_digits(sequence).is_le()
         {
@@ -359,7 +332,7 @@ fn fetch(
             break;
         }
     }
-    s.iterator = out.next_shard_iterator;
+    s.iterator = out.next_iterator;
     if end == BatchEnd::More && s.iterator.is_none() {
         end = BatchEnd::EndOfShard;
     }
@@ -382,7 +355,7 @@ fn fetch(
                 shard: s.index,
                 records,
                 end: if i + 1 == count { end } else { BatchEnd::More },
-                millis_behind: out.millis_behind_latest,
+                millis_behind: out.millis_behind,
             })
             .collect(),
     ))
@@ -409,75 +382,34 @@ fn end_batch(s: &ShardFetch, end: BatchEnd) -> RecordBatch {
     }
 }
 
-/// Throttling, server-side and network failures are worth retrying;
-/// a bad request is not.
-fn retryable(err: &str) -> bool {
-    [
-        "ProvisionedThroughputExceeded",
-        "LimitExceeded",
-        "Throttl",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "dispatch failure",
-        "timeout",
-        "io error",
-        "connection",
-        "Connection",
-        "response error",
-        "KMSThrottling",
-    ]
-    .iter()
-    .any(|k| err.contains(k))
-}
-
 /// The sequence number of a shard's earliest record (TRIM_HORIZON), as
 /// Druid looks it up: following iterators past empty pages (at most 20);
 /// None when the shard holds no record.
 pub fn earliest_sequence_number(
-    conn: &KinesisConnection,
+    api: &impl KinesisApi,
     stream: &str,
     shard: &str,
 ) -> Result<Option<SequenceNumber>> {
-    let mut iterator = conn
-        .runtime
-        .block_on(
-            conn.client
-                .get_shard_iterator()
-                .stream_name(stream)
-                .shard_id(shard)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send(),
-        )
-        .map_err(|e| {
-            anyhow!(
-                "shard {shard}: GetShardIterator(TRIM_HORIZON): {}",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            )
-        })?
-        .shard_iterator;
+    let mut iterator = api
+        .shard_iterator(stream, shard, &IteratorStart::TrimHorizon)
+        .map_err(|e| anyhow!("shard {shard}: GetShardIterator(TRIM_HORIZON): {e}"))?;
     for _ in 0..20 {
         let Some(it) = iterator else {
             return Ok(None);
         };
-        let page = conn
-            .runtime
-            .block_on(conn.client.get_records().shard_iterator(it).limit(1).send())
-            .map_err(|e| {
-                anyhow!(
-                    "shard {shard}: GetRecords(TRIM_HORIZON): {}",
-                    aws_sdk_kinesis::error::DisplayErrorContext(&e)
-                )
-            })?;
+        let page = api
+            .records(&it, 1)
+            .map_err(|e| anyhow!("shard {shard}: GetRecords(TRIM_HORIZON): {e}"))?;
         if let Some(r) = page.records.first() {
             return SequenceNumber::parse(&r.sequence_number)
                 .map(Some)
                 .map_err(|e| anyhow!("shard {shard}: {e}"));
         }
-        if page.millis_behind_latest == Some(0) {
+        if page.millis_behind == Some(0) {
             // Caught up at the trim horizon: the shard is empty.
             return Ok(None);
         }
-        iterator = page.next_shard_iterator;
+        iterator = page.next_iterator;
     }
     Ok(None)
 }
@@ -489,60 +421,27 @@ pub fn earliest_sequence_number(
 /// second after its last record (its next iterator is a second past that
 /// record, short of the shard's end). Only the page without a next
 /// iterator ends a closed shard.
-pub fn shard_is_closed(conn: &KinesisConnection, stream: &str, shard: &str) -> Result<bool> {
-    Ok(list_shards(conn, stream)?
+pub fn shard_is_closed(api: &impl KinesisApi, stream: &str, shard: &str) -> Result<bool> {
+    Ok(list_shards(api, stream)?
         .iter()
         .any(|s| s.shard_id == shard && s.sequence_number_range.ending_sequence_number.is_some()))
 }
 
 /// Every shard of the stream as ListShards gives it (in the shape of a
 /// dump's shards.json), following pages.
-pub fn list_shards(conn: &KinesisConnection, stream: &str) -> Result<Vec<ShardInfo>> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut req = conn.client.list_shards();
-        req = match &token {
-            Some(t) => req.next_token(t),
-            None => req.stream_name(stream),
-        };
-        let page = conn.runtime.block_on(req.send()).map_err(|e| {
-            anyhow!(
-                "ListShards {stream}: {}",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            )
-        })?;
-        shards.extend(page.shards.unwrap_or_default().into_iter().map(|s| {
-            ShardInfo {
-                shard_id: s.shard_id,
-                parent_shard_id: s.parent_shard_id,
-                adjacent_parent_shard_id: s.adjacent_parent_shard_id,
-                hash_key_range: s.hash_key_range.map(|h| HashKeyRange {
-                    starting_hash_key: h.starting_hash_key,
-                    ending_hash_key: h.ending_hash_key,
-                }),
-                sequence_number_range: SequenceNumberRange {
-                    starting_sequence_number: s
-                        .sequence_number_range
-                        .as_ref()
-                        .map(|r| r.starting_sequence_number.clone())
-                        .unwrap_or_default(),
-                    ending_sequence_number: s
-                        .sequence_number_range
-                        .and_then(|r| r.ending_sequence_number),
-                },
-            }
-        }));
-        token = page.next_token;
-        if token.is_none() {
-            return Ok(shards);
-        }
-    }
+pub fn list_shards(api: &impl KinesisApi, stream: &str) -> Result<Vec<ShardInfo>> {
+    api.list_shards(stream)
+        .map_err(|e| anyhow!("ListShards {stream}: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::dump::SequenceNumberRange;
+    use super::super::kinesis_api::{KinesisRecord, RecordsPage};
     use super::*;
+    use aws_sdk_kinesis::primitives::DateTime;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
 
     /// A reply whose records go backwards or repeat one stops the task,
     /// naming the shard and both sequence numbers; the first record read
@@ -620,5 +519,271 @@ mod tests {
             !shown.contains("SECRET") && !shown.contains("AKIA"),
             "{shown}"
         );
+    }
+
+    /// A scripted Kinesis: GetShardIterator answers "it-N" (or what
+    /// `iterators` holds), GetRecords the next of `pages`; every start asked
+    /// for is kept.
+    #[derive(Default)]
+    struct FakeKinesis {
+        starts: RefCell<Vec<IteratorStart>>,
+        iterators: RefCell<VecDeque<Result<Option<String>, KinesisError>>>,
+        pages: RefCell<VecDeque<Result<RecordsPage, KinesisError>>>,
+        shards: Vec<ShardInfo>,
+    }
+
+    impl KinesisApi for FakeKinesis {
+        fn shard_iterator(
+            &self,
+            _stream: &str,
+            _shard: &str,
+            start: &IteratorStart,
+        ) -> Result<Option<String>, KinesisError> {
+            self.starts.borrow_mut().push(start.clone());
+            let n = self.starts.borrow().len();
+            self.iterators
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Ok(Some(format!("it-{n}"))))
+        }
+
+        fn records(&self, _iterator: &str, _limit: i32) -> Result<RecordsPage, KinesisError> {
+            self.pages
+                .borrow_mut()
+                .pop_front()
+                .expect("a page scripted for every GetRecords")
+        }
+
+        fn list_shards(&self, _stream: &str) -> Result<Vec<ShardInfo>, KinesisError> {
+            Ok(self.shards.clone())
+        }
+    }
+
+    fn page(
+        sequences: &[&str],
+        next: Option<&str>,
+        behind: i64,
+    ) -> Result<RecordsPage, KinesisError> {
+        Ok(RecordsPage {
+            records: sequences
+                .iter()
+                .map(|s| KinesisRecord {
+                    sequence_number: s.to_string(),
+                    arrival: Some(DateTime::from_millis(1_000)),
+                    data: format!("data {s}").into_bytes(),
+                    partition_key: Some("k".into()),
+                })
+                .collect(),
+            next_iterator: next.map(String::from),
+            millis_behind: Some(behind),
+        })
+    }
+
+    fn shard(start: SequenceNumber, exclusive: bool, end: SequenceNumber) -> ShardFetch {
+        ShardFetch {
+            index: 0,
+            assignment: ShardAssignment {
+                shard_id: "shardId-000000000000".into(),
+                start,
+                exclusive,
+                end,
+            },
+            iterator: None,
+            last: None,
+            backoff: Duration::ZERO,
+        }
+    }
+
+    /// A delivered batch: its sequence numbers and its end.
+    type Delivered = (Vec<String>, BatchEnd);
+
+    /// What one fetch step delivered, batch by batch.
+    fn step(api: &FakeKinesis, s: &mut ShardFetch, batch: usize) -> Result<Option<Vec<Delivered>>> {
+        let pool = RecordsPool::new(8);
+        Ok(
+            fetch(api, &config("http://127.0.0.1:1"), &pool, s, batch)?.map(|batches| {
+                batches
+                    .into_iter()
+                    .map(|b| {
+                        let seqs = b.records.iter().map(|r| r.sequence.to_string()).collect();
+                        (seqs, b.end)
+                    })
+                    .collect()
+            }),
+        )
+    }
+
+    fn seqs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A shard read from TRIM_HORIZON to the page without a next iterator
+    /// ends with EndOfShard; records come in batches of the poll size.
+    #[test]
+    fn a_closed_shard_read_to_its_end_yields_end_of_shard() {
+        let api = FakeKinesis::default();
+        api.pages.borrow_mut().extend([
+            page(&["1", "2", "3"], Some("it-next"), 5),
+            page(&["4"], None, 0),
+        ]);
+        let mut s = shard(
+            SequenceNumber::UnreadTrimHorizon,
+            false,
+            SequenceNumber::NoEnd,
+        );
+        let first = step(&api, &mut s, 2).unwrap().unwrap();
+        assert_eq!(
+            first,
+            vec![
+                (seqs(&["1", "2"]), BatchEnd::More),
+                (seqs(&["3"]), BatchEnd::More)
+            ]
+        );
+        let second = step(&api, &mut s, 2).unwrap().unwrap();
+        assert_eq!(second, vec![(seqs(&["4"]), BatchEnd::EndOfShard)]);
+        assert_eq!(*api.starts.borrow(), vec![IteratorStart::TrimHorizon]);
+        // Asked again, a shard with no iterator left is at its end at once.
+        api.iterators.borrow_mut().push_back(Ok(None));
+        let third = step(&api, &mut s, 2).unwrap().unwrap();
+        assert_eq!(third, vec![(Vec::new(), BatchEnd::EndOfShard)]);
+        assert_eq!(api.starts.borrow()[1], IteratorStart::After("4".into()));
+    }
+
+    /// Starts follow Druid: an exclusive start reads after it, an inclusive
+    /// one at it; an end sequence number is inclusive and ends the shard's
+    /// reading (Exhausted) without reading past it.
+    #[test]
+    fn starts_and_ends_follow_druid() {
+        let api = FakeKinesis::default();
+        api.pages
+            .borrow_mut()
+            .push_back(page(&["5", "6", "7", "8"], Some("it-next"), 0));
+        let mut s = shard(
+            SequenceNumber::from_digits("5"),
+            true,
+            SequenceNumber::from_digits("7"),
+        );
+        let got = step(&api, &mut s, 10).unwrap().unwrap();
+        assert_eq!(got, vec![(seqs(&["5", "6", "7"]), BatchEnd::Exhausted)]);
+        assert_eq!(*api.starts.borrow(), vec![IteratorStart::After("5".into())]);
+
+        let api = FakeKinesis::default();
+        api.pages
+            .borrow_mut()
+            .push_back(page(&["3", "4"], Some("n"), 0));
+        let mut s = shard(
+            SequenceNumber::from_digits("4"),
+            false,
+            SequenceNumber::NoEnd,
+        );
+        let got = step(&api, &mut s, 10).unwrap().unwrap();
+        assert_eq!(
+            got,
+            vec![(seqs(&["4"]), BatchEnd::More)],
+            "before the start is skipped"
+        );
+        assert_eq!(*api.starts.borrow(), vec![IteratorStart::At("4".into())]);
+    }
+
+    /// An expired iterator is replaced by one after the last record read;
+    /// nothing is delivered for that step and nothing fails.
+    #[test]
+    fn an_expired_iterator_is_replaced_after_the_last_record() {
+        let api = FakeKinesis::default();
+        api.pages.borrow_mut().extend([
+            page(&["10", "11"], Some("it-next"), 100),
+            Err(KinesisError::ExpiredIterator("too old".into())),
+            page(&["12"], Some("it-next"), 0),
+        ]);
+        let mut s = shard(
+            SequenceNumber::UnreadTrimHorizon,
+            false,
+            SequenceNumber::NoEnd,
+        );
+        step(&api, &mut s, 10).unwrap().unwrap();
+        assert!(step(&api, &mut s, 10).unwrap().is_none());
+        assert_eq!(s.iterator, None);
+        let got = step(&api, &mut s, 10).unwrap().unwrap();
+        assert_eq!(got, vec![(seqs(&["12"]), BatchEnd::More)]);
+        assert_eq!(
+            *api.starts.borrow(),
+            vec![
+                IteratorStart::TrimHorizon,
+                IteratorStart::After("11".into())
+            ]
+        );
+    }
+
+    /// Throttling and transient failures back off (from 100 ms, doubling)
+    /// and retry; a success resets the back-off; a failure retrying cannot
+    /// help stops the task naming the shard.
+    #[test]
+    fn throttling_backs_off_and_a_fatal_error_stops() {
+        let api = FakeKinesis::default();
+        api.iterators
+            .borrow_mut()
+            .push_back(Err(KinesisError::Transient("connection refused".into())));
+        api.pages.borrow_mut().extend([
+            Err(KinesisError::Throttled(
+                "ProvisionedThroughputExceeded".into(),
+            )),
+            page(&["1"], Some("it-next"), 0),
+            Err(KinesisError::Fatal("AccessDeniedException".into())),
+        ]);
+        let mut s = shard(
+            SequenceNumber::UnreadTrimHorizon,
+            false,
+            SequenceNumber::NoEnd,
+        );
+        assert!(step(&api, &mut s, 10).unwrap().is_none());
+        assert_eq!(s.backoff, Duration::from_millis(100));
+        assert!(step(&api, &mut s, 10).unwrap().is_none());
+        assert_eq!(s.backoff, Duration::from_millis(200));
+        step(&api, &mut s, 10).unwrap().unwrap();
+        assert_eq!(s.backoff, Duration::ZERO);
+        let err = step(&api, &mut s, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("shardId-000000000000") && err.contains("AccessDeniedException"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_throttling_and_transient_failures_are_retried() {
+        assert!(KinesisError::Throttled(String::new()).is_retryable());
+        assert!(KinesisError::Transient(String::new()).is_retryable());
+        assert!(!KinesisError::ExpiredIterator(String::new()).is_retryable());
+        assert!(!KinesisError::Fatal(String::new()).is_retryable());
+    }
+
+    /// The earliest record is found past empty pages; a shard caught up
+    /// at its trim horizon is empty. ListShards shows a closed shard.
+    #[test]
+    fn lookups_find_the_earliest_record_and_closed_shards() {
+        let api = FakeKinesis::default();
+        api.pages
+            .borrow_mut()
+            .extend([page(&[], Some("a"), 500), page(&["0042"], Some("b"), 0)]);
+        let earliest = earliest_sequence_number(&api, "s", "shardId-000000000000").unwrap();
+        assert_eq!(earliest, Some(SequenceNumber::from_digits("42")));
+        api.pages.borrow_mut().push_back(page(&[], Some("a"), 0));
+        assert_eq!(earliest_sequence_number(&api, "s", "x").unwrap(), None);
+
+        let closed = |id: &str, end: Option<&str>| ShardInfo {
+            shard_id: id.into(),
+            parent_shard_id: None,
+            adjacent_parent_shard_id: None,
+            hash_key_range: None,
+            sequence_number_range: SequenceNumberRange {
+                starting_sequence_number: "1".into(),
+                ending_sequence_number: end.map(String::from),
+            },
+        };
+        let api = FakeKinesis {
+            shards: vec![closed("a", Some("9")), closed("b", None)],
+            ..FakeKinesis::default()
+        };
+        assert!(shard_is_closed(&api, "s", "a").unwrap());
+        assert!(!shard_is_closed(&api, "s", "b").unwrap());
     }
 }

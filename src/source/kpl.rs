@@ -10,7 +10,7 @@
 use md5::{Digest, Md5};
 use prost::Message;
 
-pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
+const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 const DIGEST_BYTES: usize = 16;
 
 /// The KPL's `messages.proto`, as prost messages.

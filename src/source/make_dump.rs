@@ -21,7 +21,7 @@ pub enum LineFormat {
 
 impl LineFormat {
     /// Guess from the file name (`.ndjson`, `.json`, `.jsonl`, `.csv`, `.tsv`, optionally `.gz`).
-    pub fn from_path(path: &Path) -> Option<LineFormat> {
+    fn from_path(path: &Path) -> Option<LineFormat> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
         let name = name.strip_suffix(".gz").unwrap_or(&name);
         let name = name.strip_suffix(".zst").unwrap_or(name);
@@ -69,7 +69,7 @@ pub struct MakeDumpSummary {
 }
 
 /// Evenly split the 128-bit hash key space as CreateStream does.
-pub fn hash_ranges(shards: usize) -> Vec<(u128, u128)> {
+fn hash_ranges(shards: usize) -> Vec<(u128, u128)> {
     let n = shards as u128;
     if n <= 1 {
         return vec![(0, u128::MAX)];
@@ -93,7 +93,7 @@ pub fn hash_ranges(shards: usize) -> Vec<(u128, u128)> {
 }
 
 /// The hash key Kinesis derives from a partition key.
-pub fn hash_key(partition_key: &str) -> u128 {
+fn hash_key(partition_key: &str) -> u128 {
     let digest = Md5::digest(partition_key.as_bytes());
     u128::from_be_bytes(digest.into())
 }

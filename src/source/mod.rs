@@ -5,6 +5,7 @@
 pub mod buffer;
 pub mod dump;
 pub mod kinesis;
+pub mod kinesis_api;
 pub mod kpl;
 pub mod make_dump;
 pub mod record;

@@ -4,9 +4,9 @@
 
 use super::SequenceNumber;
 use super::dump::{DumpLineOut, ShardInfo, ShardList};
-use super::kinesis::{KinesisConfig, KinesisConnection, connect, list_shards, shard_is_closed};
+use super::kinesis::{KinesisConfig, connect, list_shards, shard_is_closed};
+use super::kinesis_api::{IteratorStart, KinesisApi};
 use anyhow::{Context, Result, anyhow, bail};
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -46,33 +46,18 @@ struct Capture {
 }
 
 fn start_capture(
-    conn: &KinesisConnection,
+    api: &impl KinesisApi,
     opts: &RecordOptions,
     info: ShardInfo,
-    kind: ShardIteratorType,
+    start: &IteratorStart,
 ) -> Result<Capture> {
     let path = opts.out.join(format!("{}.jsonl", info.shard_id));
     let out = BufWriter::new(
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
     );
-    let iterator = conn
-        .runtime
-        .block_on(
-            conn.client
-                .get_shard_iterator()
-                .stream_name(&opts.config.stream)
-                .shard_id(&info.shard_id)
-                .shard_iterator_type(kind)
-                .send(),
-        )
-        .map_err(|e| {
-            anyhow!(
-                "GetShardIterator {}: {}",
-                info.shard_id,
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            )
-        })?
-        .shard_iterator;
+    let iterator = api
+        .shard_iterator(&opts.config.stream, &info.shard_id, start)
+        .map_err(|e| anyhow!("GetShardIterator {}: {e}", info.shard_id))?;
     Ok(Capture {
         ended: iterator.is_none(),
         info,
@@ -95,13 +80,13 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
     if shards.is_empty() {
         bail!("stream {stream} has no shards");
     }
-    let kind = match opts.from {
-        From::TrimHorizon => ShardIteratorType::TrimHorizon,
-        From::Latest => ShardIteratorType::Latest,
+    let start = match opts.from {
+        From::TrimHorizon => IteratorStart::TrimHorizon,
+        From::Latest => IteratorStart::Latest,
     };
     let mut captures = Vec::new();
     for info in shards {
-        captures.push(start_capture(&conn, opts, info, kind.clone())?);
+        captures.push(start_capture(&conn, opts, info, &start)?);
     }
 
     // Shards are read in turn, one GetRecords each, so `--for` covers all.
@@ -122,21 +107,8 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
             };
             active += 1;
             let page = conn
-                .runtime
-                .block_on(
-                    conn.client
-                        .get_records()
-                        .shard_iterator(it)
-                        .limit(opts.config.records_per_fetch)
-                        .send(),
-                )
-                .map_err(|e| {
-                    anyhow!(
-                        "GetRecords {}: {}",
-                        c.info.shard_id,
-                        aws_sdk_kinesis::error::DisplayErrorContext(&e)
-                    )
-                })?;
+                .records(&it, opts.config.records_per_fetch)
+                .map_err(|e| anyhow!("GetRecords {}: {e}", c.info.shard_id))?;
             let empty = page.records.is_empty();
             got_any |= !empty;
             for r in page.records {
@@ -145,11 +117,8 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                 if c.last.as_ref().is_some_and(|l| &seq <= l) {
                     bail!("{}: sequence numbers went backwards", c.info.shard_id);
                 }
-                let arrival = r
-                    .approximate_arrival_timestamp
-                    .map(|t| t.as_secs_f64())
-                    .unwrap_or(0.0);
-                let data = base64::engine::general_purpose::STANDARD.encode(r.data.as_ref());
+                let arrival = r.arrival.map(|t| t.as_secs_f64()).unwrap_or(0.0);
+                let data = base64::engine::general_purpose::STANDARD.encode(&r.data);
                 line.clear();
                 serde_json::to_writer(
                     &mut line,
@@ -165,8 +134,8 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                 c.last = Some(seq);
                 c.count += 1;
             }
-            let caught_up = empty && page.millis_behind_latest.unwrap_or(0) == 0;
-            c.iterator = page.next_shard_iterator;
+            let caught_up = empty && page.millis_behind.unwrap_or(0) == 0;
+            c.iterator = page.next_iterator;
             if c.iterator.is_none() {
                 c.ended = true;
                 closed_now = true;
@@ -194,7 +163,7 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                             &conn,
                             opts,
                             info,
-                            ShardIteratorType::TrimHorizon,
+                            &IteratorStart::TrimHorizon,
                         )?);
                         active += 1;
                     }

@@ -7,11 +7,11 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
-pub const NO_END: &str = "NO_END_SEQUENCE_NUMBER";
+const NO_END: &str = "NO_END_SEQUENCE_NUMBER";
 pub const EOS: &str = "EOS";
-pub const EXPIRED: &str = "EXPIRED";
+const EXPIRED: &str = "EXPIRED";
 pub const UNREAD_TRIM_HORIZON: &str = "UNREAD_TRIM_HORIZON";
-pub const UNREAD_LATEST: &str = "UNREAD_LATEST";
+const UNREAD_LATEST: &str = "UNREAD_LATEST";
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SequenceNumber {
@@ -38,13 +38,6 @@ impl SequenceNumber {
 
     pub fn is_number(&self) -> bool {
         matches!(self, SequenceNumber::Number(_))
-    }
-
-    pub fn as_number(&self) -> Option<&str> {
-        match self {
-            SequenceNumber::Number(n) => Some(n),
-            _ => None,
-        }
     }
 
     /// How this compares with a number given as normalized digits.

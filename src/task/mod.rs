@@ -2,9 +2,16 @@
 //! build and push the segments, publish them with the end offsets, then
 //! write the status and report files.
 
-pub mod report;
+mod pipeline;
+mod publish;
+mod report;
 pub mod sample;
-pub mod stats;
+mod shards;
+mod stats;
+
+pub(crate) use pipeline::entities_of;
+pub use pipeline::{Pipeline, RowFate, RowStage};
+pub(crate) use shards::shard_assignments;
 
 use crate::index::{IncrementalIndex, MetricInput};
 use crate::input::expr::Expr;
@@ -17,6 +24,7 @@ use crate::persist::{PersistResult, Persister, dimension_orders, sink_to_segment
 use crate::publish::{DataSegment, MetadataStore, PublishOutcome, ShardSpec, StreamOffsets};
 use crate::segment::SegmentData;
 use crate::segment::writer::{SegmentFileSet, build_segment};
+use crate::source::buffer::ShardBuffers;
 use crate::source::dump::Dump;
 use crate::source::kinesis::{KinesisConfig, KinesisOptions, KinesisSupplier};
 use crate::source::kpl;
@@ -329,24 +337,24 @@ impl Runner<'_> {
         })
     }
 
-    fn ingest(
-        &mut self,
+    /// The one start-up path of replay and live reads: each shard's
+    /// assignment (its start checked against the earliest record unless
+    /// skipSequenceNumberAvailabilityCheck), then the supplier that reads
+    /// them, from the dump when there is one, else from Kinesis.
+    fn start_reading(
+        &self,
         dump: Option<&Dump>,
         span: &SequenceSpan,
-        persist_dir: &Path,
-    ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
-        let task = self.task;
-        let r = &task.resolved;
-        let tuning = &task.tuning_config;
+        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+    ) -> Result<(Vec<ShardState>, ShardBuffers)> {
+        let tuning = &self.task.tuning_config;
         let mut shards: Vec<ShardState> = shard_assignments(span)
             .into_iter()
             .map(|assignment| ShardState::new(assignment, Vec::new()))
             .collect();
-        // Live reads ask Kinesis for new shards on this thread.
-        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
         if !tuning.skip_sequence_number_availability_check {
             for s in &mut shards {
-                self.check_start_available(dump, &mut list_conn, &mut s.assignment)?;
+                self.check_start_available(dump, list_conn, &mut s.assignment)?;
             }
         }
         let assignments: Vec<ShardAssignment> =
@@ -356,7 +364,7 @@ impl Runner<'_> {
             .map(|n| n as usize)
             .unwrap_or(assignments.len())
             .max(1);
-        let mut supplier = match dump {
+        let supplier = match dump {
             Some(dump) => ReplaySupplier::start(
                 dump,
                 &assignments,
@@ -376,6 +384,21 @@ impl Runner<'_> {
                 },
             )?,
         };
+        Ok((shards, supplier))
+    }
+
+    fn ingest(
+        &mut self,
+        dump: Option<&Dump>,
+        span: &SequenceSpan,
+        persist_dir: &Path,
+    ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
+        let task = self.task;
+        let r = &task.resolved;
+        let tuning = &task.tuning_config;
+        // Live reads ask Kinesis for new shards on this thread.
+        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
+        let (mut shards, mut supplier) = self.start_reading(dump, span, &mut list_conn)?;
 
         let Pipeline {
             mut parser,
@@ -713,482 +736,10 @@ impl Runner<'_> {
         };
         Ok((index, persisted, end))
     }
-
-    /// The connection the poll thread uses for lookups (ListShards, the
-    /// earliest record), made on first use.
-    fn control_connection<'c>(
-        &self,
-        conn: &'c mut Option<crate::source::kinesis::KinesisConnection>,
-    ) -> Result<&'c crate::source::kinesis::KinesisConnection> {
-        if conn.is_none() {
-            *conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
-        }
-        Ok(conn.as_ref().expect("connected above"))
-    }
-
-    /// Druid's start-sequence availability check (peon-protocol §5.3): a
-    /// numbered start before the shard's earliest record (trimmed past
-    /// retention), or a shard whose earliest record is unknown, fails the
-    /// task naming both, unless resetOffsetAutomatically: then, with no
-    /// supervisor to reset the offsets, reading restarts at the earliest
-    /// record and the gap is logged.
-    fn check_start_available(
-        &self,
-        dump: Option<&Dump>,
-        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
-        a: &mut ShardAssignment,
-    ) -> Result<()> {
-        if !a.start.is_number() {
-            return Ok(());
-        }
-        let earliest = match dump {
-            Some(d) => match d.shard(&a.shard_id) {
-                Some(info) => Some(
-                    SequenceNumber::parse(&info.sequence_number_range.starting_sequence_number)
-                        .map_err(|e| anyhow!("dump shard {}: {e}", info.shard_id))?,
-                ),
-                // A shard missing from the dump is reported when reading starts.
-                None => return Ok(()),
-            },
-            None => {
-                let conn = self.control_connection(list_conn)?;
-                crate::source::kinesis::earliest_sequence_number(
-                    conn,
-                    &self.task.resolved.stream,
-                    &a.shard_id,
-                )?
-            }
-        };
-        let earliest_text = earliest
-            .as_ref()
-            .map_or("unknown (no records)".to_string(), |e| e.to_string());
-        if earliest.as_ref().is_some_and(|e| &a.start >= e) {
-            return Ok(());
-        }
-        if self.task.tuning_config.reset_offset_automatically {
-            log::warn!(
-                "shard {}: starting sequence number {} is no longer available (earliest is {earliest_text}); resetOffsetAutomatically: reading from the earliest record, the records in between are lost",
-                a.shard_id,
-                a.start
-            );
-            a.start = SequenceNumber::UnreadTrimHorizon;
-            a.exclusive = false;
-            return Ok(());
-        }
-        bail!(
-            "shard {}: starting sequence number {} is no longer available (earliest is {earliest_text}; trimmed past retention?); set resetOffsetAutomatically to restart from the earliest record, or skipSequenceNumberAvailabilityCheck to read from wherever Kinesis starts",
-            a.shard_id,
-            a.start
-        )
-    }
-
-    /// Start reading the children of resharding whose parents are now all
-    /// drained (from the dump's shard list, or ListShards when live).
-    fn start_ready_children(
-        &self,
-        dump: Option<&Dump>,
-        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
-        shards: &mut Vec<ShardState>,
-        supplier: &mut crate::source::buffer::ShardBuffers,
-    ) -> Result<()> {
-        let links = match dump {
-            Some(d) => d.links(),
-            None => {
-                let conn = self.control_connection(list_conn)?;
-                crate::source::dump::links(&crate::source::kinesis::list_shards(
-                    conn,
-                    &self.task.resolved.stream,
-                )?)
-            }
-        };
-        let drained: std::collections::BTreeMap<String, bool> = shards
-            .iter()
-            .map(|s| (s.assignment.shard_id.clone(), s.reached_end_of_shard))
-            .collect();
-        for (child, parents) in crate::source::ready_children(&links, &drained) {
-            log::info!(
-                "shard {child}: child of {}, read from TRIM_HORIZON now that its parents are drained",
-                parents.join(" and ")
-            );
-            let assignment = ShardAssignment {
-                shard_id: child,
-                start: SequenceNumber::UnreadTrimHorizon,
-                exclusive: false,
-                end: SequenceNumber::NoEnd,
-            };
-            let position = supplier.add_shard(assignment.clone())?;
-            debug_assert_eq!(position, shards.len());
-            shards.push(ShardState::new(assignment, parents));
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn publish(
-        &mut self,
-        index: &IncrementalIndex,
-        persisted: PersistResult,
-        span: &SequenceSpan,
-        end: StreamOffsets,
-        store: &mut MetadataStore,
-        storage: &LocalDeepStorage,
-        lock_version: &str,
-    ) -> Result<()> {
-        let task = self.task;
-        let r = &task.resolved;
-        let ds = &task.data_source;
-        // Every segment of the sequence lists the same metrics.
-        let metrics = r
-            .aggregators
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let metadata = self.metadata_json();
-        let dimension_names: Vec<String> =
-            index.dimensions.iter().map(|d| d.name.clone()).collect();
-        let dimension_types: Vec<Option<crate::spec::NumType>> = index
-            .dimensions
-            .iter()
-            .map(|d| d.numeric.as_ref().map(|n| n.ty))
-            .collect();
-        let max_rows = task.tuning_config.max_rows_per_segment as usize;
-        let plan = MergePlan {
-            dimensions: &dimension_names,
-            dimension_types: &dimension_types,
-            aggregators: &r.aggregators,
-            rollup: task.data_schema.granularity_spec.rollup,
-            max_rows_per_segment: max_rows,
-            metadata: &metadata,
-        };
-
-        // Per interval: its persisted spills (oldest first), then the rows
-        // still in memory.
-        type IntervalInputs<'s> = (
-            Vec<&'s crate::persist::Spill>,
-            Option<&'s crate::index::Sink>,
-        );
-        let mut intervals: std::collections::BTreeMap<(i64, i64), IntervalInputs> =
-            Default::default();
-        for spill in &persisted.spills {
-            intervals.entry(spill.interval).or_default().0.push(spill);
-        }
-        for sink in index.sinks.iter().filter(|s| !s.rows.is_empty()) {
-            intervals
-                .entry((sink.interval_start, sink.interval_end))
-                .or_default()
-                .1 = Some(sink);
-        }
-
-        let mut pushed: Vec<PublishedSegment> = Vec::new();
-        let mut allocator = store.allocator(ds)?;
-        let orders = dimension_orders(index);
-        let result = (|| -> Result<()> {
-            for (&interval, (spills, sink)) in &intervals {
-                let t0 = Instant::now();
-                let in_memory =
-                    sink.map(|sink| sink_to_segment(index, &orders, sink, metadata.clone()));
-                let mut built: Vec<(SegmentFileSet, Vec<String>, usize)> = Vec::new();
-                let mut build = |data: SegmentData| -> Result<()> {
-                    let files = build_segment(&data, &r.index_spec)?;
-                    let dims = data.dimensions.iter().map(|d| d.name.clone()).collect();
-                    built.push((files, dims, data.num_rows()));
-                    Ok(())
-                };
-                match in_memory {
-                    // Nothing persisted and small enough: written as it is.
-                    Some(data) if spills.is_empty() && data.num_rows() <= max_rows => build(data),
-                    in_memory => {
-                        let mut inputs: Vec<Box<dyn MergeInput + '_>> = Vec::new();
-                        for spill in spills {
-                            inputs.push(Box::new(
-                                SpillInput::open(&spill.dir, &plan).with_context(|| {
-                                    format!("reading intermediate persist {}", spill.dir.display())
-                                })?,
-                            ));
-                        }
-                        if let Some(data) = &in_memory {
-                            inputs.push(Box::new(MemoryInput::new(data, &plan)?));
-                        }
-                        merge(interval, &mut inputs, &plan, &mut build)
-                    }
-                }
-                .with_context(|| {
-                    format!(
-                        "writing the segments of {}",
-                        format_interval(interval.0, interval.1)
-                    )
-                })?;
-                self.stages.persist += t0.elapsed();
-
-                let identities =
-                    allocator.allocate(ds, &span.name, interval, built.len(), lock_version)?;
-                for ((files, dims, rows), identity) in built.into_iter().zip(identities) {
-                    let t0 = Instant::now();
-                    let target = storage.push(
-                        &files,
-                        &storage_dir(ds, interval, &identity.version, identity.partition_num),
-                    )?;
-                    self.stages.push += t0.elapsed();
-                    let segment = DataSegment {
-                        data_source: ds.clone(),
-                        interval: format_interval(interval.0, interval.1),
-                        version: identity.version.clone(),
-                        load_spec: target.load_spec,
-                        dimensions: dims.join(","),
-                        metrics: metrics.clone(),
-                        shard_spec: ShardSpec {
-                            kind: "numbered".into(),
-                            partition_num: identity.partition_num,
-                            partitions: identity.partitions,
-                        },
-                        binary_version: 9,
-                        size: target.size,
-                        identifier: identity.id(),
-                    };
-                    pushed.push(PublishedSegment {
-                        segment,
-                        path: target.path,
-                        rows,
-                    });
-                }
-            }
-            Ok(())
-        })();
-        let result = result.and_then(|()| allocator.commit());
-        let cleanup = |pushed: &[PublishedSegment]| {
-            for p in pushed {
-                let _ = storage.delete(&p.path);
-            }
-        };
-        if let Err(e) = result {
-            cleanup(&pushed);
-            return Err(e);
-        }
-
-        let t0 = Instant::now();
-        let start = StreamOffsets {
-            stream: r.stream.clone(),
-            offsets: span.start.clone(),
-            exclusive: span.exclusive.clone(),
-        };
-        let segments: Vec<DataSegment> = pushed.iter().map(|p| p.segment.clone()).collect();
-        let offsets = task.io_config.use_transaction.then_some((&start, &end));
-        let outcome = store.publish(ds, &segments, offsets);
-        self.stages.publish += t0.elapsed();
-        match outcome {
-            Ok(PublishOutcome::Published) => {
-                log::info!(
-                    "published {} segments of sequence {} with end offsets {}",
-                    pushed.len(),
-                    span.name,
-                    end.end_metadata_json()["partitions"]["partitionSequenceNumberMap"]
-                );
-                self.rows_out += pushed.iter().map(|p| p.rows as u64).sum::<u64>();
-                self.segments.extend(pushed);
-                Ok(())
-            }
-            Ok(PublishOutcome::AlreadyPublished) => {
-                log::info!(
-                    "segments of sequence {} were already published; removing this run's pushed copies",
-                    span.name
-                );
-                cleanup(&pushed);
-                self.already_published = true;
-                Ok(())
-            }
-            Err(e) => {
-                cleanup(&pushed);
-                Err(e.context(format!(
-                    "Failed to publish segments for sequence {}",
-                    span.name
-                )))
-            }
-        }
-    }
-}
-
-/// A record's entities when they are not its data as is: the user
-/// records of a KPL aggregate (with `deaggregate`), with JSON comments
-/// blanked out where the featureSpec allows them. None: the data as is.
-pub(crate) fn entities_of(
-    data: &[u8],
-    deaggregate: bool,
-    comments: Option<json_comments::CommentSettings>,
-) -> Result<Option<Vec<Vec<u8>>>, String> {
-    let users = if deaggregate {
-        kpl::deaggregate(data)?
-    } else {
-        None
-    };
-    let Some(settings) = comments else {
-        return Ok(users);
-    };
-    match users {
-        Some(mut users) => {
-            for user in &mut users {
-                if let Some(stripped) = crate::input::strip_json_comments(user, settings)? {
-                    *user = stripped;
-                }
-            }
-            Ok(Some(users))
-        }
-        None => Ok(crate::input::strip_json_comments(data, settings)?.map(|d| vec![d])),
-    }
 }
 
 /// Bench timing: the parse stage is timed on one record in this many.
 const PARSE_TIMING_SAMPLE: u64 = 128;
-
-/// What each shard of a sequence reads: from its start (inclusive unless
-/// listed exclusive) to its end, or until told to stop.
-pub(crate) fn shard_assignments(span: &SequenceSpan) -> Vec<ShardAssignment> {
-    span.start
-        .iter()
-        .map(|(shard, start)| ShardAssignment {
-            shard_id: shard.clone(),
-            start: start.clone(),
-            exclusive: span.exclusive.contains(shard),
-            end: span
-                .end
-                .get(shard)
-                .cloned()
-                .unwrap_or(SequenceNumber::NoEnd),
-        })
-        .collect()
-}
-
-/// The row path of a task: parser, index and timestamp parser, with every
-/// declared dimension and metric input given its slot.
-pub struct Pipeline {
-    pub parser: RowParser,
-    pub index: IncrementalIndex,
-    pub rows: RowStage,
-}
-
-/// What happens to a parsed row before the index: its timestamp, the
-/// transforms, the message-time window and the filter.
-pub struct RowStage {
-    ts_slot: usize,
-    ts_column: String,
-    timestamps: TimestampParser,
-    transforms: Option<Transforms>,
-    /// transformSpec.filter: rows it rejects are thrown away.
-    filter: Option<Filter>,
-    minimum_message_time: Option<i64>,
-    maximum_message_time: Option<i64>,
-}
-
-/// A parsed row's fate.
-pub enum RowFate {
-    /// Index it at this time.
-    Index(i64),
-    /// Thrown away (filter or message-time window), with the reason.
-    ThrownAway(&'static str),
-    /// Unparseable, with the reason.
-    Unparseable(String),
-}
-
-impl RowStage {
-    pub fn prepare(&mut self, row: &mut Vec<Value<'_>>) -> RowFate {
-        let mut time = match self
-            .timestamps
-            .parse(row.get(self.ts_slot).unwrap_or(&Value::Null))
-        {
-            Ok(t) => t,
-            Err(e) => return RowFate::Unparseable(format!("column {}: {e}", self.ts_column)),
-        };
-        if let Some(t) = &mut self.transforms
-            && let Err(e) = t.apply(row, &mut time)
-        {
-            return RowFate::Unparseable(e);
-        }
-        if self.minimum_message_time.is_some_and(|m| time < m)
-            || self.maximum_message_time.is_some_and(|m| time > m)
-        {
-            return RowFate::ThrownAway("outside minimumMessageTime / maximumMessageTime");
-        }
-        if let Some(f) = &self.filter {
-            match f.test(row, time) {
-                Ok(true) => {}
-                Ok(false) => return RowFate::ThrownAway("rejected by the transformSpec filter"),
-                Err(e) => return RowFate::Unparseable(format!("filter: {e}")),
-            }
-        }
-        RowFate::Index(time)
-    }
-}
-
-impl Pipeline {
-    pub fn new(task: &Task) -> Pipeline {
-        let r = &task.resolved;
-        let mut parser = RowParser::new(task);
-        let mut index = IncrementalIndex::new(
-            task.segment_granularity().clone(),
-            task.query_granularity().clone(),
-            task.data_schema.granularity_spec.rollup,
-        );
-        for d in &r.dimensions {
-            let slot = parser.fields.slot(&d.name);
-            let numeric = match d.kind {
-                DimensionType::String => None,
-                DimensionType::Long => Some(NumType::Long),
-                DimensionType::Float => Some(NumType::Float),
-                DimensionType::Double => Some(NumType::Double),
-            };
-            index.add_typed_dimension(&d.name, slot, numeric);
-            index.set_multi_value_handling(d.multi_value_handling);
-        }
-        for a in &r.aggregators {
-            let input = match &a.expression {
-                Some(source) => MetricInput::Expr(
-                    Expr::compile(source, &mut parser.fields)
-                        .expect("the expression was checked at validation"),
-                ),
-                None if a.fields.is_empty() => MetricInput::None,
-                None => {
-                    MetricInput::Slots(a.fields.iter().map(|f| parser.fields.slot(f)).collect())
-                }
-            };
-            let filter = a.filter.as_ref().map(|f| {
-                crate::input::filter::compile(f, "filtered aggregator", &mut parser.fields)
-                    .expect("the filter was checked at validation")
-            });
-            index.add_metric_with(a, input, filter);
-        }
-        let ts_slot = parser.fields.slot(&r.timestamp.column);
-        let spec = &task.data_schema.transform_spec;
-        let transforms = (!spec.transforms.is_empty()).then(|| {
-            Transforms::compile(
-                &spec.transforms,
-                "dataSchema.transformSpec.transforms",
-                &mut parser.fields,
-            )
-            .expect("the transforms were checked at validation")
-        });
-        let filter = spec.filter.as_ref().filter(|f| !f.is_null()).map(|f| {
-            crate::input::filter::compile(f, "dataSchema.transformSpec.filter", &mut parser.fields)
-                .expect("the filter was checked at validation")
-        });
-        let timestamps = TimestampParser::new(
-            r.timestamp_format.clone().expect("validated task"),
-            r.missing_timestamp,
-        );
-        Pipeline {
-            parser,
-            index,
-            rows: RowStage {
-                ts_slot,
-                ts_column: r.timestamp.column.clone(),
-                timestamps,
-                transforms,
-                filter,
-                minimum_message_time: r.minimum_message_time,
-                maximum_message_time: r.maximum_message_time,
-            },
-        }
-    }
-}
 
 /// Refuse, up front and by name, what this build cannot compute yet.
 fn check_supported(task: &Task) -> Result<()> {

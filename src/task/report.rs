@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 /// Druid truncates a failed status's message to 100 characters plus "...".
-pub fn truncate_error(msg: &str) -> String {
+fn truncate_error(msg: &str) -> String {
     if msg.chars().count() <= 100 {
         msg.to_string()
     } else {
