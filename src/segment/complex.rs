@@ -323,7 +323,10 @@ pub fn read_complex(what: &str, kind: ComplexKind, bytes: &[u8]) -> Result<Vec<V
                     _ => false,
                 };
                 if !sized {
-                    bail!("{what}: a pair cell of {} bytes with null flag {flag:?}", cell.len());
+                    bail!(
+                        "{what}: a pair cell of {} bytes with null flag {flag:?}",
+                        cell.len()
+                    );
                 }
                 let delta = if integer {
                     i32::from_le_bytes(cell[..4].try_into().expect("4 bytes")) as i64
@@ -393,11 +396,19 @@ mod tests {
         // with long ones (long values; floats are 4 bytes shorter).
         let ty = NumType::Long;
         let kind = ComplexKind::Pair(ty);
-        let cells = [pair_cell(1_000, Some(0x0102), ty), pair_cell(1_005, None, ty)];
+        let cells = [
+            pair_cell(1_000, Some(0x0102), ty),
+            pair_cell(1_005, None, ty),
+        ];
         let payload = pair_payload(&write_complex(kind, &cells).unwrap());
         assert_eq!(
             payload,
-            [&[0, 0, 0, 0, 0][..], &[2, 1, 0, 0, 0, 0, 0, 0], &[5, 0, 0, 0, 1]].concat()
+            [
+                &[0, 0, 0, 0, 0][..],
+                &[2, 1, 0, 0, 0, 0, 0, 0],
+                &[5, 0, 0, 0, 1]
+            ]
+            .concat()
         );
         let wide = [pair_cell(0, Some(7), ty), pair_cell(i64::MAX, None, ty)];
         let payload = pair_payload(&write_complex(kind, &wide).unwrap());
