@@ -26,7 +26,8 @@ use crate::spec::time::{format_interval, format_iso};
 use crate::spec::{
     AggregatorKind, DimensionType, LoadedTask, NumType, SequenceSpan, Task, load_task,
 };
-use crate::storage::{LocalDeepStorage, Packaging, ZIP_PROPERTY, storage_dir};
+use crate::storage::layout::SegmentPlace;
+use crate::storage::{DeepStorage, Location};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use stats::{ErrorKind, ParseErrors, RowStats};
@@ -94,7 +95,7 @@ pub struct StageTimes {
 #[derive(Debug, Clone)]
 pub struct PublishedSegment {
     pub segment: DataSegment,
-    pub path: PathBuf,
+    pub location: Location,
     pub rows: usize,
 }
 
@@ -242,6 +243,8 @@ impl ShardState {
 impl Runner<'_> {
     fn run_all(&mut self) -> Result<()> {
         check_supported(self.task)?;
+        let storage =
+            DeepStorage::from_properties(&self.opts.properties, &self.layout.deep_storage())?;
         let r = &self.task.resolved;
         let dump = match &self.opts.dump {
             Some(path) => {
@@ -258,9 +261,6 @@ impl Runner<'_> {
             None => None,
         };
         let mut store = MetadataStore::open(&self.layout.metadata_db())?;
-        let packaging =
-            Packaging::from_property(self.opts.properties.get(ZIP_PROPERTY).map(String::as_str))?;
-        let storage = LocalDeepStorage::new(&self.layout.deep_storage(), packaging)?;
         // The task lock's version: segments of chunks without used segments get it.
         let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
         // Persists of an earlier, interrupted run are not restored (Druid
@@ -824,7 +824,7 @@ impl Runner<'_> {
         span: &SequenceSpan,
         end: StreamOffsets,
         store: &mut MetadataStore,
-        storage: &LocalDeepStorage,
+        storage: &DeepStorage,
         lock_version: &str,
     ) -> Result<()> {
         let task = self.task;
@@ -920,7 +920,12 @@ impl Runner<'_> {
                     let t0 = Instant::now();
                     let target = storage.push(
                         &files,
-                        &storage_dir(ds, interval, &identity.version, identity.partition_num),
+                        &SegmentPlace {
+                            data_source: ds,
+                            interval,
+                            version: &identity.version,
+                            partition: identity.partition_num,
+                        },
                     )?;
                     self.stages.push += t0.elapsed();
                     let segment = DataSegment {
@@ -941,7 +946,7 @@ impl Runner<'_> {
                     };
                     pushed.push(PublishedSegment {
                         segment,
-                        path: target.path,
+                        location: target.location,
                         rows,
                     });
                 }
@@ -951,7 +956,12 @@ impl Runner<'_> {
         let result = result.and_then(|()| allocator.commit());
         let cleanup = |pushed: &[PublishedSegment]| {
             for p in pushed {
-                let _ = storage.delete(&p.path);
+                if let Err(e) = storage.delete(&p.location) {
+                    log::warn!(
+                        "could not remove the unpublished push {}: {e:#}",
+                        p.location
+                    );
+                }
             }
         };
         if let Err(e) = result {
