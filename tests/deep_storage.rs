@@ -411,23 +411,14 @@ fn flights_replay_to_google_through_an_xml_api_server_matches_a_local_zip_run() 
     let dump = flights_dump("flights4", 4, None);
     let base = fresh_dir("objstore-google");
     let task = flights_task(&base, "google", 4, "objstore", &[]);
-    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+    let props = owned(&[
+        ("druid.storage.type", "google"),
+        ("druid.google.bucket", "deep"),
+        ("druid.google.prefix", "druid/segments"),
+    ]);
+    let out = peon(&base, &task, &dump, &props)
         .envs(google_env(&server))
         .env("RUST_LOG", "debug")
-        .args(["run", "--task"])
-        .arg(&task)
-        .arg("--dump")
-        .arg(&dump)
-        .arg("--base-dir")
-        .arg(&base)
-        .args([
-            "-D",
-            "druid.storage.type=google",
-            "-D",
-            "druid.google.bucket=deep",
-            "-D",
-            "druid.google.prefix=druid/segments",
-        ])
         .output()
         .unwrap();
     assert!(
@@ -787,16 +778,10 @@ fn an_s3_server_refusing_every_write_fails_the_task_and_publishes_nothing() {
     let file = base.join("runtime.properties");
     let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&file, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
-        .env("RUST_LOG", "debug")
-        .args(["run", "--task"])
-        .arg(&task)
-        .arg("--dump")
-        .arg(&dump)
-        .arg("--base-dir")
-        .arg(&base)
+    let out = peon(&base, &task, &dump, &BTreeMap::new())
         .arg("--properties")
         .arg(&file)
+        .env("RUST_LOG", "debug")
         .output()
         .unwrap();
     assert!(!out.status.success());
