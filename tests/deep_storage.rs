@@ -531,12 +531,21 @@ fn a_segment_above_the_multipart_threshold_goes_up_in_parts_to_google() {
 
 // ---------------------------------------------------------------- outages
 
+/// What the relay does to the task's writes.
+#[derive(Clone, Copy)]
+enum Writes {
+    /// The n-th PUT closes a gate and tells the test; it and every later
+    /// PUT wait until the test opens the gate (the test stops the server
+    /// meanwhile).
+    GateAt(usize),
+    /// From the n-th upload (PUT, or POST of a multipart upload) on, each
+    /// is answered 403 AccessDenied, as S3 answers a principal without
+    /// s3:PutObject; reads and deletes pass.
+    RefuseFrom(usize),
+}
+
 /// A relay in front of an S3 server that forwards each request on a fresh
-/// upstream connection. With `Some(at)`, the `at`-th PUT closes a gate and
-/// tells the test; it and every later PUT wait until the test opens the
-/// gate (the test stops the server meanwhile). With None it refuses every
-/// write (PUT, POST, DELETE) as S3 refuses a principal without
-/// s3:PutObject: 403 AccessDenied; reads pass.
+/// upstream connection, doing to writes what `Writes` says.
 struct PutGate {
     port: u16,
     reached: std::sync::mpsc::Receiver<()>,
@@ -546,7 +555,7 @@ struct PutGate {
 }
 
 impl PutGate {
-    fn start(upstream: u16, at: Option<usize>) -> PutGate {
+    fn start(upstream: u16, writes: Writes) -> PutGate {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::{Arc, Condvar, Mutex, mpsc};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -568,10 +577,16 @@ impl PutGate {
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(client.try_clone().unwrap());
                     while let Some((head, body)) = read_message(&mut reader) {
-                        let write = ["PUT ", "POST ", "DELETE "]
-                            .iter()
-                            .any(|m| head.starts_with(m));
-                        if write && at.is_none() {
+                        // Uploads: PUT, and POST but for DeleteObjects (POST ?delete).
+                        let write = head.starts_with("PUT ")
+                            || (head.starts_with("POST ")
+                                && !head.lines().next().unwrap_or("").contains("?delete"));
+                        let n = if write {
+                            puts.fetch_add(1, Ordering::SeqCst) + 1
+                        } else {
+                            0
+                        };
+                        if matches!(writes, Writes::RefuseFrom(from) if write && n >= from) {
                             let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>relay</RequestId></Error>";
                             let reply = format!(
                                 "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
@@ -583,11 +598,10 @@ impl PutGate {
                             }
                             continue;
                         }
-                        if head.starts_with("PUT ") {
-                            let n = puts.fetch_add(1, Ordering::SeqCst) + 1;
+                        if let (true, Writes::GateAt(at)) = (write, writes) {
                             let (closed, wake) = &*gate;
                             let mut closed = closed.lock().unwrap();
-                            if Some(n) == at {
+                            if n == at {
                                 *closed = true;
                                 let _ = reached_tx.send(());
                             }
@@ -664,7 +678,7 @@ fn an_s3_server_stopped_during_pushes_and_started_again_publishes_exactly_once()
     let data = fresh_dir("objstore-s3rver-data");
     let port = free_port();
     let server = s3rver(port, &data);
-    let gate = PutGate::start(port, Some(20));
+    let gate = PutGate::start(port, Writes::GateAt(20));
     let base = fresh_dir("objstore-outage");
     let dump = flights_dump("flights4", 4, None);
     let task = flights_task(&base, "outage", 4, "objstore", &[]);
@@ -758,7 +772,7 @@ fn assert_no_secret(secrets: &[&str], out: &std::process::Output, base: &Path, t
 }
 
 /// Must-show 3 and 4: an S3 server that refuses every write (moto behind
-/// a relay answering each PUT, POST and DELETE with 403 AccessDenied, as
+/// a relay answering each upload with 403 AccessDenied, as
 /// S3 answers a principal without s3:PutObject; moto's own IAM checks
 /// cannot stand in, as it miscomputes SigV4 for keys with ':', which every
 /// Druid key has): the task fails at once naming the object and the
@@ -768,7 +782,7 @@ fn assert_no_secret(secrets: &[&str], out: &std::process::Output, base: &Path, t
 #[test]
 fn an_s3_server_refusing_every_write_fails_the_task_and_publishes_nothing() {
     let server = moto();
-    let relay = PutGate::start(server.port, None);
+    let relay = PutGate::start(server.port, Writes::RefuseFrom(1));
     let (access, secret) = (S3_ACCESS, S3_SECRET);
     let base = fresh_dir("objstore-refused");
     let dump = flights_dump("flights4", 4, None);
@@ -869,4 +883,55 @@ fn credentials_never_reach_logs_status_or_report() {
             &format!("index_kinesis_{name}"),
         );
     }
+}
+
+/// Writes refused from the 30th on: the task fails, publishes nothing,
+/// and deletes the 29 segments it had pushed (no orphans in the bucket).
+#[test]
+fn a_push_failing_mid_sequence_removes_what_the_task_pushed() {
+    let server = moto();
+    let relay = PutGate::start(server.port, Writes::RefuseFrom(30));
+    let props = s3_props(&format!("http://127.0.0.1:{}", relay.port), "mid");
+    let dump = flights_dump("flights4", 4, None);
+    let base = fresh_dir("objstore-mid");
+    let task = flights_task(&base, "mid", 4, "objstore", &[]);
+    let pairs: Vec<(&str, &str)> = props
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let s = run_task_with(&task, &dump, &base, &pairs);
+    let e = s.error.unwrap();
+    assert!(
+        e.contains("pushing segment to s3://deep/mid/flights/") && e.contains("AccessDenied"),
+        "{e}"
+    );
+    assert!(used_segments(&base).is_empty());
+    let store = MetadataStore::open(&layout_for(&base).metadata_db()).unwrap();
+    assert!(store.committed_offsets("flights").unwrap().is_none());
+    assert_eq!(relay.refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let reader = storage(&s3_props(&server.url(), ""));
+    let listed = reader.block_on(async {
+        use futures_util::StreamExt;
+        reader.store().list(None).collect::<Vec<_>>().await
+    });
+    assert!(listed.is_empty(), "{} objects left", listed.len());
+}
+
+/// Deep storage Druid has but kinesis-peon does not push to: refused
+/// before a record is read, naming the property.
+#[test]
+fn other_storage_types_are_refused_at_start() {
+    let dump = flights_dump("flights4", 4, None);
+    let base = fresh_dir("objstore-hdfs");
+    let task = flights_task(&base, "hdfs", 4, "objstore", &[]);
+    let s = run_task_with(&task, &dump, &base, &[("druid.storage.type", "hdfs")]);
+    let e = s.error.unwrap();
+    assert!(
+        e.contains("druid.storage.type") && e.contains("\"hdfs\""),
+        "{e}"
+    );
+    assert_eq!(s.records, 0);
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&s.status_file).unwrap()).unwrap();
+    assert_eq!(status["status"], "FAILED");
 }

@@ -128,15 +128,7 @@ impl CloudDeepStorage {
         }
         match &s.endpoint {
             Some(endpoint) => {
-                let endpoint = if s.path_style {
-                    endpoint.clone()
-                } else {
-                    // object_store takes a virtual-hosted endpoint as given.
-                    match endpoint.split_once("://") {
-                        Some((scheme, host)) => format!("{scheme}://{}.{host}", s.bucket),
-                        None => endpoint.clone(),
-                    }
-                };
+                let endpoint = s3_endpoint(endpoint, &s.bucket, s.path_style);
                 b = b
                     .with_allow_http(endpoint.starts_with("http://"))
                     .with_endpoint(endpoint)
@@ -353,9 +345,7 @@ impl CloudDeepStorage {
                     return Ok((parts, tries));
                 }
                 Err(e) if tries < self.max_tries && retryable(&e) => {
-                    // RetryUtils: 1 s, doubling, at most 60 s.
-                    let wait =
-                        Duration::from_secs(1 << (tries - 1).min(6)).min(Duration::from_secs(60));
+                    let wait = retry_wait(tries);
                     log::warn!(
                         "pushing {}: try {tries} of {} failed, retrying in {wait:?}: {e}",
                         location.url,
@@ -428,6 +418,22 @@ impl CloudDeepStorage {
     }
 }
 
+/// The endpoint object_store is given: as configured for path style; for
+/// virtual-hosted style (Druid's default) with the bucket in front of the
+/// host, as the AWS SDK does, since object_store takes it as given.
+fn s3_endpoint(endpoint: &str, bucket: &str, path_style: bool) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, host)) if !path_style => format!("{scheme}://{bucket}.{host}"),
+        _ => endpoint.to_string(),
+    }
+}
+
+/// Druid's RetryUtils back-off after the `tries`-th failed try (without its
+/// random fuzz): 1 s, doubling, at most 60 s.
+fn retry_wait(tries: u32) -> Duration {
+    Duration::from_secs(1 << tries.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
 /// Whether a failed upload may pass on another try: no answer at all, or
 /// a status that says "later" (5xx, 408, 429). Refusals (403, 404 such as
 /// NoSuchBucket, other 4xx) fail at once.
@@ -453,5 +459,73 @@ fn retryable(e: &object_store::Error) -> bool {
     {
         Some(code) => code >= 500 || code == 408 || code == 429,
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosted_endpoints_carry_the_bucket() {
+        assert_eq!(
+            s3_endpoint("https://s3.example.com:9000", "deep", false),
+            "https://deep.s3.example.com:9000"
+        );
+        assert_eq!(
+            s3_endpoint("http://127.0.0.1:9000", "deep", true),
+            "http://127.0.0.1:9000"
+        );
+    }
+
+    #[test]
+    fn retries_wait_as_druids_retry_utils() {
+        let waits: Vec<u64> = (1..=9).map(|t| retry_wait(t).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_wait(0).as_secs(), 1);
+        assert_eq!(retry_wait(u32::MAX).as_secs(), 60);
+    }
+
+    #[test]
+    fn only_what_may_pass_later_is_retried() {
+        let generic = |text: &str| object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        };
+        for (text, retry) in [
+            (
+                "Server returned non-2xx status code: 503 Service Unavailable: SlowDown",
+                true,
+            ),
+            (
+                "Server returned non-2xx status code: 500 Internal Server Error",
+                true,
+            ),
+            (
+                "Server returned non-2xx status code: 429 Too Many Requests",
+                true,
+            ),
+            (
+                "Server returned non-2xx status code: 408 Request Timeout",
+                true,
+            ),
+            (
+                "Server returned non-2xx status code: 400 Bad Request: InvalidArgument",
+                false,
+            ),
+            ("Server returned error response: InternalError", true),
+        ] {
+            assert_eq!(retryable(&generic(text)), retry, "{text}");
+        }
+        let denied = object_store::Error::PermissionDenied {
+            path: "k".into(),
+            source: "AccessDenied".to_string().into(),
+        };
+        assert!(!retryable(&denied));
+        let missing = object_store::Error::NotFound {
+            path: "k".into(),
+            source: "NoSuchBucket".to_string().into(),
+        };
+        assert!(!retryable(&missing));
     }
 }
