@@ -58,6 +58,8 @@ pub struct Uploaded {
     pub tries: u32,
 }
 
+/// Blocking calls on a runtime of its own (the runner's threads are not
+/// async); not to be called from inside another tokio runtime.
 pub struct CloudDeepStorage {
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,

@@ -114,7 +114,6 @@ impl DeepStorage {
         files: &SegmentFileSet,
         place: &layout::SegmentPlace,
     ) -> Result<PushedSegment> {
-        let size = files.iter().map(|(_, bytes)| bytes.len() as u64).sum();
         match self {
             DeepStorage::Local(local) => {
                 let p = local.push(files, &layout::default_storage_dir(place))?;
@@ -129,7 +128,8 @@ impl DeepStorage {
                 Ok(PushedSegment {
                     location: Location::Object(u.location),
                     load_spec: u.load_spec,
-                    size,
+                    // Druid's size: the files' bytes, not the zip's.
+                    size: files.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
                 })
             }
         }
