@@ -16,15 +16,6 @@ struct Kinesalite {
     port: u16,
 }
 
-fn node_modules() -> PathBuf {
-    std::env::var_os("KINESIS_PEON_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME"))
-                .join(".cache/kinesis-peon/node/node_modules")
-        })
-}
-
 impl Kinesalite {
     fn start() -> Kinesalite {
         Kinesalite::start_with(0, None)
@@ -277,32 +268,6 @@ struct FaultRelay {
     port: u16,
     throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     expired: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// One HTTP/1.1 message (head and Content-Length body) from a stream.
-fn read_message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some((head, body))
 }
 
 /// Send one request upstream and its reply back to the client; false when

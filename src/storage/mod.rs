@@ -3,6 +3,12 @@
 //! (the unique path streaming tasks use) a segment's files as they are, in
 //! `index/` (Druid's local default since 26.0.0), or zipped as `index.zip`
 //! with `druid.storage.zip=true`; either way with a `local` loadSpec.
+//! `druid.storage.type` s3, azure and google push `index.zip` through
+//! object_store under Druid's keys (`cloud`, `layout`, `config`).
+
+pub mod cloud;
+pub mod config;
+pub mod layout;
 
 use anyhow::{Context, Result};
 use hashbrown::HashSet;
@@ -11,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::segment::writer::{SegmentFileSet, SegmentZipper};
-use crate::spec::time::format_iso;
 
 /// The runtime property choosing how local deep storage keeps a segment.
 pub const ZIP_PROPERTY: &str = "druid.storage.zip";
@@ -38,20 +43,6 @@ impl Packaging {
     }
 }
 
-/// Druid's default storage directory of a segment (DataSegmentPusher).
-pub fn storage_dir(
-    data_source: &str,
-    interval: (i64, i64),
-    version: &str,
-    partition: u32,
-) -> String {
-    format!(
-        "{data_source}/{}_{}/{version}/{partition}",
-        format_iso(interval.0),
-        format_iso(interval.1)
-    )
-}
-
 pub struct LocalDeepStorage {
     root: PathBuf,
     packaging: Packaging,
@@ -68,6 +59,97 @@ pub struct Pushed {
     pub path: PathBuf,
     pub load_spec: Value,
     pub size: u64,
+}
+
+/// Where a pushed segment is: a local file or directory, or an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    Object(cloud::ObjectLocation),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(path) => write!(f, "{}", path.display()),
+            Location::Object(o) => f.write_str(&o.url),
+        }
+    }
+}
+
+/// A push to any deep storage: where, the loadSpec, Druid's `size`.
+pub struct PushedSegment {
+    pub location: Location,
+    pub load_spec: Value,
+    pub size: u64,
+}
+
+/// The deep storage `druid.storage.type` names.
+pub enum DeepStorage {
+    Local(LocalDeepStorage),
+    Cloud(cloud::CloudDeepStorage),
+}
+
+impl DeepStorage {
+    /// From the runtime properties, at the start of a task: a type other
+    /// than local, s3, azure or google, or a setting it lacks, stops the
+    /// task naming the property. Local storage lives under
+    /// `druid.storage.storageDirectory`, else under `local_root`.
+    pub fn from_properties(
+        properties: &std::collections::BTreeMap<String, String>,
+        local_root: &Path,
+    ) -> Result<DeepStorage> {
+        use config::StorageSettings;
+        Ok(match StorageSettings::from_properties(properties)? {
+            StorageSettings::Local(packaging) => {
+                // Druid's own property when given (a cluster's directory,
+                // for a backfill), else the run's base directory.
+                let root = properties
+                    .get("druid.storage.storageDirectory")
+                    .map(Path::new)
+                    .unwrap_or(local_root);
+                DeepStorage::Local(LocalDeepStorage::new(root, packaging)?)
+            }
+            StorageSettings::S3(s) => DeepStorage::Cloud(cloud::CloudDeepStorage::s3(&s)?),
+            StorageSettings::Azure(s) => DeepStorage::Cloud(cloud::CloudDeepStorage::azure(&s)?),
+            StorageSettings::Google(s) => DeepStorage::Cloud(cloud::CloudDeepStorage::google(&s)?),
+        })
+    }
+
+    pub fn push(
+        &self,
+        files: &SegmentFileSet,
+        place: &layout::SegmentPlace,
+    ) -> Result<PushedSegment> {
+        match self {
+            DeepStorage::Local(local) => {
+                let p = local.push(files, &layout::default_storage_dir(place))?;
+                Ok(PushedSegment {
+                    location: Location::Local(p.path),
+                    load_spec: p.load_spec,
+                    size: p.size,
+                })
+            }
+            DeepStorage::Cloud(cloud) => {
+                let u = cloud.push(files, place)?;
+                Ok(PushedSegment {
+                    location: Location::Object(u.location),
+                    load_spec: u.load_spec,
+                    // Druid's size: the files' bytes, not the zip's.
+                    size: files.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
+                })
+            }
+        }
+    }
+
+    /// Remove a push that will not be published.
+    pub fn delete(&self, location: &Location) -> Result<()> {
+        match (self, location) {
+            (DeepStorage::Local(local), Location::Local(path)) => local.delete(path),
+            (DeepStorage::Cloud(cloud), Location::Object(o)) => cloud.delete(o),
+            (_, other) => anyhow::bail!("{other} was not pushed to this deep storage"),
+        }
+    }
 }
 
 impl LocalDeepStorage {
@@ -177,12 +259,12 @@ mod tests {
     #[test]
     fn druid_storage_dir() {
         assert_eq!(
-            storage_dir(
-                "wiki",
-                (1_704_067_200_000, 1_704_153_600_000),
-                "2024-01-02T03:04:05.678Z",
-                0
-            ),
+            layout::default_storage_dir(&layout::SegmentPlace {
+                data_source: "wiki",
+                interval: (1_704_067_200_000, 1_704_153_600_000),
+                version: "2024-01-02T03:04:05.678Z",
+                partition: 0
+            }),
             "wiki/2024-01-01T00:00:00.000Z_2024-01-02T00:00:00.000Z/2024-01-02T03:04:05.678Z/0"
         );
     }

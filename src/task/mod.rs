@@ -34,7 +34,8 @@ use crate::spec::time::{format_interval, format_iso};
 use crate::spec::{
     AggregatorKind, DimensionType, LoadedTask, NumType, SequenceSpan, Task, load_task,
 };
-use crate::storage::{LocalDeepStorage, Packaging, ZIP_PROPERTY, storage_dir};
+use crate::storage::layout::SegmentPlace;
+use crate::storage::{DeepStorage, Location};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use stats::{ErrorKind, ParseErrors, RowStats};
@@ -102,7 +103,7 @@ pub struct StageTimes {
 #[derive(Debug, Clone)]
 pub struct PublishedSegment {
     pub segment: DataSegment,
-    pub path: PathBuf,
+    pub location: Location,
     pub rows: usize,
 }
 
@@ -250,6 +251,8 @@ impl ShardState {
 impl Runner<'_> {
     fn run_all(&mut self) -> Result<()> {
         check_supported(self.task)?;
+        let storage =
+            DeepStorage::from_properties(&self.opts.properties, &self.layout.deep_storage())?;
         let r = &self.task.resolved;
         let dump = match &self.opts.dump {
             Some(path) => {
@@ -267,15 +270,6 @@ impl Runner<'_> {
         };
         let mut store =
             MetadataStore::from_properties(&self.opts.properties, &self.layout.metadata_db())?;
-        let packaging =
-            Packaging::from_property(self.opts.properties.get(ZIP_PROPERTY).map(String::as_str))?;
-        // Druid's local deep storage directory when the properties name one
-        // (a cluster's, for a backfill), else the base directory's.
-        let storage_dir = match self.opts.properties.get("druid.storage.storageDirectory") {
-            Some(dir) => PathBuf::from(dir),
-            None => self.layout.deep_storage(),
-        };
-        let storage = LocalDeepStorage::new(&storage_dir, packaging)?;
         // The task lock's version: segments of chunks without used segments get it.
         let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
         // Persists of an earlier, interrupted run are not restored (Druid

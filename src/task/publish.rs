@@ -13,7 +13,7 @@ impl Runner<'_> {
         span: &SequenceSpan,
         end: StreamOffsets,
         store: &mut MetadataStore,
-        storage: &LocalDeepStorage,
+        storage: &DeepStorage,
         lock_version: &str,
     ) -> Result<()> {
         let task = self.task;
@@ -109,7 +109,12 @@ impl Runner<'_> {
                     let t0 = Instant::now();
                     let target = storage.push(
                         &files,
-                        &storage_dir(ds, interval, &identity.version, identity.partition_num),
+                        &SegmentPlace {
+                            data_source: ds,
+                            interval,
+                            version: &identity.version,
+                            partition: identity.partition_num,
+                        },
                     )?;
                     self.stages.push += t0.elapsed();
                     let segment = DataSegment {
@@ -130,7 +135,7 @@ impl Runner<'_> {
                     };
                     pushed.push(PublishedSegment {
                         segment,
-                        path: target.path,
+                        location: target.location,
                         rows,
                     });
                 }
@@ -140,7 +145,12 @@ impl Runner<'_> {
         let result = result.and_then(|()| allocator.commit());
         let cleanup = |pushed: &[PublishedSegment]| {
             for p in pushed {
-                let _ = storage.delete(&p.path);
+                if let Err(e) = storage.delete(&p.location) {
+                    log::warn!(
+                        "could not remove the unpublished push {}: {e:#}",
+                        p.location
+                    );
+                }
             }
         };
         if let Err(e) = result {

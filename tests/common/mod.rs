@@ -518,3 +518,40 @@ pub fn kpl_dump(plain: &Path, name: &str, extra: &[&str]) -> PathBuf {
     assert!(status.success(), "kpl_aggregate.py failed");
     packed
 }
+
+/// Where scripts/test installs the npm test servers (kinesalite, azurite,
+/// s3rver): KINESIS_PEON_NODE_MODULES, else the cache under HOME.
+pub fn node_modules() -> PathBuf {
+    std::env::var_os("KINESIS_PEON_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME"))
+                .join(".cache/kinesis-peon/node/node_modules")
+        })
+}
+
+/// One HTTP/1.1 message (head and Content-Length body) from a stream.
+pub fn read_message(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
