@@ -31,26 +31,23 @@ pub struct SegmentPlace<'a> {
 /// Druid's default storage directory (DataSegmentPusher.getDefaultStorageDir
 /// without the unique part): ISO times and the version as they are, colons kept.
 pub fn default_storage_dir(place: &SegmentPlace) -> String {
-    format!(
-        "{}/{}_{}/{}/{}",
-        place.data_source,
-        format_iso(place.interval.0),
-        format_iso(place.interval.1),
-        place.version,
-        place.partition
-    )
+    storage_dir(place, format_iso, place.version.to_string())
 }
 
 /// The Azure pusher's storage directory: Joda basicDateTime times
 /// (`20240301T100000.000Z`) and the version with `:` replaced by `_`, "to
 /// avoid using colons in file path".
 pub fn azure_storage_dir(place: &SegmentPlace) -> String {
+    storage_dir(place, format_basic, place.version.replace(':', "_"))
+}
+
+/// `<dataSource>/<start>_<end>/<version>/<partition>` with times as `time` writes them.
+fn storage_dir(place: &SegmentPlace, time: fn(i64) -> String, version: String) -> String {
     format!(
-        "{}/{}_{}/{}/{}",
+        "{}/{}_{}/{version}/{}",
         place.data_source,
-        format_basic(place.interval.0),
-        format_basic(place.interval.1),
-        place.version.replace(':', "_"),
+        time(place.interval.0),
+        time(place.interval.1),
         place.partition
     )
 }
