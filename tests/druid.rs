@@ -546,27 +546,18 @@ fn backfill_into_druid_is_served_exactly() {
             })
             .collect();
     assert_eq!(by_carrier, naive.by_carrier);
-    let by_day: BTreeMap<String, i64> =
-        q(r#"SELECT TIME_FLOOR(__time, 'P1D') AS t, SUM("count") AS c FROM DS GROUP BY 1"#)
-            .iter()
-            .map(|r| {
-                (
-                    r["t"].as_str().unwrap().to_string(),
-                    r["c"].as_i64().unwrap(),
-                )
-            })
-            .collect();
-    assert_eq!(by_day, naive.by_day);
-    let by_hour: BTreeMap<String, i64> =
-        q(r#"SELECT TIME_FLOOR(__time, 'PT1H') AS t, SUM("count") AS c FROM DS GROUP BY 1"#)
-            .iter()
-            .map(|r| {
-                (
-                    r["t"].as_str().unwrap().to_string(),
-                    r["c"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+    // Rows per time bucket, as (bucket start, SUM of count).
+    let buckets =
+        |period: &str| -> BTreeMap<String, i64> {
+            q(&format!(
+            r#"SELECT TIME_FLOOR(__time, '{period}') AS t, SUM("count") AS c FROM DS GROUP BY 1"#
+        ))
+        .iter()
+        .map(|r| (r["t"].as_str().unwrap().to_string(), r["c"].as_i64().unwrap()))
+        .collect()
+        };
+    assert_eq!(buckets("P1D"), naive.by_day);
+    let by_hour = buckets("PT1H");
     assert_eq!(by_hour, naive.by_hour);
 }
 
