@@ -430,9 +430,19 @@ fn flights_cluster_task(dir: &Path, dump: &Path, ds: &str) -> PathBuf {
     task
 }
 
-fn peon(args: &[&str]) -> std::process::Output {
+/// `kinesis-peon run` of a task on a dump, publishing into the cluster
+/// (its metadata store and deep storage) through its properties file.
+fn backfill(c: &Cluster, task: &Path, dump: &Path, base: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
-        .args(args)
+        .arg("run")
+        .arg("--task")
+        .arg(task)
+        .arg("--dump")
+        .arg(dump)
+        .arg("--base-dir")
+        .arg(base)
+        .arg("--properties")
+        .arg(c.get("DRUID_PEON_PROPERTIES"))
         .output()
         .unwrap()
 }
@@ -505,19 +515,7 @@ fn backfill_into_druid_is_served_exactly() {
     let dump = flights_dump_of("ndjson", "flights-4", 4, None);
     let dir = fresh_dir("druid-backfill");
     let task = flights_cluster_task(&dir, &dump, &ds);
-    let props = c.get("DRUID_PEON_PROPERTIES");
-    let base = dir.join("var");
-    let out = peon(&[
-        "run",
-        "--task",
-        task.to_str().unwrap(),
-        "--dump",
-        dump.to_str().unwrap(),
-        "--base-dir",
-        base.to_str().unwrap(),
-        "--properties",
-        props,
-    ]);
+    let out = backfill(c, &task, &dump, &dir.join("var"));
     assert!(
         out.status.success(),
         "{}",
@@ -605,20 +603,7 @@ fn backfill_is_exactly_once_against_druids_metadata_store() {
             });
             path
         };
-    let props = c.get("DRUID_PEON_PROPERTIES").to_string();
-    let run = |task: &Path| {
-        peon(&[
-            "run",
-            "--task",
-            task.to_str().unwrap(),
-            "--dump",
-            dump.to_str().unwrap(),
-            "--base-dir",
-            dir.join("var").to_str().unwrap(),
-            "--properties",
-            &props,
-        ])
-    };
+    let run = |task: &Path| backfill(c, task, &dump, &dir.join("var"));
     let psql = |query: &str| -> String {
         let uri = c.get("DRUID_METADATA_URI");
         let out = Command::new("psql")
@@ -720,17 +705,7 @@ fn druid_native_batch_and_the_peon_agree() {
     let task_id = v["task"].as_str().unwrap().to_string();
 
     // Meanwhile, ours.
-    let out = peon(&[
-        "run",
-        "--task",
-        task.to_str().unwrap(),
-        "--dump",
-        dump.to_str().unwrap(),
-        "--base-dir",
-        dir.join("var").to_str().unwrap(),
-        "--properties",
-        c.get("DRUID_PEON_PROPERTIES"),
-    ]);
+    let out = backfill(c, &task, &dump, &dir.join("var"));
     assert!(
         out.status.success(),
         "{}",

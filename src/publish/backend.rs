@@ -37,6 +37,8 @@ pub trait MetaTx {
     -> Result<Vec<(String, Vec<u8>)>>;
     /// Payloads of the pending segments of one time chunk.
     fn pending_in_chunk(&mut self, ds: &str, start: &str, end: &str) -> Result<Vec<Vec<u8>>>;
+    /// Whether a segment with this id is published and used.
+    fn is_used(&mut self, id: &str) -> Result<bool>;
     /// Payloads of a data source's used segments, by id.
     fn used_payloads(&mut self, ds: &str) -> Result<Vec<Vec<u8>>>;
     fn insert_pending(&mut self, row: &PendingRow) -> Result<()>;

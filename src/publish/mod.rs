@@ -429,10 +429,15 @@ impl MetadataStore {
         if segments.is_empty() {
             return Ok(false);
         }
-        let used = self.used_segments(data_source)?;
-        Ok(segments
-            .iter()
-            .all(|s| used.iter().any(|u| u.identifier == s.identifier)))
+        // One lookup per segment: the data source may hold many more.
+        self.read(data_source, |tx| {
+            for s in segments {
+                if !tx.is_used(&s.identifier)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
     }
 
     /// The committed offsets of a data source, if any.
@@ -443,15 +448,13 @@ impl MetadataStore {
             .transpose()
     }
 
-    /// Every used segment of a data source, by id.
+    /// Every used segment of a data source, by id (the store orders them).
     pub fn used_segments(&self, data_source: &str) -> Result<Vec<DataSegment>> {
         let payloads = self.read(data_source, |tx| tx.used_payloads(data_source))?;
-        let mut out: Vec<DataSegment> = payloads
+        payloads
             .iter()
             .map(|b| serde_json::from_slice(b).context("bad segment payload"))
-            .collect::<Result<_>>()?;
-        out.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-        Ok(out)
+            .collect()
     }
 }
 

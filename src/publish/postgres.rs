@@ -269,6 +269,12 @@ impl MetaTx for PgTx<'_> {
             .collect())
     }
 
+    fn is_used(&mut self, id: &str) -> Result<bool> {
+        let sql = format!("SELECT used FROM {} WHERE id = $1", self.t.segments);
+        let used: Option<bool> = self.tx.query_opt(&sql, &[&id])?.map(|r| r.get(0));
+        Ok(used == Some(true))
+    }
+
     fn used_payloads(&mut self, ds: &str) -> Result<Vec<Vec<u8>>> {
         let sql = format!(
             "SELECT payload FROM {} WHERE dataSource = $1 AND used = true ORDER BY id",

@@ -104,6 +104,15 @@ impl MetaTx for SqliteTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn is_used(&mut self, id: &str) -> Result<bool> {
+        let used: Option<bool> = self
+            .0
+            .prepare_cached("SELECT used FROM druid_segments WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?;
+        Ok(used == Some(true))
+    }
+
     fn used_payloads(&mut self, ds: &str) -> Result<Vec<Vec<u8>>> {
         let mut stmt = self.0.prepare_cached(
             "SELECT payload FROM druid_segments WHERE dataSource = ?1 AND used ORDER BY id",
