@@ -3,14 +3,17 @@
 //! timestamp is taken from its slot, and the row goes on to the index. No
 //! `serde_json::Value` is built per row.
 
+pub mod avro;
 mod delimited;
 pub mod expr;
 pub mod filter;
 pub mod flatten;
 pub mod joda;
 mod json;
+pub mod protobuf;
 pub mod timestamp;
 pub mod transform;
+mod tree;
 
 use crate::spec::{InputFormat, Task};
 use hashbrown::HashMap;
@@ -427,7 +430,7 @@ impl RowParser {
                 *csv,
                 *find_columns_from_header,
             )),
-            InputFormat::Json { .. } => None,
+            _ => None,
         };
         RowParser {
             fields,
@@ -445,7 +448,7 @@ impl RowParser {
                 (false, true) => Some(json_comments::CommentSettings::hash_only()),
                 (false, false) => None,
             },
-            InputFormat::Delimited { .. } => None,
+            _ => None,
         }
     }
 
@@ -468,6 +471,8 @@ impl RowParser {
                 let layout = self.delimited.as_mut().expect("delimited layout");
                 layout.parse_entity(data, &mut self.fields, rows)
             }
+            InputFormat::Avro(avro) => avro.parse(data, &mut self.fields, rows),
+            InputFormat::Protobuf(proto) => proto.parse(data, &mut self.fields, rows),
         }
     }
 }

@@ -235,6 +235,10 @@ pub enum InputFormat {
         /// Each record's first line (after skipHeaderRows) names its columns.
         find_columns_from_header: bool,
     },
+    /// avro_stream: binary Avro records against inline schemas.
+    Avro(crate::input::avro::AvroFormat),
+    /// protobuf: messages read through a compiled descriptor set.
+    Protobuf(crate::input::protobuf::ProtobufFormat),
 }
 
 /// Which comments a JSON record may hold (Jackson's ALLOW_COMMENTS and

@@ -400,6 +400,16 @@ pub struct InputFormatSpec {
     pub skip_header_rows: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub try_parse_numbers: Option<bool>,
+    /// avro_stream: avroBytesDecoder, binaryAsString, extractUnionsByType.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avro_bytes_decoder: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_as_string: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract_unions_by_type: Option<bool>,
+    /// protobuf: protoBytesDecoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto_bytes_decoder: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

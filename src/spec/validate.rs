@@ -155,11 +155,30 @@ fn resolve_legacy_parser(task: &mut Task, c: &mut Checker) {
                     .collect()
             })
         });
-        let kind = match format {
-            "json" => "json",
-            "csv" => "csv",
-            "tsv" => "tsv",
-            other => {
+        // Druid's avro_stream and protobuf parsers carry their decoder on
+        // the parser itself (protobuf's oldest form: descriptor and
+        // protoMessageType there).
+        let parser_type = parser.get("type").and_then(Value::as_str).unwrap_or("");
+        let mut proto_bytes_decoder = parser.get("protoBytesDecoder").cloned();
+        if parser_type == "protobuf" && proto_bytes_decoder.is_none() {
+            proto_bytes_decoder = Some(serde_json::json!({"type": "file",
+                "descriptor": parser.get("descriptor"),
+                "protoMessageType": parser.get("protoMessageType")}));
+        }
+        let kind = match (parser_type, format) {
+            ("avro_stream", _) => "avro_stream",
+            ("protobuf", _) => "protobuf",
+            ("thrift", _) => {
+                c.fail(
+                    "dataSchema.parser.type",
+                    "\"thrift\" is not supported: Thrift records are not supported yet",
+                );
+                return;
+            }
+            (_, "json") => "json",
+            (_, "csv") => "csv",
+            (_, "tsv") => "tsv",
+            (_, other) => {
                 c.fail(
                     "dataSchema.parser.parseSpec.format",
                     format!("{other:?} is not supported (json, csv, tsv)"),
@@ -181,6 +200,10 @@ fn resolve_legacy_parser(task: &mut Task, c: &mut Checker) {
             has_header_row: parse_spec.get("hasHeaderRow").and_then(Value::as_bool),
             skip_header_rows: parse_spec.get("skipHeaderRows").and_then(Value::as_i64),
             try_parse_numbers: None,
+            avro_bytes_decoder: parser.get("avroBytesDecoder").cloned(),
+            binary_as_string: parser.get("binaryAsString").and_then(Value::as_bool),
+            extract_unions_by_type: None,
+            proto_bytes_decoder,
         });
     }
 }

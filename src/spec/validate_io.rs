@@ -241,10 +241,36 @@ fn resolve_input_format(f: &InputFormatSpec, c: &mut Checker) -> Option<InputFor
                 find_columns_from_header: from_header,
             })
         }
+        "avro_stream" => crate::input::avro::AvroFormat::compile(
+            f.avro_bytes_decoder.as_ref(),
+            f.flatten_spec.as_ref(),
+            f.binary_as_string.unwrap_or(false),
+            f.extract_unions_by_type.unwrap_or(false),
+            "ioConfig.inputFormat",
+        )
+        .map(InputFormat::Avro)
+        .map_err(|(path, message)| c.fail(&path, message))
+        .ok(),
+        "protobuf" => crate::input::protobuf::ProtobufFormat::compile(
+            f.proto_bytes_decoder.as_ref(),
+            f.flatten_spec.as_ref(),
+            "ioConfig.inputFormat",
+        )
+        .map(InputFormat::Protobuf)
+        .map_err(|(path, message)| c.fail(&path, message))
+        .ok(),
         other => {
+            let why = match other {
+                "thrift" => "Thrift records are not supported yet",
+                "avro_ocf" | "parquet" | "orc" => "a file format, not a stream format",
+                _ => "not an inputFormat type",
+            };
             c.fail(
                 "ioConfig.inputFormat.type",
-                format!("{other:?} is not supported (json, csv, tsv, delimited)"),
+                format!(
+                    "{other:?} is not supported: {why} (json, csv, tsv, delimited, \
+                     avro_stream, protobuf)"
+                ),
             );
             None
         }

@@ -1,0 +1,530 @@
+//! `protobuf` records: each record one message of the type the task names,
+//! read dynamically (prost-reflect) from a compiled descriptor set (`file`:
+//! `protoc --descriptor_set_out`; `inline`: the same bytes in base64).
+//!
+//! Values map as Druid's ProtobufConverter maps them: only fields that are
+//! set (a proto3 field without presence holding its default is absent),
+//! keyed by their JSON name (lowerCamelCase unless `json_name` says
+//! otherwise); enums by their value's name; bytes as base64 (what Druid
+//! makes of a `byte[]` dimension); nested messages and maps as nested
+//! values for flattenSpec paths; repeated fields as lists;
+//! google.protobuf.Timestamp as RFC 3339 text (Timestamps.toString),
+//! Duration as seconds text ("1.5s"), the wrapper types as their value,
+//! Struct/Value/ListValue as the JSON they stand for. Without a flattenSpec
+//! path, a new field becomes a dimension unless it is a list or a nested
+//! value (Druid's ProtobufFlattenerMaker).
+
+use super::flatten::FlattenSpec;
+use super::tree;
+use super::{FieldTable, ParseError, RowBuffer};
+use base64::Engine;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value as Proto,
+};
+use serde_json::Value as Json;
+
+/// A compiled `protobuf` inputFormat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtobufFormat {
+    pub message: MessageDescriptor,
+    pub flatten: FlattenSpec,
+}
+
+/// An error at a JSON path of the task.
+type SpecError = (String, String);
+
+impl ProtobufFormat {
+    /// Compile `protoBytesDecoder` (at `path`) and the flattenSpec; the
+    /// descriptor file is read here, once.
+    pub fn compile(
+        decoder: Option<&Json>,
+        flatten_spec: Option<&Json>,
+        path: &str,
+    ) -> Result<ProtobufFormat, SpecError> {
+        let at = |k: &str| format!("{path}.{k}");
+        let decoder = decoder
+            .filter(|d| !d.is_null())
+            .ok_or_else(|| (at("protoBytesDecoder"), "is required".to_string()))?;
+        let kind = decoder.get("type").and_then(Json::as_str).unwrap_or("");
+        let bytes = match kind {
+            "file" => {
+                let field = at("protoBytesDecoder.descriptor");
+                let url = decoder
+                    .get("descriptor")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| (field.clone(), "is required".to_string()))?;
+                let file = tree::local_path(url).map_err(|m| (field.clone(), m))?;
+                std::fs::read(&file)
+                    .map_err(|e| (field.clone(), format!("{}: {e}", file.display())))?
+            }
+            "inline" => {
+                let field = at("protoBytesDecoder.descriptorString");
+                let text = decoder
+                    .get("descriptorString")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| (field.clone(), "is required".to_string()))?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|e| (field.clone(), format!("is not base64: {e}")))?
+            }
+            "schema_registry" => {
+                return Err((
+                    at("protoBytesDecoder.type"),
+                    "\"schema_registry\" is not supported yet (file and inline are)".into(),
+                ));
+            }
+            other => {
+                return Err((
+                    at("protoBytesDecoder.type"),
+                    format!(
+                        "{other:?} is not a protoBytesDecoder type (file, inline, schema_registry)"
+                    ),
+                ));
+            }
+        };
+        let descriptor_at = if kind == "file" {
+            at("protoBytesDecoder.descriptor")
+        } else {
+            at("protoBytesDecoder.descriptorString")
+        };
+        let pool = DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
+            (
+                descriptor_at.clone(),
+                format!("is not a compiled descriptor set (protoc --descriptor_set_out): {e}"),
+            )
+        })?;
+        let message = pick_message(
+            &pool,
+            decoder.get("protoMessageType").and_then(Json::as_str),
+        )
+        .map_err(|m| (at("protoBytesDecoder.protoMessageType"), m))?;
+        let flatten = match flatten_spec.filter(|s| !s.is_null()) {
+            None => tree::default_flatten(),
+            Some(spec) => FlattenSpec::compile(spec, &at("flattenSpec"))?,
+        };
+        Ok(ProtobufFormat { message, flatten })
+    }
+
+    /// The row of one record.
+    pub fn parse<'a>(
+        &self,
+        data: &'a [u8],
+        fields: &mut FieldTable,
+        rows: &mut RowBuffer<'a>,
+    ) -> Result<(), ParseError> {
+        rows.clear();
+        let message = DynamicMessage::decode(self.message.clone(), data)
+            .map_err(|e| ParseError(format!("Fail to decode protobuf message: {e}")))?;
+        let record = message_to_json(&message)
+            .map_err(|e| ParseError(format!("Protobuf message could not be parsed: {e}")))?;
+        let discoverable = |_: &str, v: &Json| !v.is_array() && !v.is_object();
+        tree::fill_row(&record, &self.flatten, discoverable, false, fields, rows);
+        Ok(())
+    }
+}
+
+/// The message type by its full name or, when unambiguous, its short
+/// name; without one, the first message of the set (as Druid does).
+fn pick_message(pool: &DescriptorPool, name: Option<&str>) -> Result<MessageDescriptor, String> {
+    let Some(name) = name else {
+        return pool
+            .all_messages()
+            .next()
+            .ok_or_else(|| "the descriptor set holds no message type".to_string());
+    };
+    let name = name.trim_start_matches('.');
+    if let Some(m) = pool.get_message_by_name(name) {
+        return Ok(m);
+    }
+    let short: Vec<MessageDescriptor> = pool.all_messages().filter(|m| m.name() == name).collect();
+    match short.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "message type {name:?} is not in the descriptor set (it has: {})",
+            pool.all_messages()
+                .map(|m| m.full_name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        _ => Err(format!(
+            "message type {name:?} names several messages: give the full name"
+        )),
+    }
+}
+
+fn message_to_json(message: &DynamicMessage) -> Result<Json, String> {
+    if let Some(special) = well_known(message)? {
+        return Ok(special);
+    }
+    let mut out = serde_json::Map::new();
+    for (field, value) in message.fields() {
+        out.insert(field.json_name().to_string(), field_to_json(&field, value)?);
+    }
+    Ok(Json::Object(out))
+}
+
+fn field_to_json(field: &FieldDescriptor, value: &Proto) -> Result<Json, String> {
+    match value {
+        Proto::List(items) => items
+            .iter()
+            .map(|v| single_to_json(field, v))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Json::Array),
+        Proto::Map(entries) => {
+            let Kind::Message(entry) = field.kind() else {
+                return Err(format!("map field {} has no entry type", field.name()));
+            };
+            let value_field = entry.map_entry_value_field();
+            // Sorted by key: the decoder's map has no order of its own.
+            let mut sorted: Vec<(&MapKey, &Proto)> = entries.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            let mut out = serde_json::Map::new();
+            for (k, v) in sorted {
+                out.insert(map_key(k), single_to_json(&value_field, v)?);
+            }
+            Ok(Json::Object(out))
+        }
+        single => single_to_json(field, single),
+    }
+}
+
+fn map_key(k: &MapKey) -> String {
+    match k {
+        MapKey::Bool(b) => b.to_string(),
+        MapKey::I32(n) => n.to_string(),
+        MapKey::I64(n) => n.to_string(),
+        MapKey::U32(n) => n.to_string(),
+        MapKey::U64(n) => n.to_string(),
+        MapKey::String(s) => s.clone(),
+    }
+}
+
+fn single_to_json(field: &FieldDescriptor, value: &Proto) -> Result<Json, String> {
+    Ok(match value {
+        Proto::Bool(b) => Json::Bool(*b),
+        Proto::I32(n) => Json::from(*n),
+        Proto::I64(n) => Json::from(*n),
+        // Java has no unsigned types: Druid sees the same bits signed.
+        Proto::U32(n) => Json::from(*n as i32),
+        Proto::U64(n) => Json::from(*n as i64),
+        Proto::F32(x) => double(f64::from(*x)),
+        Proto::F64(x) => double(*x),
+        Proto::String(s) => Json::String(s.clone()),
+        Proto::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Proto::EnumNumber(n) => match field.kind() {
+            Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => Json::Null,
+            Kind::Enum(e) => match e.get_value(*n) {
+                Some(v) => Json::String(v.name().to_string()),
+                // What Java's DynamicMessage names a value its enum lacks.
+                None => Json::String(format!("UNKNOWN_ENUM_VALUE_{}_{n}", e.name())),
+            },
+            _ => Json::from(*n),
+        },
+        Proto::Message(m) => message_to_json(m)?,
+        Proto::List(_) | Proto::Map(_) => field_to_json(field, value)?,
+    })
+}
+
+/// Druid's special cases for the well-known types, None for any other
+/// message.
+fn well_known(message: &DynamicMessage) -> Result<Option<Json>, String> {
+    let desc = message.descriptor();
+    let name = desc.full_name();
+    let field = |n: &str| desc.get_field_by_name(n);
+    let get = |n: &str| -> Option<(FieldDescriptor, Proto)> {
+        let f = field(n)?;
+        let v = message.get_field(&f).into_owned();
+        Some((f, v))
+    };
+    let number = |n: &str| -> i64 {
+        match get(n).map(|(_, v)| v) {
+            Some(Proto::I64(x)) => x,
+            Some(Proto::I32(x)) => i64::from(x),
+            _ => 0,
+        }
+    };
+    Ok(Some(match name {
+        "google.protobuf.BoolValue"
+        | "google.protobuf.Int32Value"
+        | "google.protobuf.UInt32Value"
+        | "google.protobuf.Int64Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.StringValue"
+        | "google.protobuf.BytesValue"
+        | "google.protobuf.FloatValue"
+        | "google.protobuf.DoubleValue" => {
+            let (f, v) = get("value").ok_or("Invalid Wrapper type.")?;
+            single_to_json(&f, &v)?
+        }
+        "google.protobuf.Timestamp" => {
+            Json::String(timestamp_text(number("seconds"), number("nanos"))?)
+        }
+        "google.protobuf.Duration" => {
+            Json::String(duration_text(number("seconds"), number("nanos"))?)
+        }
+        "google.protobuf.Struct" => {
+            let (f, v) = get("fields").ok_or("Invalid Struct type.")?;
+            field_to_json(&f, &v)?
+        }
+        "google.protobuf.ListValue" => {
+            let (f, v) = get("values").ok_or("Invalid ListValue type.")?;
+            field_to_json(&f, &v)?
+        }
+        "google.protobuf.Value" => {
+            let mut set = message.fields();
+            match (set.next(), set.next()) {
+                (None, _) => Json::Null,
+                (Some((f, v)), None) => single_to_json(&f, v)?,
+                _ => return Err("Invalid Value type.".into()),
+            }
+        }
+        "google.protobuf.Any" | "google.protobuf.FieldMask" => {
+            return Err(format!("{name} fields are not supported yet"));
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Timestamps.toString: RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits.
+fn timestamp_text(seconds: i64, nanos: i64) -> Result<String, String> {
+    const MIN: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(MIN..=MAX).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
+        return Err(format!(
+            "Timestamp is not valid: seconds {seconds}, nanos {nanos}"
+        ));
+    }
+    let time = chrono::DateTime::from_timestamp(seconds, 0)
+        .ok_or_else(|| format!("Timestamp is not valid: seconds {seconds}"))?;
+    Ok(format!(
+        "{}{}Z",
+        time.format("%Y-%m-%dT%H:%M:%S"),
+        fraction(nanos)
+    ))
+}
+
+/// Durations.toString: signed seconds with 0, 3, 6 or 9 fraction digits
+/// and "s".
+fn duration_text(seconds: i64, nanos: i64) -> Result<String, String> {
+    const MAX: i64 = 315_576_000_000;
+    let mixed = (seconds < 0 && nanos > 0) || (seconds > 0 && nanos < 0);
+    if !(-MAX..=MAX).contains(&seconds) || nanos.abs() >= 1_000_000_000 || mixed {
+        return Err(format!(
+            "Duration is not valid: seconds {seconds}, nanos {nanos}"
+        ));
+    }
+    let sign = if seconds < 0 || nanos < 0 { "-" } else { "" };
+    Ok(format!(
+        "{sign}{}{}s",
+        seconds.unsigned_abs(),
+        fraction(nanos.abs())
+    ))
+}
+
+fn fraction(nanos: i64) -> String {
+    if nanos == 0 {
+        String::new()
+    } else if nanos % 1_000_000 == 0 {
+        format!(".{:03}", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        format!(".{:06}", nanos / 1_000)
+    } else {
+        format!(".{nanos:09}")
+    }
+}
+
+fn double(x: f64) -> Json {
+    serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Value;
+    use prost_reflect::prost::Message;
+    use prost_reflect::prost_types::{
+        DescriptorProto, EnumDescriptorProto, EnumValueDescriptorProto, FieldDescriptorProto,
+        FileDescriptorProto, FileDescriptorSet, field_descriptor_proto::Label,
+        field_descriptor_proto::Type,
+    };
+
+    fn field(
+        name: &str,
+        number: i32,
+        kind: Type,
+        label: Label,
+        type_name: &str,
+    ) -> FieldDescriptorProto {
+        FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(number),
+            r#type: Some(kind as i32),
+            label: Some(label as i32),
+            type_name: (!type_name.is_empty()).then(|| type_name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A proto3 file: enum Color {RED, BLUE}; message Inner {string name};
+    /// message Msg {int64 n; int64 zero; Color color; Inner inner;
+    /// repeated string tags; bytes raw; string snake_case}.
+    fn descriptor_set() -> Vec<u8> {
+        let one = Label::Optional;
+        let file = FileDescriptorProto {
+            name: Some("t.proto".into()),
+            package: Some("t".into()),
+            syntax: Some("proto3".into()),
+            enum_type: vec![EnumDescriptorProto {
+                name: Some("Color".into()),
+                value: vec![
+                    EnumValueDescriptorProto {
+                        name: Some("RED".into()),
+                        number: Some(0),
+                        ..Default::default()
+                    },
+                    EnumValueDescriptorProto {
+                        name: Some("BLUE".into()),
+                        number: Some(1),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            message_type: vec![
+                DescriptorProto {
+                    name: Some("Inner".into()),
+                    field: vec![field("name", 1, Type::String, one, "")],
+                    ..Default::default()
+                },
+                DescriptorProto {
+                    name: Some("Msg".into()),
+                    field: vec![
+                        field("n", 1, Type::Int64, one, ""),
+                        field("zero", 2, Type::Int64, one, ""),
+                        field("color", 3, Type::Enum, one, ".t.Color"),
+                        field("inner", 4, Type::Message, one, ".t.Inner"),
+                        field("tags", 5, Type::String, Label::Repeated, ""),
+                        field("raw", 6, Type::Bytes, one, ""),
+                        field("snake_case", 7, Type::String, one, ""),
+                    ],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        FileDescriptorSet { file: vec![file] }.encode_to_vec()
+    }
+
+    /// Druid's ProtobufConverter mapping: set fields only, JSON names,
+    /// enum names, nested messages for paths, bytes as base64; discovery
+    /// skips lists and nested values.
+    #[test]
+    fn messages_map_as_druid_maps_them() {
+        let set = descriptor_set();
+        let decoder = serde_json::json!({"type": "inline",
+            "descriptorString": base64::engine::general_purpose::STANDARD.encode(&set),
+            "protoMessageType": "Msg"});
+        let flatten = serde_json::json!({"fields": [
+            {"type": "path", "name": "inner_name", "expr": "$.inner.name"},
+            {"type": "jq", "name": "tag1", "expr": ".tags[1]"}
+        ]});
+        let f = ProtobufFormat::compile(Some(&decoder), Some(&flatten), "f").unwrap();
+        assert_eq!(f.message.full_name(), "t.Msg");
+        let mut m = DynamicMessage::new(f.message.clone());
+        m.set_field_by_name("n", Proto::I64(-5));
+        m.set_field_by_name("zero", Proto::I64(0));
+        m.set_field_by_name("color", Proto::EnumNumber(1));
+        let mut inner = DynamicMessage::new(
+            f.message
+                .parent_pool()
+                .get_message_by_name("t.Inner")
+                .unwrap(),
+        );
+        inner.set_field_by_name("name", Proto::String("x".into()));
+        m.set_field_by_name("inner", Proto::Message(inner));
+        m.set_field_by_name(
+            "tags",
+            Proto::List(vec![Proto::String("a".into()), Proto::String("b".into())]),
+        );
+        m.set_field_by_name("raw", Proto::Bytes(vec![1, 2, 3].into()));
+        m.set_field_by_name("snake_case", Proto::String("s".into()));
+        let data = m.encode_to_vec();
+
+        let mut fields = FieldTable::new(true, false, &[]);
+        let zero = fields.slot("zero");
+        let tags = fields.slot("tags");
+        let mut rows = RowBuffer::new();
+        f.parse(&data, &mut fields, &mut rows).unwrap();
+        let discovered: Vec<String> = fields
+            .discovered_since(0)
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(
+            discovered,
+            ["inner_name", "tag1", "n", "color", "raw", "snakeCase"]
+        );
+        let row = rows.rows()[0].clone();
+        let mut get = |n: &str| {
+            let s = fields.column_slot(n).unwrap();
+            row.get(s).cloned().unwrap_or(Value::Null)
+        };
+        assert_eq!(get("n"), Value::Long(-5));
+        assert_eq!(get("color"), Value::Str("BLUE".into()));
+        assert_eq!(get("raw"), Value::Str("AQID".into()));
+        assert_eq!(get("snakeCase"), Value::Str("s".into()));
+        assert_eq!(get("inner_name"), Value::Str("x".into()));
+        assert_eq!(get("tag1"), Value::Str("b".into()));
+        // A proto3 field without presence holding its default is absent.
+        assert_eq!(row[zero], Value::Null);
+        assert_eq!(
+            row[tags],
+            Value::List(vec![Value::Str("a".into()), Value::Str("b".into())])
+        );
+
+        for (bad, why) in [
+            (vec![0x08], "Fail to decode protobuf message"),
+            (vec![0x0A, 0x05, 0x01], "Fail to decode protobuf message"),
+        ] {
+            let mut rows = RowBuffer::new();
+            let err = f.parse(&bad, &mut fields, &mut rows).unwrap_err();
+            assert!(err.0.contains(why), "{}", err.0);
+        }
+        let err = ProtobufFormat::compile(
+            Some(&serde_json::json!({"type": "inline",
+                "descriptorString": base64::engine::general_purpose::STANDARD.encode(&set),
+                "protoMessageType": "Nope"})),
+            None,
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "f.protoBytesDecoder.protoMessageType");
+        assert!(err.1.contains("t.Msg"), "{}", err.1);
+    }
+
+    /// Timestamps.toString and Durations.toString, as protobuf-java's
+    /// documentation gives them.
+    #[test]
+    fn well_known_times_print_as_java_prints_them() {
+        assert_eq!(timestamp_text(0, 0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            timestamp_text(1_357_035_300, 500_000_000).unwrap(),
+            "2013-01-01T10:15:00.500Z"
+        );
+        assert_eq!(
+            timestamp_text(1, 1_000).unwrap(),
+            "1970-01-01T00:00:01.000001Z"
+        );
+        assert_eq!(
+            timestamp_text(1, 1).unwrap(),
+            "1970-01-01T00:00:01.000000001Z"
+        );
+        assert!(timestamp_text(253_402_300_800, 0).is_err());
+        assert!(timestamp_text(0, -1).is_err());
+        assert_eq!(duration_text(1, 500_000_000).unwrap(), "1.500s");
+        assert_eq!(duration_text(0, -1_000).unwrap(), "-0.000001s");
+        assert_eq!(duration_text(-3, 0).unwrap(), "-3s");
+        assert!(duration_text(1, -1).is_err());
+    }
+}
