@@ -88,6 +88,16 @@ fn flights_as_avro_and_protobuf_publish_the_json_segments() {
     assert_eq!(avro.len(), ROWS);
     let avro_base = run_flights("formats-avro", &avro, avro_format());
     assert_eq!(pushed_by_interval(&avro_base, "flights"), expected, "avro");
+    // A flattenSpec field takes the general path (the crate's value tree)
+    // instead of the direct one: the same segments again.
+    let mut general = avro_format();
+    general["flattenSpec"] = json!({"fields": [{"type": "root", "name": "carrier"}]});
+    let general_base = run_flights("formats-avro-general", &avro, general);
+    assert_eq!(
+        pushed_by_interval(&general_base, "flights"),
+        expected,
+        "avro, general path"
+    );
     let proto = records("protobuf.b64");
     assert_eq!(proto.len(), ROWS);
     let proto_base = run_flights("formats-protobuf", &proto, protobuf_format());

@@ -47,6 +47,8 @@ pub struct AvroFormat {
     pub binary_as_string: bool,
     /// The avroBytesDecoder as written (for equality).
     source: Json,
+    /// Set when the record shape allows reading it directly.
+    direct: Option<super::avro_direct::DirectPlan>,
 }
 
 impl PartialEq for AvroFormat {
@@ -132,11 +134,22 @@ impl AvroFormat {
             }
         };
         let flatten = compile_flatten(flatten_spec, &at("flattenSpec"))?;
+        let direct = match &schemas {
+            Schemas::Inline(schema) if flatten.fields.is_empty() && flatten.use_field_discovery => {
+                let names = ResolvedSchema::try_from(schema.as_ref())
+                    .map_err(|e| (at("avroBytesDecoder.schema"), e.to_string()))?;
+                super::avro_direct::DirectPlan::for_schema(schema, |s| {
+                    discoverable(s, names.get_names())
+                })
+            }
+            _ => None,
+        };
         Ok(AvroFormat {
             schemas,
             flatten,
             binary_as_string,
             source: decoder.clone(),
+            direct,
         })
     }
 
@@ -145,9 +158,13 @@ impl AvroFormat {
         &self,
         data: &'a [u8],
         fields: &mut FieldTable,
+        slots: &mut super::avro_direct::DirectSlots,
         rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
         rows.clear();
+        if let Some(plan) = &self.direct {
+            return plan.parse(data, fields, slots, rows);
+        }
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
         let (schema, body) = match &self.schemas {
             Schemas::Inline(schema) => (schema.as_ref(), data),
@@ -517,7 +534,7 @@ mod tests {
         let e = fields.slot("e");
         let arr = fields.slot("arr");
         let mut rows = RowBuffer::new();
-        f.parse(&data, &mut fields, &mut rows).unwrap();
+        f.parse(&data, &mut fields, &mut None, &mut rows).unwrap();
         // Discovery takes only Druid's primitive field types: not the
         // array of a union, the map, the enum or the boolean.
         let discovered: Vec<String> = fields
@@ -573,7 +590,7 @@ mod tests {
         let mut fields = FieldTable::new(false, false, &[]);
         let (b, x) = (fields.slot("b"), fields.slot("x"));
         let mut rows = RowBuffer::new();
-        f.parse(&data, &mut fields, &mut rows).unwrap();
+        f.parse(&data, &mut fields, &mut None, &mut rows).unwrap();
         assert_eq!(rows.rows()[0][b], Value::Str("abc".into()));
         assert_eq!(rows.rows()[0][x], Value::Str("hi".into()));
     }
@@ -603,14 +620,14 @@ mod tests {
             &by_id[&300],
             Avro::Record(vec![("a".into(), Avro::Long(-3))]),
         ));
-        f.parse(&data, &mut fields, &mut rows).unwrap();
+        f.parse(&data, &mut fields, &mut None, &mut rows).unwrap();
         assert_eq!(rows.rows()[0][a], Value::Long(-3));
         let mut data = vec![1, 0, 0, 0, 7];
         data.extend(encode(
             &by_id[&7],
             Avro::Record(vec![("a".into(), Avro::String("x".into()))]),
         ));
-        f.parse(&data, &mut fields, &mut rows).unwrap();
+        f.parse(&data, &mut fields, &mut None, &mut rows).unwrap();
         assert_eq!(rows.rows()[0][a], Value::Str("x".into()));
         for (bad, why) in [
             (vec![1, 0, 0], "at least 5 bytes"),
@@ -618,7 +635,9 @@ mod tests {
             (vec![1, 0, 0, 0, 8, 0], "schema for id [8]"),
         ] {
             let mut rows = RowBuffer::new();
-            let err = f.parse(&bad, &mut fields, &mut rows).unwrap_err();
+            let err = f
+                .parse(&bad, &mut fields, &mut None, &mut rows)
+                .unwrap_err();
             assert!(err.0.contains(why), "{}", err.0);
         }
     }

@@ -4,6 +4,7 @@
 //! `serde_json::Value` is built per row.
 
 pub mod avro;
+mod avro_direct;
 mod delimited;
 pub mod expr;
 pub mod filter;
@@ -395,6 +396,7 @@ pub struct RowParser {
     pub fields: FieldTable,
     format: InputFormat,
     delimited: Option<delimited::Layout>,
+    avro_slots: avro_direct::DirectSlots,
 }
 
 impl RowParser {
@@ -436,6 +438,7 @@ impl RowParser {
             fields,
             format,
             delimited,
+            avro_slots: None,
         }
     }
 
@@ -471,7 +474,9 @@ impl RowParser {
                 let layout = self.delimited.as_mut().expect("delimited layout");
                 layout.parse_entity(data, &mut self.fields, rows)
             }
-            InputFormat::Avro(avro) => avro.parse(data, &mut self.fields, rows),
+            InputFormat::Avro(avro) => {
+                avro.parse(data, &mut self.fields, &mut self.avro_slots, rows)
+            }
             InputFormat::Protobuf(proto) => proto.parse(data, &mut self.fields, rows),
         }
     }

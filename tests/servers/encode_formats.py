@@ -20,6 +20,13 @@ writes into OUT_DIR:
                         serialized as its AvroEventSerializer and
                         ProtobufEventSerializer do, and the descriptor set of
                         that Protobuf message
+
+    encode_formats.py dump JSON_DUMP avro|protobuf OUT_DUMP
+
+rewrites a dump of flights JSON records (make-dump's) as a dump of the same
+records, shards and sequence numbers in Avro or Protobuf, and writes beside
+it OUT_DUMP.task.json: the JSON bench task (fixtures/bench) reading that
+format, for `bench`.
 """
 import base64
 import gzip
@@ -254,7 +261,44 @@ def write_wikipedia(out):
                 [cls(**e).SerializeToString() for e in events])
 
 
-if __name__ == "__main__":
+def convert_dump(source, kind, out):
+    os.makedirs(out, exist_ok=True)
+    if kind == "avro":
+        schema = fastavro.parse_schema(AVRO_SCHEMA)
+        encode = lambda row: avro_record(schema, row)  # noqa: E731
+        input_format = {"type": "avro_stream",
+                        "avroBytesDecoder": {"type": "schema_inline", "schema": AVRO_SCHEMA}}
+    else:
+        cls = compile_proto(out)
+        encode = lambda row: proto_record(cls, row)  # noqa: E731
+        input_format = {"type": "protobuf", "protoBytesDecoder": {
+            "type": "file", "descriptor": "file://" + os.path.abspath(os.path.join(out, "flights.desc")),
+            "protoMessageType": "flights.Flight"}}
+    for name in sorted(os.listdir(source)):
+        if name == "shards.json":
+            with open(os.path.join(source, name), "rb") as f, open(os.path.join(out, name), "wb") as g:
+                g.write(f.read())
+            continue
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(source, name)) as f, open(os.path.join(out, name), "w") as g:
+            for line in f:
+                record = json.loads(line)
+                row = json.loads(base64.b64decode(record["Data"]))
+                record["Data"] = b64(encode(row))
+                g.write(json.dumps(record, separators=(",", ":")) + "\n")
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "fixtures", "bench", "flights4-json-task.json")) as f:
+        task = json.load(f)
+    task["id"] = f"index_kinesis_flights_bench_{kind}"
+    task["ioConfig"]["inputFormat"] = input_format
+    with open(out.rstrip("/") + ".task.json", "w") as f:
+        json.dump(task, f, indent=2)
+
+
+if __name__ == "__main__" and sys.argv[1] == "dump":
+    convert_dump(sys.argv[2], sys.argv[3], sys.argv[4])
+elif __name__ == "__main__":
     source, limit, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     os.makedirs(out, exist_ok=True)
     good_rows = list(rows(source, limit))
