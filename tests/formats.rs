@@ -106,6 +106,14 @@ fn flights_as_avro_and_protobuf_publish_the_json_segments() {
         expected,
         "protobuf"
     );
+    let mut general = protobuf_format();
+    general["flattenSpec"] = json!({"fields": [{"type": "root", "name": "carrier"}]});
+    let general_base = run_flights("formats-protobuf-general", &proto, general);
+    assert_eq!(
+        pushed_by_interval(&general_base, "flights"),
+        expected,
+        "protobuf, general path"
+    );
     // And the rows are the flights rows (not merely equal nothings).
     assert_eq!(
         groups_from_segments(&published_segments(&avro_base, "flights")),

@@ -12,6 +12,7 @@ pub mod flatten;
 pub mod joda;
 mod json;
 pub mod protobuf;
+mod protobuf_direct;
 pub mod timestamp;
 pub mod transform;
 mod tree;
@@ -397,6 +398,7 @@ pub struct RowParser {
     format: InputFormat,
     delimited: Option<delimited::Layout>,
     avro_slots: avro_direct::DirectSlots,
+    protobuf_slots: protobuf_direct::DirectSlots,
 }
 
 impl RowParser {
@@ -439,6 +441,7 @@ impl RowParser {
             format,
             delimited,
             avro_slots: None,
+            protobuf_slots: Vec::new(),
         }
     }
 
@@ -477,7 +480,9 @@ impl RowParser {
             InputFormat::Avro(avro) => {
                 avro.parse(data, &mut self.fields, &mut self.avro_slots, rows)
             }
-            InputFormat::Protobuf(proto) => proto.parse(data, &mut self.fields, rows),
+            InputFormat::Protobuf(proto) => {
+                proto.parse(data, &mut self.fields, &mut self.protobuf_slots, rows)
+            }
         }
     }
 }

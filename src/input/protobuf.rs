@@ -29,6 +29,8 @@ use serde_json::Value as Json;
 pub struct ProtobufFormat {
     pub message: MessageDescriptor,
     pub flatten: FlattenSpec,
+    /// Set when the message shape allows reading it directly.
+    direct: Option<super::protobuf_direct::DirectPlan>,
 }
 
 /// An error at a JSON path of the task.
@@ -103,7 +105,16 @@ impl ProtobufFormat {
             None => tree::default_flatten(),
             Some(spec) => FlattenSpec::compile(spec, &at("flattenSpec"))?,
         };
-        Ok(ProtobufFormat { message, flatten })
+        let direct = if flatten.fields.is_empty() && flatten.use_field_discovery {
+            super::protobuf_direct::DirectPlan::for_message(&message)
+        } else {
+            None
+        };
+        Ok(ProtobufFormat {
+            message,
+            flatten,
+            direct,
+        })
     }
 
     /// The row of one record.
@@ -111,9 +122,16 @@ impl ProtobufFormat {
         &self,
         data: &'a [u8],
         fields: &mut FieldTable,
+        slots: &mut super::protobuf_direct::DirectSlots,
         rows: &mut RowBuffer<'a>,
     ) -> Result<(), ParseError> {
         rows.clear();
+        if let Some(plan) = &self.direct {
+            if plan.parse(data, fields, slots, rows).is_ok() {
+                return Ok(());
+            }
+            rows.clear();
+        }
         let message = DynamicMessage::decode(self.message.clone(), data)
             .map_err(|e| ParseError(format!("Fail to decode protobuf message: {e}")))?;
         let record = message_to_json(&message)
@@ -287,7 +305,7 @@ fn well_known(message: &DynamicMessage) -> Result<Option<Json>, String> {
 }
 
 /// Timestamps.toString: RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits.
-fn timestamp_text(seconds: i64, nanos: i64) -> Result<String, String> {
+pub(super) fn timestamp_text(seconds: i64, nanos: i64) -> Result<String, String> {
     const MIN: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
     const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     if !(MIN..=MAX).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
@@ -455,7 +473,8 @@ mod tests {
         let zero = fields.slot("zero");
         let tags = fields.slot("tags");
         let mut rows = RowBuffer::new();
-        f.parse(&data, &mut fields, &mut rows).unwrap();
+        f.parse(&data, &mut fields, &mut Vec::new(), &mut rows)
+            .unwrap();
         let discovered: Vec<String> = fields
             .discovered_since(0)
             .iter()
@@ -488,7 +507,9 @@ mod tests {
             (vec![0x0A, 0x05, 0x01], "Fail to decode protobuf message"),
         ] {
             let mut rows = RowBuffer::new();
-            let err = f.parse(&bad, &mut fields, &mut rows).unwrap_err();
+            let err = f
+                .parse(&bad, &mut fields, &mut Vec::new(), &mut rows)
+                .unwrap_err();
             assert!(err.0.contains(why), "{}", err.0);
         }
         let err = ProtobufFormat::compile(
