@@ -548,4 +548,99 @@ mod tests {
         assert_eq!(duration_text(-3, 0).unwrap(), "-3s");
         assert!(duration_text(1, -1).is_err());
     }
+
+    /// The direct path gives the general path's row for every scalar kind
+    /// (unsigned as the same bits signed, proto3 defaults unset, NaN null).
+    #[test]
+    fn the_direct_path_reads_every_scalar_as_the_general_path() {
+        let one = Label::Optional;
+        let kinds = [
+            ("i32", Type::Int32),
+            ("i64", Type::Int64),
+            ("u32", Type::Uint32),
+            ("u64", Type::Uint64),
+            ("s32", Type::Sint32),
+            ("s64", Type::Sint64),
+            ("f32", Type::Fixed32),
+            ("f64", Type::Fixed64),
+            ("sf32", Type::Sfixed32),
+            ("sf64", Type::Sfixed64),
+            ("b", Type::Bool),
+            ("fl", Type::Float),
+            ("d", Type::Double),
+            ("s", Type::String),
+            ("zero", Type::Int64),
+            ("nan", Type::Double),
+        ];
+        let file = FileDescriptorProto {
+            name: Some("k.proto".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("K".into()),
+                field: kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, kind))| field(name, 20 - i as i32, *kind, one, ""))
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let set = FileDescriptorSet { file: vec![file] }.encode_to_vec();
+        let decoder = serde_json::json!({"type": "inline",
+            "descriptorString": base64::engine::general_purpose::STANDARD.encode(&set)});
+        let direct = ProtobufFormat::compile(Some(&decoder), None, "f").unwrap();
+        assert!(direct.direct.is_some());
+        let general = ProtobufFormat::compile(
+            Some(&decoder),
+            Some(&serde_json::json!({"fields": [{"type": "root", "name": "s"}]})),
+            "f",
+        )
+        .unwrap();
+        assert!(general.direct.is_none());
+        let mut m = DynamicMessage::new(direct.message.clone());
+        for (name, value) in [
+            ("i32", Proto::I32(-7)),
+            ("i64", Proto::I64(-1 << 40)),
+            ("u32", Proto::U32(u32::MAX)),
+            ("u64", Proto::U64(u64::MAX - 1)),
+            ("s32", Proto::I32(-9)),
+            ("s64", Proto::I64(i64::MIN)),
+            ("f32", Proto::U32(3_000_000_000)),
+            ("f64", Proto::U64(5)),
+            ("sf32", Proto::I32(-2)),
+            ("sf64", Proto::I64(-3)),
+            ("b", Proto::Bool(true)),
+            ("fl", Proto::F32(1.5)),
+            ("d", Proto::F64(-0.25)),
+            ("s", Proto::String("é".into())),
+            ("zero", Proto::I64(0)),
+            ("nan", Proto::F64(f64::NAN)),
+        ] {
+            m.set_field_by_name(name, value);
+        }
+        let data = m.encode_to_vec();
+        let row = |f: &ProtobufFormat| {
+            let mut fields = FieldTable::new(true, false, &[]);
+            let mut rows = RowBuffer::new();
+            f.parse(&data, &mut fields, &mut Vec::new(), &mut rows)
+                .unwrap();
+            // Name → value: the general path here takes its flattenSpec
+            // field first, so only the discovery order differs.
+            let mut pairs: Vec<(String, String)> = fields
+                .discovered_since(0)
+                .iter()
+                .map(|(n, slot)| (n.clone(), format!("{:?}", rows.rows()[0][*slot])))
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        let pairs = row(&direct);
+        assert_eq!(pairs, row(&general));
+        assert!(!pairs.iter().any(|(n, _)| n == "zero"), "{pairs:?}");
+        assert!(
+            pairs.contains(&("u32".into(), format!("{:?}", Value::Long(-1)))),
+            "u32::MAX as -1: {pairs:?}"
+        );
+    }
 }
