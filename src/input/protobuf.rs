@@ -313,13 +313,27 @@ pub(super) fn timestamp_text(seconds: i64, nanos: i64) -> Result<String, String>
             "Timestamp is not valid: seconds {seconds}, nanos {nanos}"
         ));
     }
-    let time = chrono::DateTime::from_timestamp(seconds, 0)
-        .ok_or_else(|| format!("Timestamp is not valid: seconds {seconds}"))?;
-    Ok(format!(
-        "{}{}Z",
-        time.format("%Y-%m-%dT%H:%M:%S"),
-        fraction(nanos)
-    ))
+    // By hand, not chrono's strftime: this runs once per record on the
+    // direct path, where strftime was ~15% of a flights replay (perf).
+    let (year, month, day) = crate::spec::time::civil_from_days(seconds.div_euclid(86_400));
+    let second_of_day = seconds.rem_euclid(86_400);
+    let mut out = String::with_capacity(30);
+    let mut digits = |n: i64, width: u32, then: char| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10i64.pow(place) % 10) as u8));
+        }
+        out.push(then);
+    };
+    digits(year, 4, '-');
+    digits(i64::from(month), 2, '-');
+    digits(i64::from(day), 2, 'T');
+    digits(second_of_day / 3600, 2, ':');
+    digits(second_of_day / 60 % 60, 2, ':');
+    digits(second_of_day % 60, 2, '.');
+    out.pop(); // the '.' goes back in with a fraction
+    out.push_str(&fraction(nanos));
+    out.push('Z');
+    Ok(out)
 }
 
 /// Durations.toString: signed seconds with 0, 3, 6 or 9 fraction digits
