@@ -2,6 +2,7 @@
 //! build and push the segments, publish them with the end offsets, then
 //! write the status and report files.
 
+mod memory;
 mod pipeline;
 mod publish;
 mod report;
@@ -230,6 +231,8 @@ struct ShardState {
     records: u64,
     first_record: Option<u64>,
     last_record: Option<u64>,
+    /// Live reads: the record count when the shard was last seen caught up.
+    caught_up_at: Option<u64>,
 }
 
 impl ShardState {
@@ -244,6 +247,7 @@ impl ShardState {
             records: 0,
             first_record: None,
             last_record: None,
+            caught_up_at: None,
         }
     }
 }
@@ -315,6 +319,9 @@ impl Runner<'_> {
                 .map(|r| (r, io.aws_external_id.clone())),
             records_per_fetch: io.records_per_fetch.clamp(1, 10_000) as i32,
             fetch_delay: Duration::from_millis(io.fetch_delay_millis.max(0) as u64),
+            retry_timeout: Duration::from_millis(
+                self.task.tuning_config.fetch_sequence_number_timeout.max(1) as u64,
+            ),
         }
     }
 
@@ -339,7 +346,7 @@ impl Runner<'_> {
         &self,
         dump: Option<&Dump>,
         span: &SequenceSpan,
-        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+        list_conn: &mut Option<crate::source::kinesis::ControlConnection>,
     ) -> Result<(Vec<ShardState>, ShardBuffers)> {
         let tuning = &self.task.tuning_config;
         let mut shards: Vec<ShardState> = shard_assignments(span)
@@ -391,7 +398,7 @@ impl Runner<'_> {
         let r = &task.resolved;
         let tuning = &task.tuning_config;
         // Live reads ask Kinesis for new shards on this thread.
-        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
+        let mut list_conn: Option<crate::source::kinesis::ControlConnection> = None;
         let (mut shards, mut supplier) = self.start_reading(dump, span, &mut list_conn)?;
 
         let Pipeline {
@@ -631,7 +638,22 @@ impl Runner<'_> {
                             state.finished = true;
                         }
                     }
-                    BatchEnd::More => {}
+                    BatchEnd::More => {
+                        // An open-ended read says when a shard has caught
+                        // up (once per catching up).
+                        if dump.is_none()
+                            && batch.records.is_empty()
+                            && batch.millis_behind == Some(0)
+                            && state.caught_up_at != Some(state.records)
+                        {
+                            state.caught_up_at = Some(state.records);
+                            log::info!(
+                                "shard {}: caught up after {} records",
+                                state.assignment.shard_id,
+                                state.records
+                            );
+                        }
+                    }
                     BatchEnd::EndOfShard => {
                         state.finished = true;
                         state.reached_end_of_shard = true;
@@ -735,8 +757,10 @@ impl Runner<'_> {
 /// Bench timing: the parse stage is timed on one record in this many.
 const PARSE_TIMING_SAMPLE: u64 = 128;
 
-/// Refuse, up front and by name, what this build cannot compute yet.
-fn check_supported(task: &Task) -> Result<()> {
+/// Refuse, up front and by name, what this build cannot compute yet: past
+/// `load_task`, the one check `run`, `validate` and `sample` share, so
+/// that none accepts a task another refuses.
+pub fn check_supported(task: &Task) -> Result<()> {
     let r = &task.resolved;
     for (i, a) in r.aggregators.iter().enumerate() {
         if let AggregatorKind::Unsupported(t) = &a.kind {
@@ -749,21 +773,21 @@ fn check_supported(task: &Task) -> Result<()> {
 }
 
 /// maxBytesInMemory as Druid reads it: -1 unlimited, 0 the default. Druid's
-/// default is a sixth of the JVM heap; with no heap, a sixth of the
-/// machine's memory stands in for it.
+/// default is a sixth of the JVM heap; with no heap, a sixth of the memory
+/// the process may use (its cgroup's limit, else the machine's) stands in.
 fn max_bytes_in_memory(configured: i64) -> usize {
     match configured {
         -1 => usize::MAX,
         n if n > 0 => n as usize,
-        _ => (physical_memory_bytes().unwrap_or(4 << 30) / 6) as usize,
+        _ => {
+            let limit = memory::MemorySources::of_this_process().limit();
+            let bytes = (limit.unwrap_or(4 << 30) / 6) as usize;
+            log::info!(
+                "maxBytesInMemory 0: {bytes} bytes, a sixth of {limit:?} bytes the process may use"
+            );
+            bytes
+        }
     }
-}
-
-fn physical_memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// A progress bar on a terminal, a log line every few seconds otherwise.
