@@ -71,10 +71,18 @@ impl KinesisError {
     {
         let text = DisplayErrorContext(&e).to_string();
         match &e {
-            // The network: refused or reset connections, timeouts, a reply
-            // cut short. Other dispatch failures (no credentials, a bad
-            // endpoint URL) would fail the same way again.
-            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+            // The network: refused or reset connections, timeouts, a
+            // connection closed mid-reply (the connector marks it a
+            // transient error). Other dispatch failures (no credentials, a
+            // bad endpoint URL) would fail the same way again.
+            SdkError::DispatchFailure(d)
+                if d.is_io()
+                    || d.is_timeout()
+                    || matches!(
+                        d.as_other(),
+                        Some(aws_config::retry::ErrorKind::TransientError)
+                    ) =>
+            {
                 KinesisError::Transient(text)
             }
             SdkError::TimeoutError(_) | SdkError::ResponseError(_) => KinesisError::Transient(text),

@@ -138,7 +138,6 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                 }
                 let arrival = r.arrival.map(|t| t.as_secs_f64()).unwrap_or(0.0);
                 let data = base64::engine::general_purpose::STANDARD.encode(&r.data);
-                line.clear();
                 serde_json::to_writer(
                     &mut line,
                     &DumpLineOut {
