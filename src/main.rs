@@ -250,6 +250,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             base_dir,
             until_caught_up,
         } => {
+            stop_on_signals()?;
             let summary = run(&RunOptions {
                 task_file: task,
                 dump,
@@ -405,6 +406,31 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// SIGTERM and Ctrl-C ask the task to stop (persist, no publish, exit 0),
+/// as a MiddleManager stops a peon it will restore; a second one ends the
+/// process at once. The signals are blocked here, before any thread
+/// starts, and taken by one thread with sigwait (no handler runs).
+fn stop_on_signals() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().context("blocking SIGTERM and SIGINT")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(signal) = set.wait() {
+                log::warn!("{signal}: stopping; what was read is persisted, nothing published");
+                kinesis_peon::task::request_stop();
+            }
+            if set.wait().is_ok() {
+                std::process::exit(130);
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 fn print_summary(s: &RunSummary) {
     let secs = s.wall.as_secs_f64();
     let bytes: u64 = s.segments.iter().map(|p| p.segment.size).sum();
@@ -413,7 +439,9 @@ fn print_summary(s: &RunSummary) {
     let _ = writeln!(
         out,
         "status      {}",
-        if s.error.is_some() {
+        if s.stopped {
+            "STOPPED (persisted, nothing published)"
+        } else if s.error.is_some() {
             "FAILED"
         } else {
             "SUCCESS"

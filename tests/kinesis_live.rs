@@ -205,7 +205,7 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
         .map(|k| k.0.div_euclid(86_400_000))
         .collect();
     assert_eq!(live.len(), days.len(), "one segment per day");
-    assert_eq!(pushed_by_interval(&replayed, "flights"), live);
+    assert_same_rollup(&replayed, &base);
 }
 
 /// The same rows as KPL aggregates of 20 (aws-kinesis-agg) read with
@@ -626,16 +626,30 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     }
 
     // The recording has every shard, children included, and replays into
-    // the same bytes.
+    // the same rows.
     let counts = recording.join().unwrap().unwrap();
     assert_eq!(counts.len(), 7);
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
     let (replayed, s2) = replay_recording(&task, &dump, "live-reshard-replayed");
     assert_eq!(s2.error, None);
     assert_eq!(s2.stats.processed, rows as u64);
+    assert_same_rollup(&replayed, &base);
+}
+
+/// A replay of a recording publishes the live run's rows: the same
+/// segments (intervals and partitions) and the same rollup. Not the same
+/// bytes: a live read interleaves shards as their records arrive, and a
+/// doubleSum's last bits follow the order it added in.
+fn assert_same_rollup(replayed: &Path, live: &Path) {
+    let keys = |base: &Path| -> Vec<_> {
+        pushed_by_interval(base, "flights")
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(replayed), keys(live));
     assert_eq!(
-        pushed_by_interval(&replayed, "flights"),
-        pushed_by_interval(&base, "flights")
+        groups_from_segments(&published_segments(replayed, "flights")),
+        groups_from_segments(&published_segments(live, "flights"))
     );
 }
 
@@ -909,4 +923,74 @@ fn a_wrong_endpoint_fails_within_the_timeout_with_a_clear_message() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("ListShards flights: gave up after"), "{e}");
+}
+
+/// SIGTERM while an open-ended run reads: the process persists what it
+/// holds and exits 0 without publishing (no segment, no offsets, no status
+/// file); a later run with the same base dir publishes every row once.
+#[test]
+fn sigterm_stops_without_publishing_and_a_later_run_completes() {
+    let server = Kinesalite::start();
+    let rows = 2_000;
+    put_flights(&server, "flights", 2, rows);
+    let base = fresh_dir("live-sigterm");
+    let task = flights_task(&base, "sigterm", 2, "sigterm", &[]);
+    edit_task(&task, |t| t["ioConfig"]["endpoint"] = server.url().into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+        .env("RUST_LOG", "info")
+        .args(["run", "--task"])
+        .arg(&task)
+        .arg("--base-dir")
+        .arg(&base)
+        .args([
+            "-D",
+            "druid.kinesis.accessKey=test",
+            "-D",
+            "druid.kinesis.secretKey=test",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both shards read up to the tip: their "caught up" lines.
+    let mut log = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut caught_up = std::collections::BTreeSet::new();
+    while caught_up.len() < 2 {
+        let line = lines.next().expect("the run ended early").unwrap();
+        if let Some(rest) = line.split("shard ").nth(1)
+            && line.contains("caught up after")
+        {
+            caught_up.insert(rest.split(':').next().unwrap().to_string());
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{log}");
+    assert!(
+        stdout.contains("STOPPED (persisted, nothing published)"),
+        "{stdout}"
+    );
+    assert!(log.contains("stopped on request"), "{log}");
+    assert!(published_segments(&base, "flights").is_empty());
+    assert!(
+        !kinesis_peon::task::layout_for(&base)
+            .task_dir("index_kinesis_sigterm")
+            .join("status.json")
+            .exists()
+    );
+
+    let s = run_live_with(&task, &base, true);
+    published_once(&s, &base, rows);
 }

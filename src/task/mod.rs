@@ -43,6 +43,27 @@ use stats::{ErrorKind, ParseErrors, RowStats};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Set by SIGTERM or Ctrl-C (`request_stop`): the poll loop stops reading,
+/// persists what it holds and the task ends without publishing.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask a running task to stop: it persists what it holds and exits
+/// without publishing (nothing it read is acknowledged, so a later run
+/// reads it again).
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The error that ends a task stopped on request; `run` reports it as a
+/// stop, not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped on request before publishing")]
+struct Stopped;
+
 /// Where a local run keeps its files, laid out like Druid's quickstart `var/`.
 pub struct Layout {
     pub base: PathBuf,
@@ -127,6 +148,9 @@ pub struct RunSummary {
     pub report_file: PathBuf,
     pub saved_errors: Vec<String>,
     pub error: Option<String>,
+    /// Stopped on request (SIGTERM, Ctrl-C): what was read is persisted,
+    /// nothing published, no status file written (the task did not end).
+    pub stopped: bool,
 }
 
 /// Run a task against a dump; always writes the status and report files.
@@ -164,24 +188,37 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         started: Instant::now(),
     };
     let result = runner.run_all();
-    let error = result.err().map(|e| format!("{e:#}"));
+    let stopped = result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<Stopped>().is_some());
+    let error = result.err().filter(|_| !stopped).map(|e| format!("{e:#}"));
     if let Some(e) = &error {
         log::error!("task {} failed: {e}", task.id);
     }
     let saved: Vec<String> = runner.errors.saved.iter().cloned().collect();
     let status_file = task_dir.join("status.json");
     let report_file = task_dir.join("report.json");
-    report::write_files(
-        &status_file,
-        &report_file,
-        &report::status_json(&task.id, error.as_deref()),
-        &report::report_json(
-            &task.id,
-            &runner.stats,
-            runner.errors.keeps_reports().then(|| saved.clone()),
-            error.as_deref(),
-        ),
-    )?;
+    if stopped {
+        log::warn!(
+            "task {}: stopped on request; {} records read and persisted under {}, nothing published (a later run reads them again)",
+            task.id,
+            runner.records,
+            task_dir.join("persist").display()
+        );
+    }
+    if !stopped {
+        report::write_files(
+            &status_file,
+            &report_file,
+            &report::status_json(&task.id, error.as_deref()),
+            &report::report_json(
+                &task.id,
+                &runner.stats,
+                runner.errors.keeps_reports().then(|| saved.clone()),
+                error.as_deref(),
+            ),
+        )?;
+    }
     Ok(RunSummary {
         task_id: task.id.clone(),
         records: runner.records,
@@ -198,6 +235,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         report_file,
         saved_errors: saved,
         error,
+        stopped,
     })
 }
 
@@ -429,7 +467,12 @@ impl Runner<'_> {
         let mut last_persist = Instant::now();
         let mut persists = 0usize;
 
+        let mut stopped = false;
         while let Some(batch) = supplier.poll() {
+            if stop_requested() {
+                stopped = true;
+                break;
+            }
             let batch = batch?;
             // Bench timing: parse per record, index as the rest of the batch.
             let batch_started = timing.then(Instant::now);
@@ -708,6 +751,14 @@ impl Runner<'_> {
             progress.tick(self.records, self.stats.processed_bytes);
         }
         progress.finish();
+        if stopped {
+            // What the index holds goes to disk beside the earlier persists.
+            if index.row_count() > 0 {
+                persister.submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
+            }
+            persister.finish()?;
+            return Err(Stopped.into());
+        }
         let persisted = persister.finish()?;
         self.stages.persist += persisted.busy;
         self.persists += persisted.persists;
