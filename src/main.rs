@@ -120,6 +120,13 @@ enum Command {
         /// shifted by k x 366 days (the 10x flights benchmark input).
         #[arg(long, default_value_t = 1)]
         copies: u32,
+        /// csv/tsv: the first line is a header (skipped). Without this or
+        /// --no-header, it is decided from the line and said.
+        #[arg(long, conflicts_with = "no_header")]
+        header: bool,
+        /// csv/tsv: the first line is a record.
+        #[arg(long)]
+        no_header: bool,
     },
     /// The first records of a dump as parsed and as indexed, with each
     /// parse error beside its record (like Druid's data-loader sampler).
@@ -209,7 +216,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Validate { task } => {
             let bytes =
                 std::fs::read(&task).with_context(|| format!("reading {}", task.display()))?;
-            match load_task(&bytes) {
+            // The checks `run` makes before reading anything.
+            let loaded = load_task(&bytes)
+                .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+                .and_then(
+                    |loaded| match kinesis_peon::task::check_supported(&loaded.task) {
+                        Ok(()) => Ok(loaded),
+                        Err(e) => Err(vec![format!("{e:#}")]),
+                    },
+                );
+            match loaded {
                 Ok(loaded) => {
                     for w in &loaded.warnings {
                         eprintln!("warning: {w}");
@@ -219,7 +235,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 }
                 Err(errors) => {
                     eprintln!("{}: invalid task", task.display());
-                    for e in &errors.0 {
+                    for e in &errors {
                         eprintln!("  {e}");
                     }
                     Ok(ExitCode::from(1))
@@ -234,6 +250,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             base_dir,
             until_caught_up,
         } => {
+            stop_on_signals()?;
             let summary = run(&RunOptions {
                 task_file: task,
                 dump,
@@ -289,6 +306,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     assumed_role: None,
                     records_per_fetch: 10_000,
                     fetch_delay: std::time::Duration::ZERO,
+                    // Druid's default fetchSequenceNumberTimeout.
+                    retry_timeout: std::time::Duration::from_secs(20),
                 },
                 out: out.clone(),
                 from: if from == "latest" {
@@ -316,6 +335,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             compress,
             limit,
             copies,
+            header,
+            no_header,
         } => {
             let summary = make_dump(&MakeDumpOptions {
                 input,
@@ -335,7 +356,23 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 },
                 limit,
                 copies,
+                header: (header || no_header).then_some(header),
             })?;
+            if let Some(decision) = &summary.header_decision {
+                println!("{decision}");
+            }
+            println!(
+                "read {} lines: {} records written, {} header{} skipped, {} blank",
+                summary.lines_read,
+                summary.records,
+                summary.headers_skipped,
+                if summary.headers_skipped == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                summary.blank_lines
+            );
             println!(
                 "wrote {} records into {} shards under {} ({})",
                 summary.records,
@@ -369,6 +406,31 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// SIGTERM and Ctrl-C ask the task to stop (persist, no publish, exit 0),
+/// as a MiddleManager stops a peon it will restore; a second one ends the
+/// process at once. The signals are blocked here, before any thread
+/// starts, and taken by one thread with sigwait (no handler runs).
+fn stop_on_signals() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().context("blocking SIGTERM and SIGINT")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(signal) = set.wait() {
+                log::warn!("{signal}: stopping; what was read is persisted, nothing published");
+                kinesis_peon::task::request_stop();
+            }
+            if set.wait().is_ok() {
+                std::process::exit(130);
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 fn print_summary(s: &RunSummary) {
     let secs = s.wall.as_secs_f64();
     let bytes: u64 = s.segments.iter().map(|p| p.segment.size).sum();
@@ -377,7 +439,9 @@ fn print_summary(s: &RunSummary) {
     let _ = writeln!(
         out,
         "status      {}",
-        if s.error.is_some() {
+        if s.stopped {
+            "STOPPED (persisted, nothing published)"
+        } else if s.error.is_some() {
             "FAILED"
         } else {
             "SUCCESS"
@@ -474,8 +538,14 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// A duration as ISO-8601 (PT30S, PT5M) or plain seconds.
 fn parse_duration(text: &str) -> Result<std::time::Duration> {
-    if let Ok(secs) = text.parse::<f64>() {
-        return Ok(std::time::Duration::from_secs_f64(secs.max(0.0)));
+    if let Ok(secs) = text.trim().parse::<f64>() {
+        // "inf", "NaN" and negatives parse as f64 but are no duration.
+        return std::time::Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|_| secs.is_finite())
+            .with_context(|| {
+                format!("{text}: a duration is a finite, non-negative number of seconds or an ISO-8601 period like PT30S")
+            });
     }
     let period = kinesis_peon::spec::period::Period::parse(text).map_err(anyhow::Error::msg)?;
     let ms = period

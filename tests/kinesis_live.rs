@@ -143,6 +143,7 @@ fn record_caught_up(
             assumed_role: None,
             records_per_fetch,
             fetch_delay: std::time::Duration::ZERO,
+            retry_timeout: std::time::Duration::from_secs(20),
         },
         out,
         from: From::TrimHorizon,
@@ -204,7 +205,7 @@ fn live_stream_with_explicit_ends_matches_a_naive_computation() {
         .map(|k| k.0.div_euclid(86_400_000))
         .collect();
     assert_eq!(live.len(), days.len(), "one segment per day");
-    assert_eq!(pushed_by_interval(&replayed, "flights"), live);
+    assert_same_rollup(&replayed, &base);
 }
 
 /// The same rows as KPL aggregates of 20 (aws-kinesis-agg) read with
@@ -625,16 +626,30 @@ fn a_split_and_a_merge_during_ingestion_lose_nothing_and_keep_order() {
     }
 
     // The recording has every shard, children included, and replays into
-    // the same bytes.
+    // the same rows.
     let counts = recording.join().unwrap().unwrap();
     assert_eq!(counts.len(), 7);
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), rows as u64);
     let (replayed, s2) = replay_recording(&task, &dump, "live-reshard-replayed");
     assert_eq!(s2.error, None);
     assert_eq!(s2.stats.processed, rows as u64);
+    assert_same_rollup(&replayed, &base);
+}
+
+/// A replay of a recording publishes the live run's rows: the same
+/// segments (intervals and partitions) and the same rollup. Not the same
+/// bytes: a live read interleaves shards as their records arrive, and a
+/// doubleSum's last bits follow the order it added in.
+fn assert_same_rollup(replayed: &Path, live: &Path) {
+    let keys = |base: &Path| -> Vec<_> {
+        pushed_by_interval(base, "flights")
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(replayed), keys(live));
     assert_eq!(
-        pushed_by_interval(&replayed, "flights"),
-        pushed_by_interval(&base, "flights")
+        groups_from_segments(&published_segments(replayed, "flights")),
+        groups_from_segments(&published_segments(live, "flights"))
     );
 }
 
@@ -743,4 +758,239 @@ fn task_ending_at(
         t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
     });
     task
+}
+
+/// A relay that holds shard 1's GetShardIterator until the test opens its
+/// gate, and counts the empty GetRecords pages it passes back.
+struct ShardGate {
+    port: u16,
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    empty_pages: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ShardGate {
+    fn start(upstream: u16, held_shard: &'static str) -> ShardGate {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Condvar, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Arc::new((Mutex::new(true), Condvar::new()));
+        let empty_pages = Arc::new(AtomicUsize::new(0));
+        let (gate_in, empty_in) = (gate.clone(), empty_pages.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let (gate, empty) = (gate_in.clone(), empty_in.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    while let Some((head, body)) = read_message(&mut reader) {
+                        if head.contains("Kinesis_20131202.GetShardIterator")
+                            && String::from_utf8_lossy(&body).contains(held_shard)
+                        {
+                            let (closed, wake) = &*gate;
+                            let mut closed = closed.lock().unwrap();
+                            while *closed {
+                                closed = wake.wait(closed).unwrap();
+                            }
+                        }
+                        let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream))
+                        else {
+                            return;
+                        };
+                        let mut up_reader = BufReader::new(up.try_clone().unwrap());
+                        if up.write_all(head.as_bytes()).is_err() || up.write_all(&body).is_err() {
+                            return;
+                        }
+                        let Some((rhead, rbody)) = read_message(&mut up_reader) else {
+                            return;
+                        };
+                        if head.contains("Kinesis_20131202.GetRecords")
+                            && String::from_utf8_lossy(&rbody).contains("\"Records\":[]")
+                        {
+                            empty.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if client.write_all(rhead.as_bytes()).is_err()
+                            || client.write_all(&rbody).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ShardGate {
+            port,
+            gate,
+            empty_pages,
+        }
+    }
+
+    fn open(&self) {
+        let (closed, wake) = &*self.gate;
+        *closed.lock().unwrap() = false;
+        wake.notify_all();
+    }
+}
+
+/// Shard 1 cannot even start (its GetShardIterator held, as a shard in a
+/// long back-off) while shard 0 holds 5,000 records, five times what the
+/// buffers hold: every one of shard 0's records is read before shard 1's
+/// first. (A poll taking shards in a fixed order waits on shard 1 with
+/// shard 0's buffer full, and shard 0's reader never reaches its end:
+/// the deadline below then fails the test.) Nothing is lost or reordered.
+#[test]
+fn a_live_read_never_waits_on_a_shard_that_has_nothing() {
+    use std::sync::atomic::Ordering;
+    let server = Kinesalite::start();
+    put_flights_with(&server, "flights", 2, 5_000, &["--hash-key", "0"]);
+    let shard1_key = (1u128 << 127).to_string();
+    put_flights_with(
+        &server,
+        "flights",
+        0,
+        200,
+        &["--skip", "5000", "--hash-key", &shard1_key],
+    );
+    let gate = ShardGate::start(server.port, "shardId-000000000001");
+    let base = fresh_dir("live-idle-shard");
+    let task = flights_task(&base, "idle", 2, "idle", &[]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = format!("http://127.0.0.1:{}", gate.port).into();
+        t["ioConfig"]["recordsPerFetch"] = 250.into();
+        t["tuningConfig"]["recordBufferSize"] = 1000.into();
+        t["tuningConfig"]["maxRecordsPerPoll"] = 100.into();
+    });
+    let (task2, base2) = (task.clone(), base.clone());
+    let running = std::thread::spawn(move || run_live_with(&task2, &base2, true));
+    // Shard 0 read to its end shows as an empty page (a condition, polled
+    // with a generous deadline: not a timing threshold).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while gate.empty_pages.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shard 0 was never read to its end while shard 1 was held"
+        );
+        std::thread::yield_now();
+    }
+    gate.open();
+    let s = running.join().unwrap();
+    let read = published_once(&s, &base, 5_200);
+    let (zero, one) = (read["shardId-000000000000"], read["shardId-000000000001"]);
+    assert_eq!((zero.records, one.records), (5_000, 200));
+    assert!(zero.last_record < one.first_record, "{zero:?} {one:?}");
+}
+
+/// A wrong endpoint (a closed port) fails the task within
+/// fetchSequenceNumberTimeout, saying what kept failing where: in the
+/// fetch loop (trim-horizon starts) and in the start-up lookup (a numbered
+/// start); `record` gives up the same way.
+#[test]
+fn a_wrong_endpoint_fails_within_the_timeout_with_a_clear_message() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{closed}");
+    let base = fresh_dir("live-wrong-endpoint");
+    let task = flights_task(&base, "wrong", 2, "wrong", &[]);
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = endpoint.clone().into();
+        t["tuningConfig"]["fetchSequenceNumberTimeout"] = 1000.into();
+    });
+    let s = run_live(&task, &base);
+    let error = s.error.unwrap_or_default();
+    for part in [
+        "kept failing",
+        "fetchSequenceNumberTimeout 1000 ms",
+        &format!("at {endpoint}"),
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+
+    edit_task(&task, |t| {
+        t["ioConfig"]["startSequenceNumbers"]["partitionSequenceNumberMap"]["shardId-000000000000"] =
+            "100".into();
+    });
+    let error = run_live(&task, &base).error.unwrap_or_default();
+    assert!(
+        error.contains("GetShardIterator flights/shardId-000000000000: gave up after")
+            && error.contains("fetchSequenceNumberTimeout 1000 ms"),
+        "{error}"
+    );
+
+    let e = record_caught_up(endpoint, scratch().join("wrong-recorded"), 100)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ListShards flights: gave up after"), "{e}");
+}
+
+/// SIGTERM while an open-ended run reads: the process persists what it
+/// holds and exits 0 without publishing (no segment, no offsets, no status
+/// file); a later run with the same base dir publishes every row once.
+#[test]
+fn sigterm_stops_without_publishing_and_a_later_run_completes() {
+    let server = Kinesalite::start();
+    let rows = 2_000;
+    put_flights(&server, "flights", 2, rows);
+    let base = fresh_dir("live-sigterm");
+    let task = flights_task(&base, "sigterm", 2, "sigterm", &[]);
+    edit_task(&task, |t| t["ioConfig"]["endpoint"] = server.url().into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+        .env("RUST_LOG", "info")
+        .args(["run", "--task"])
+        .arg(&task)
+        .arg("--base-dir")
+        .arg(&base)
+        .args([
+            "-D",
+            "druid.kinesis.accessKey=test",
+            "-D",
+            "druid.kinesis.secretKey=test",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both shards read up to the tip: their "caught up" lines.
+    let mut log = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut caught_up = std::collections::BTreeSet::new();
+    while caught_up.len() < 2 {
+        let line = lines.next().expect("the run ended early").unwrap();
+        if let Some(rest) = line.split("shard ").nth(1)
+            && line.contains("caught up after")
+        {
+            caught_up.insert(rest.split(':').next().unwrap().to_string());
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{log}");
+    assert!(
+        stdout.contains("STOPPED (persisted, nothing published)"),
+        "{stdout}"
+    );
+    assert!(log.contains("stopped on request"), "{log}");
+    assert!(published_segments(&base, "flights").is_empty());
+    assert!(
+        !kinesis_peon::task::layout_for(&base)
+            .task_dir("index_kinesis_sigterm")
+            .join("status.json")
+            .exists()
+    );
+
+    let s = run_live_with(&task, &base, true);
+    published_once(&s, &base, rows);
 }

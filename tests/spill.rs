@@ -83,6 +83,7 @@ fn ten_times_flights_spills_under_64_mib_and_merges_to_the_same_bytes() {
         compression: DumpCompression::Zstd,
         limit: None,
         copies: 10,
+        header: None,
     })
     .expect("make-dump --copies 10");
 
@@ -289,6 +290,7 @@ fn multi_value_dimensions_roll_up_by_list_with_and_without_persists() {
         compression: DumpCompression::None,
         limit: None,
         copies: 1,
+        header: None,
     })
     .unwrap();
     let task_for = |base: &std::path::Path, name: &str, max_rows_in_memory: i64| {

@@ -1,14 +1,17 @@
 //! The live record supplier: Kinesis read with aws-sdk-kinesis. One fetch
 //! thread per shard (at most `fetchThreads`; a thread with several shards
 //! takes them in turn), each owning its shard iterator and feeding its own
-//! bounded channel, drained round-robin by the poll loop as the replay
-//! supplier's are. Throttling and transient failures back off and retry
-//! (the SDK's own retries are off, so these are ours); an expired iterator
-//! is replaced by one after the last sequence number read.
+//! bounded channel, drained by the poll loop in the order shards have
+//! something (never waiting on an idle one). Throttling and transient
+//! failures back off and retry (the SDK's own retries are off, so these are
+//! ours): a shard waits out its back-off without holding up the other
+//! shards of its thread, and transient failures that last longer than
+//! fetchSequenceNumberTimeout stop the task. An expired iterator is
+//! replaced by one after the last sequence number read.
 
-use super::buffer::{FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, fetch_loop, work_queue};
+use super::buffer::{FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, Step, fetch_loop, work_queue};
 use super::dump::ShardInfo;
-use super::kinesis_api::{IteratorStart, KinesisApi, KinesisError};
+use super::kinesis_api::{IteratorStart, KinesisApi, KinesisError, Retrying};
 use super::{BatchEnd, RecordBatch, Records, SequenceNumber, ShardAssignment, normalize_decimal};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_kinesis::Client;
@@ -31,6 +34,9 @@ pub struct KinesisConfig {
     pub assumed_role: Option<(String, Option<String>)>,
     pub records_per_fetch: i32,
     pub fetch_delay: Duration,
+    /// `fetchSequenceNumberTimeout`: how long a call may keep failing
+    /// (transiently, or throttled for control calls) before the task fails.
+    pub retry_timeout: Duration,
 }
 
 /// Never prints the credentials.
@@ -46,6 +52,7 @@ impl std::fmt::Debug for KinesisConfig {
             .field("assumed_role", &self.assumed_role.as_ref().map(|r| &r.0))
             .field("records_per_fetch", &self.records_per_fetch)
             .field("fetch_delay", &self.fetch_delay)
+            .field("retry_timeout", &self.retry_timeout)
             .finish()
     }
 }
@@ -119,6 +126,15 @@ pub fn connect(config: &KinesisConfig) -> Result<KinesisConnection> {
     Ok(KinesisConnection { runtime, client })
 }
 
+/// The connection for calls outside the fetch loop (ListShards, the
+/// earliest-record lookup, `record`): throttled and transient failures are
+/// retried within fetchSequenceNumberTimeout.
+pub type ControlConnection = Retrying<KinesisConnection>;
+
+pub fn connect_control(config: &KinesisConfig) -> Result<ControlConnection> {
+    Ok(Retrying::new(connect(config)?, config.retry_timeout))
+}
+
 pub struct KinesisOptions {
     pub batch_records: usize,
     pub buffer_records: usize,
@@ -132,6 +148,10 @@ struct ShardFetch {
     iterator: Option<String>,
     last: Option<SequenceNumber>,
     backoff: Duration,
+    /// Since when calls have been failing transiently, without a success.
+    failing_since: Option<Instant>,
+    /// When to read the shard next (set by a back-off or an empty reply).
+    resume_at: Option<Instant>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -164,6 +184,8 @@ impl KinesisSupplier {
                     iterator: None,
                     last: None,
                     backoff: Duration::ZERO,
+                    failing_since: None,
+                    resume_at: None,
                 },
                 tx,
             );
@@ -210,7 +232,10 @@ impl KinesisSupplier {
                             let step = fetch(&conn, &config, &pool, s, batch);
                             read_nanos
                                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                            step.transpose()
+                            Step {
+                                delivery: step.transpose(),
+                                resume_at: s.resume_at.take(),
+                            }
                         })
                     })
                     .expect("spawn fetch thread"),
@@ -224,33 +249,65 @@ impl KinesisSupplier {
             Ok(rx)
         });
         Ok(ShardBuffers::new(
-            receivers, threads, stop, read_nanos, starter, pool,
+            receivers, threads, stop, read_nanos, starter, pool, false,
         ))
     }
 }
 
 /// Exponential back-off with jitter, starting at the fetch delay (at least
-/// 100 ms), capped at 10 s.
-fn back_off(s: &mut ShardFetch, config: &KinesisConfig, why: &str) {
-    let base = config.fetch_delay.max(Duration::from_millis(100));
-    s.backoff = if s.backoff.is_zero() {
+/// 100 ms), doubling up to 10 s.
+fn next_backoff(previous: Duration, fetch_delay: Duration) -> Duration {
+    let base = fetch_delay.max(Duration::from_millis(100));
+    let backoff = if previous.is_zero() {
         base
     } else {
-        (s.backoff * 2).min(MAX_BACKOFF)
+        (previous * 2).min(MAX_BACKOFF)
     };
-    // Jitter from the clock's low bits: enough to spread shards apart.
-    let jitter = Instant::now().elapsed().subsec_nanos() as u64
-        ^ (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0));
-    let wait = s.backoff + Duration::from_millis(jitter % (s.backoff.as_millis() as u64 / 2 + 1));
+    backoff.max(base)
+}
+
+/// Up to half the back-off again, from the clock's low bits: enough to
+/// spread shards apart.
+fn jitter(backoff: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(nanos % (backoff.as_millis() as u64 / 2 + 1))
+}
+
+/// A retryable failure of one shard's call: back off (the shard is read
+/// again after the wait, its thread reads other shards meanwhile), or,
+/// when transient failures have lasted past fetchSequenceNumberTimeout,
+/// stop the task. Throttling is Kinesis's flow control and never ends the
+/// task here (Druid's fetcher, too, retries it for as long as it lasts).
+fn back_off(
+    s: &mut ShardFetch,
+    config: &KinesisConfig,
+    call: &str,
+    e: &KinesisError,
+) -> Result<Option<Vec<RecordBatch>>> {
+    if let KinesisError::Transient(_) = e {
+        let since = *s.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= config.retry_timeout {
+            bail!(
+                "shard {}: {call} kept failing for {} ms (fetchSequenceNumberTimeout {} ms) at {}: {e}",
+                s.assignment.shard_id,
+                since.elapsed().as_millis(),
+                config.retry_timeout.as_millis(),
+                config.endpoint
+            );
+        }
+    }
+    s.backoff = next_backoff(s.backoff, config.fetch_delay);
+    let wait = s.backoff + jitter(s.backoff);
     log::warn!(
-        "shard {}: {why}; backing off {} ms",
+        "shard {}: {call}: {e}; backing off {} ms",
         s.assignment.shard_id,
         wait.as_millis()
     );
-    std::thread::sleep(wait);
+    s.resume_at = Some(Instant::now() + wait);
+    Ok(None)
 }
 
 /// One step of a shard: the records of one GetRecords call (up to
@@ -276,10 +333,7 @@ fn fetch(
         };
         match api.shard_iterator(&config.stream, &shard_id, &start) {
             Ok(iterator) => s.iterator = iterator,
-            Err(e) if e.is_retryable() => {
-                back_off(s, config, &format!("GetShardIterator: {e}"));
-                return Ok(None);
-            }
+            Err(e) if e.is_retryable() => return back_off(s, config, "GetShardIterator", &e),
             Err(e) => bail!("shard {shard_id}: GetShardIterator failed: {e}"),
         }
         if s.iterator.is_none() {
@@ -300,13 +354,11 @@ fn fetch(
             s.iterator = None;
             return Ok(None);
         }
-        Err(e) if e.is_retryable() => {
-            back_off(s, config, &format!("GetRecords: {e}"));
-            return Ok(None);
-        }
+        Err(e) if e.is_retryable() => return back_off(s, config, "GetRecords", &e),
         Err(e) => bail!("shard {shard_id}: GetRecords failed: {e}"),
     };
     s.backoff = Duration::ZERO;
+    s.failing_since = None;
     // The reply's records, cut into batches of at most `batch` as they are read.
     let batch = batch.max(1);
     let mut chunks: Vec<Records> = Vec::new();
@@ -338,9 +390,9 @@ fn fetch(
     }
     if chunks.is_empty() && end == BatchEnd::More {
         // Caught up: wait before asking again, as Kinesis asks of readers.
-        std::thread::sleep(config.fetch_delay.max(IDLE_WAIT));
+        s.resume_at = Some(Instant::now() + config.fetch_delay.max(IDLE_WAIT));
     } else if !config.fetch_delay.is_zero() {
-        std::thread::sleep(config.fetch_delay);
+        s.resume_at = Some(Instant::now() + config.fetch_delay);
     }
     // The last batch carries the end (an empty one when there are no records).
     if chunks.is_empty() {
@@ -496,6 +548,7 @@ mod tests {
             assumed_role: None,
             records_per_fetch: 4000,
             fetch_delay: Duration::ZERO,
+            retry_timeout: Duration::from_secs(20),
         }
     }
 
@@ -591,6 +644,8 @@ mod tests {
             iterator: None,
             last: None,
             backoff: Duration::ZERO,
+            failing_since: None,
+            resume_at: None,
         }
     }
 
@@ -737,8 +792,11 @@ mod tests {
         );
         assert!(step(&api, &mut s, 10).unwrap().is_none());
         assert_eq!(s.backoff, Duration::from_millis(100));
+        // The wait is the fetch loop's to keep (the thread does not sleep).
+        assert!(s.resume_at.take().is_some());
         assert!(step(&api, &mut s, 10).unwrap().is_none());
         assert_eq!(s.backoff, Duration::from_millis(200));
+        assert!(s.resume_at.take().is_some());
         step(&api, &mut s, 10).unwrap().unwrap();
         assert_eq!(s.backoff, Duration::ZERO);
         let err = step(&api, &mut s, 10).unwrap_err().to_string();
@@ -746,6 +804,54 @@ mod tests {
             err.contains("shardId-000000000000") && err.contains("AccessDeniedException"),
             "{err}"
         );
+    }
+
+    /// Transient failures that outlast fetchSequenceNumberTimeout (0 here)
+    /// stop the task naming the shard, the call, the endpoint and the
+    /// error; throttling goes on backing off (Kinesis's flow control).
+    #[test]
+    fn transient_failures_past_the_timeout_stop_the_task() {
+        let mut cfg = config("http://127.0.0.1:1");
+        cfg.retry_timeout = Duration::ZERO;
+        let api = FakeKinesis::default();
+        api.iterators.borrow_mut().extend([
+            Err(KinesisError::Throttled("LimitExceededException".into())),
+            Err(KinesisError::Transient("connection refused".into())),
+        ]);
+        let pool = RecordsPool::new(8);
+        let mut s = shard(
+            SequenceNumber::UnreadTrimHorizon,
+            false,
+            SequenceNumber::NoEnd,
+        );
+        assert!(fetch(&api, &cfg, &pool, &mut s, 10).unwrap().is_none());
+        let err = fetch(&api, &cfg, &pool, &mut s, 10)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "shard shardId-000000000000: GetShardIterator kept failing",
+            "fetchSequenceNumberTimeout 0 ms",
+            "at http://127.0.0.1:1",
+            "connection refused",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+    }
+
+    /// An empty page (caught up) asks the fetch loop to wait before the
+    /// next read instead of sleeping on the thread.
+    #[test]
+    fn an_empty_page_waits_in_the_fetch_loop() {
+        let api = FakeKinesis::default();
+        api.pages.borrow_mut().push_back(page(&[], Some("n"), 0));
+        let mut s = shard(
+            SequenceNumber::UnreadTrimHorizon,
+            false,
+            SequenceNumber::NoEnd,
+        );
+        let got = step(&api, &mut s, 10).unwrap().unwrap();
+        assert_eq!(got, vec![(Vec::new(), BatchEnd::More)]);
+        assert!(s.resume_at.is_some_and(|at| at > Instant::now()));
     }
 
     #[test]

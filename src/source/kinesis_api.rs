@@ -71,9 +71,21 @@ impl KinesisError {
     {
         let text = DisplayErrorContext(&e).to_string();
         match &e {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => KinesisError::Transient(text),
+            // The network: refused or reset connections, timeouts, a
+            // connection closed mid-reply (the connector marks it a
+            // transient error). Other dispatch failures (no credentials, a
+            // bad endpoint URL) would fail the same way again.
+            SdkError::DispatchFailure(d)
+                if d.is_io()
+                    || d.is_timeout()
+                    || matches!(
+                        d.as_other(),
+                        Some(aws_config::retry::ErrorKind::TransientError)
+                    ) =>
+            {
+                KinesisError::Transient(text)
+            }
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => KinesisError::Transient(text),
             SdkError::ServiceError(s) => {
                 let code = s.err().code().unwrap_or("");
                 if code == "ExpiredIteratorException" {
@@ -209,5 +221,178 @@ impl KinesisApi for KinesisConnection {
                 return Ok(shards);
             }
         }
+    }
+}
+
+/// Another `KinesisApi` whose throttled and transient failures are retried
+/// with a doubling back-off (from 100 ms, at most 10 s a wait) for as long
+/// as `bound` (fetchSequenceNumberTimeout) allows and at most `MAX_TRIES`
+/// calls, as Druid bounds its sequence-number lookups; then the last
+/// failure is returned, saying how long and how often it was tried. For
+/// the calls made outside the fetch loop: ListShards, the earliest-record
+/// lookup, `record`'s reads.
+pub struct Retrying<A> {
+    pub api: A,
+    bound: std::time::Duration,
+    wait: fn(std::time::Duration),
+}
+
+/// Druid's retry count for its sequence-number lookups.
+pub const MAX_TRIES: u32 = 10;
+
+impl<A: KinesisApi> Retrying<A> {
+    pub fn new(api: A, bound: std::time::Duration) -> Retrying<A> {
+        Retrying {
+            api,
+            bound,
+            wait: std::thread::sleep,
+        }
+    }
+
+    fn call<T>(
+        &self,
+        what: &str,
+        f: impl Fn(&A) -> Result<T, KinesisError>,
+    ) -> Result<T, KinesisError> {
+        use std::time::{Duration, Instant};
+        let started = Instant::now();
+        let (mut waited, mut backoff) = (Duration::ZERO, Duration::ZERO);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let e = match f(&self.api) {
+                Ok(v) => return Ok(v),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            backoff = if backoff.is_zero() {
+                Duration::from_millis(100)
+            } else {
+                (backoff * 2).min(Duration::from_secs(10))
+            };
+            // The time spent: the clock's, or the waits' when these do not
+            // really sleep (tests).
+            let spent = started.elapsed().max(waited);
+            if tries >= MAX_TRIES || spent + backoff > self.bound {
+                let text = format!(
+                    "{what}: gave up after {tries} tries over {} ms (fetchSequenceNumberTimeout {} ms): {e}",
+                    spent.as_millis(),
+                    self.bound.as_millis()
+                );
+                return Err(match e {
+                    KinesisError::Throttled(_) => KinesisError::Throttled(text),
+                    _ => KinesisError::Transient(text),
+                });
+            }
+            log::warn!("{what}: {e}; retrying in {} ms", backoff.as_millis());
+            (self.wait)(backoff);
+            waited += backoff;
+        }
+    }
+}
+
+impl<A: KinesisApi> KinesisApi for Retrying<A> {
+    fn shard_iterator(
+        &self,
+        stream: &str,
+        shard: &str,
+        start: &IteratorStart,
+    ) -> Result<Option<String>, KinesisError> {
+        self.call(&format!("GetShardIterator {stream}/{shard}"), |a| {
+            a.shard_iterator(stream, shard, start)
+        })
+    }
+
+    fn records(&self, iterator: &str, limit: i32) -> Result<RecordsPage, KinesisError> {
+        self.call("GetRecords", |a| a.records(iterator, limit))
+    }
+
+    fn list_shards(&self, stream: &str) -> Result<Vec<ShardInfo>, KinesisError> {
+        self.call(&format!("ListShards {stream}"), |a| a.list_shards(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    /// ListShards answering the scripted failures, then one shard.
+    struct Flaky {
+        failures: RefCell<Vec<KinesisError>>,
+        calls: RefCell<u32>,
+    }
+
+    impl KinesisApi for Flaky {
+        fn shard_iterator(
+            &self,
+            _: &str,
+            _: &str,
+            _: &IteratorStart,
+        ) -> Result<Option<String>, KinesisError> {
+            unreachable!()
+        }
+        fn records(&self, _: &str, _: i32) -> Result<RecordsPage, KinesisError> {
+            unreachable!()
+        }
+        fn list_shards(&self, _: &str) -> Result<Vec<ShardInfo>, KinesisError> {
+            *self.calls.borrow_mut() += 1;
+            match self.failures.borrow_mut().pop() {
+                Some(e) => Err(e),
+                None => Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn retrying(failures: Vec<KinesisError>, bound_ms: u64) -> Retrying<Flaky> {
+        Retrying {
+            api: Flaky {
+                failures: RefCell::new(failures),
+                calls: RefCell::new(0),
+            },
+            bound: Duration::from_millis(bound_ms),
+            wait: |_| {},
+        }
+    }
+
+    #[test]
+    fn throttling_and_transient_failures_are_retried_until_they_pass() {
+        let r = retrying(
+            vec![
+                KinesisError::Transient("connection reset".into()),
+                KinesisError::Throttled("LimitExceededException".into()),
+            ],
+            20_000,
+        );
+        assert!(r.list_shards("s").is_ok());
+        assert_eq!(*r.api.calls.borrow(), 3);
+    }
+
+    #[test]
+    fn a_fatal_failure_is_not_retried() {
+        let r = retrying(vec![KinesisError::Fatal("AccessDenied".into())], 20_000);
+        assert!(matches!(r.list_shards("s"), Err(KinesisError::Fatal(_))));
+        assert_eq!(*r.api.calls.borrow(), 1);
+    }
+
+    /// Failures past the bound: the waits (100, 200, 400 ms) stop before
+    /// the next would pass 1 s; the error says what, how often and why.
+    #[test]
+    fn retries_end_at_the_bound_with_a_clear_message() {
+        let always = || KinesisError::Transient("dispatch failure: connection refused".into());
+        let r = retrying((0..50).map(|_| always()).collect(), 1_000);
+        let e = r.list_shards("flights").unwrap_err().to_string();
+        assert_eq!(*r.api.calls.borrow(), 4, "{e}");
+        assert!(
+            e.contains("ListShards flights: gave up after 4 tries")
+                && e.contains("fetchSequenceNumberTimeout 1000 ms")
+                && e.contains("connection refused"),
+            "{e}"
+        );
+        // A large bound: at most MAX_TRIES calls.
+        let r = retrying((0..50).map(|_| always()).collect(), 10_000_000);
+        assert!(r.list_shards("flights").is_err());
+        assert_eq!(*r.api.calls.borrow(), MAX_TRIES);
     }
 }

@@ -58,6 +58,9 @@ pub struct MakeDumpOptions {
     /// shifted by k x 366 days (json only), so copies never share a rollup
     /// group: the 10x flights input of shared/data/README.md.
     pub copies: u32,
+    /// csv/tsv: whether the first line is a header (names the columns, is
+    /// no record). None: decided from the line itself, and said so.
+    pub header: Option<bool>,
 }
 
 /// How far apart the copies of `--copies` are.
@@ -66,6 +69,27 @@ const COPY_SHIFT_MS: i64 = 366 * 86_400_000;
 pub struct MakeDumpSummary {
     pub records: u64,
     pub per_shard: Vec<u64>,
+    /// Input lines read (over all copies), blank ones included.
+    pub lines_read: u64,
+    pub blank_lines: u64,
+    pub headers_skipped: u64,
+    /// csv/tsv: what was decided about the first line, and why.
+    pub header_decision: Option<String>,
+}
+
+/// Whether a csv/tsv first line looks like a header: every cell non-empty,
+/// no cell a number, no cell twice. Data rows nearly always hold a number
+/// (a time, a count, a measure) where a header holds only names.
+fn looks_like_header(cells: &[&[u8]]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    cells.iter().all(|c| {
+        let text = String::from_utf8_lossy(c);
+        let t = text.trim().trim_matches('"');
+        !t.is_empty()
+            && t.parse::<f64>().is_err()
+            && !t.starts_with(|ch: char| ch.is_ascii_digit())
+            && seen.insert(t.to_string())
+    })
 }
 
 /// Evenly split the 128-bit hash key space as CreateStream does.
@@ -145,6 +169,9 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
         });
     }
 
+    if format == LineFormat::Json && opts.header.is_some() {
+        bail!("--header and --no-header are for csv and tsv input; this input is json");
+    }
     if opts.copies > 1 && format != LineFormat::Json {
         bail!("--copies shifts the json field \"timestamp\"; it needs json input");
     }
@@ -156,6 +183,8 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
     let mut key_column: Option<usize> = None;
     let mut first_line = true;
     let mut row = 0u64;
+    let (mut lines_read, mut blank_lines, mut headers_skipped) = (0u64, 0u64, 0u64);
+    let mut header_decision = None;
     let mut b64 = String::new();
     let mut out_line = Vec::new();
     loop {
@@ -170,6 +199,7 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
             continue;
         }
         input_line += 1;
+        lines_read += 1;
         if copy > 0 {
             shift_timestamp(&mut line, copy as i64 * COPY_SHIFT_MS)
                 .with_context(|| format!("{} line {input_line}", opts.input.display()))?;
@@ -178,6 +208,7 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
             line.pop();
         }
         if line.is_empty() {
+            blank_lines += 1;
             continue;
         }
         let delimiter = match format {
@@ -188,8 +219,34 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
         if first_line {
             first_line = false;
             if let Some(d) = delimiter {
-                // The header names the columns; it is not a record.
-                if let Some(field) = &opts.partition_key {
+                let cells: Vec<&[u8]> = line.split(|b| *b == d).collect();
+                let (is_header, why) = match opts.header {
+                    Some(h) => (h, if h { "--header" } else { "--no-header" }),
+                    None if looks_like_header(&cells) => (
+                        true,
+                        "detected: every cell a distinct name; pass --no-header if it is a record",
+                    ),
+                    None => (
+                        false,
+                        "detected: not every cell a distinct name; pass --header if it is one",
+                    ),
+                };
+                header_decision = Some(format!(
+                    "first line {} ({why})",
+                    if is_header {
+                        "skipped as a header"
+                    } else {
+                        "kept as a record"
+                    }
+                ));
+                if !is_header {
+                    if opts.partition_key.is_some() {
+                        bail!(
+                            "--partition-key names a header column, and {} has no header ({why})",
+                            opts.input.display()
+                        );
+                    }
+                } else if let Some(field) = &opts.partition_key {
                     key_column = Some(
                         line.split(|b| *b == d)
                             .position(|c| c == field.as_bytes())
@@ -198,7 +255,10 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
                             })?,
                     );
                 }
-                continue;
+                if is_header {
+                    headers_skipped += 1;
+                    continue;
+                }
             }
         }
         if opts.limit.is_some_and(|l| row >= l) {
@@ -261,6 +321,10 @@ pub fn make_dump(opts: &MakeDumpOptions) -> Result<MakeDumpSummary> {
     Ok(MakeDumpSummary {
         records: row,
         per_shard: counters,
+        lines_read,
+        blank_lines,
+        headers_skipped,
+        header_decision,
     })
 }
 
@@ -324,6 +388,78 @@ mod tests {
         let b = sequence_number(3, 2);
         assert_eq!(a.len(), 56);
         assert!(crate::spec::sequence::cmp_decimal(&a, &b).is_lt());
+    }
+
+    fn dump_of(text: &str, ext: &str, header: Option<bool>) -> Result<(MakeDumpSummary, u64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join(format!("in.{ext}"));
+        std::fs::write(&input, text).unwrap();
+        let out = dir.path().join("dump");
+        let summary = make_dump(&MakeDumpOptions {
+            input,
+            format: None,
+            shards: 1,
+            out: out.clone(),
+            stream: "s".into(),
+            partition_key: None,
+            compression: DumpCompression::None,
+            limit: None,
+            copies: 1,
+            header,
+        })?;
+        let written = std::fs::read_to_string(out.join("shardId-000000000000.jsonl"))
+            .unwrap()
+            .lines()
+            .count() as u64;
+        Ok((summary, written))
+    }
+
+    /// A headerless csv keeps its first row (detected, or by --no-header);
+    /// a header is skipped (detected, or by --header); the summary counts
+    /// lines, records and headers, and says what it decided.
+    #[test]
+    fn csv_headers_are_explicit_or_detected_and_said() {
+        let headerless = "2024-01-01T00:00:00Z,AA,5\n2024-01-01T01:00:00Z,UA,7\n\n";
+        let (s, written) = dump_of(headerless, "csv", None).unwrap();
+        assert_eq!(
+            (s.lines_read, s.blank_lines, s.headers_skipped, s.records),
+            (3, 1, 0, 2)
+        );
+        assert_eq!(written, 2);
+        assert!(
+            s.header_decision
+                .unwrap()
+                .starts_with("first line kept as a record (detected")
+        );
+        let (s, _) = dump_of(headerless, "csv", Some(true)).unwrap();
+        assert_eq!((s.headers_skipped, s.records), (1, 1));
+
+        let with_header = "timestamp\tcarrier\tdelay\n2024-01-01T00:00:00Z\tAA\t5\n";
+        let (s, written) = dump_of(with_header, "tsv", None).unwrap();
+        assert_eq!(
+            (s.lines_read, s.headers_skipped, s.records, written),
+            (2, 1, 1, 1)
+        );
+        assert!(
+            s.header_decision
+                .unwrap()
+                .starts_with("first line skipped as a header (detected")
+        );
+        let (s, _) = dump_of(with_header, "tsv", Some(false)).unwrap();
+        assert_eq!((s.headers_skipped, s.records), (0, 2));
+        assert_eq!(
+            s.header_decision.as_deref(),
+            Some("first line kept as a record (--no-header)")
+        );
+
+        let e = dump_of("{}\n", "json", Some(true))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--header and --no-header are for csv and tsv"),
+            "{e}"
+        );
     }
 
     #[test]

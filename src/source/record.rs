@@ -1,15 +1,19 @@
 //! `record`: capture a live stream into the dump format, every shard
 //! (closed parents and their children too), so a recording replays into
-//! the segments the live run made.
+//! the segments the live run made. shards.json is rewritten (atomically)
+//! whenever what it says changes, and each GetRecords page goes to its
+//! shard's file in one write, so a recording stopped or failed part way
+//! is still a dump that replays what was captured. Throttled and transient
+//! failures are retried within fetchSequenceNumberTimeout.
 
 use super::SequenceNumber;
 use super::dump::{DumpLineOut, ShardInfo, ShardList};
-use super::kinesis::{KinesisConfig, connect, list_shards, shard_is_closed};
-use super::kinesis_api::{IteratorStart, KinesisApi};
+use super::kinesis::{KinesisConfig, connect_control, list_shards, shard_is_closed};
+use super::kinesis_api::{IteratorStart, KinesisApi, KinesisError};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +41,7 @@ pub struct RecordOptions {
 /// One shard being captured.
 struct Capture {
     info: ShardInfo,
-    out: BufWriter<std::fs::File>,
+    out: std::fs::File,
     iterator: Option<String>,
     last: Option<SequenceNumber>,
     count: u64,
@@ -52,9 +56,8 @@ fn start_capture(
     start: &IteratorStart,
 ) -> Result<Capture> {
     let path = opts.out.join(format!("{}.jsonl", info.shard_id));
-    let out = BufWriter::new(
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let out =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let iterator = api
         .shard_iterator(&opts.config.stream, &info.shard_id, start)
         .map_err(|e| anyhow!("GetShardIterator {}: {e}", info.shard_id))?;
@@ -70,9 +73,10 @@ fn start_capture(
 
 /// Per shard: records written. Children of shards that close while
 /// recording are captured too (from their first record); shards.json is
-/// written at the end, a shard marked closed only if it was read to its end.
+/// kept up to date as they are found, a shard marked closed only once it
+/// was read to its end.
 pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
-    let conn = connect(&opts.config)?;
+    let conn = connect_control(&opts.config)?;
     let stream = &opts.config.stream;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
@@ -88,6 +92,7 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
     for info in shards {
         captures.push(start_capture(&conn, opts, info, &start)?);
     }
+    write_shards_json(&opts.out, stream, &captures)?;
 
     // Shards are read in turn, one GetRecords each, so `--for` covers all.
     let started = Instant::now();
@@ -106,11 +111,25 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                 continue;
             };
             active += 1;
-            let page = conn
-                .records(&it, opts.config.records_per_fetch)
-                .map_err(|e| anyhow!("GetRecords {}: {e}", c.info.shard_id))?;
+            let page = match conn.records(&it, opts.config.records_per_fetch) {
+                Ok(page) => page,
+                Err(KinesisError::ExpiredIterator(_)) => {
+                    // A new iterator after the last record written.
+                    let from = c
+                        .last
+                        .as_ref()
+                        .map_or(start.clone(), |l| IteratorStart::After(l.to_string()));
+                    c.iterator = conn
+                        .shard_iterator(stream, &c.info.shard_id, &from)
+                        .map_err(|e| anyhow!("GetShardIterator {}: {e}", c.info.shard_id))?;
+                    c.ended = c.iterator.is_none();
+                    continue;
+                }
+                Err(e) => bail!("GetRecords {}: {e}", c.info.shard_id),
+            };
             let empty = page.records.is_empty();
             got_any |= !empty;
+            line.clear();
             for r in page.records {
                 let seq = SequenceNumber::parse(&r.sequence_number)
                     .map_err(|e| anyhow!("{}: {e}", c.info.shard_id))?;
@@ -119,7 +138,6 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                 }
                 let arrival = r.arrival.map(|t| t.as_secs_f64()).unwrap_or(0.0);
                 let data = base64::engine::general_purpose::STANDARD.encode(&r.data);
-                line.clear();
                 serde_json::to_writer(
                     &mut line,
                     &DumpLineOut {
@@ -130,10 +148,14 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                     },
                 )?;
                 line.push(b'\n');
-                c.out.write_all(&line)?;
                 c.last = Some(seq);
                 c.count += 1;
             }
+            // The page in one write: a recording stopped here ends at a
+            // whole record.
+            c.out
+                .write_all(&line)
+                .with_context(|| format!("writing {}.jsonl", c.info.shard_id))?;
             let caught_up = empty && page.millis_behind.unwrap_or(0) == 0;
             c.iterator = page.next_iterator;
             if c.iterator.is_none() {
@@ -169,6 +191,7 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
                     }
                 }
             }
+            write_shards_json(&opts.out, stream, &captures)?;
         }
         if active == 0 {
             break;
@@ -178,24 +201,34 @@ pub fn record(opts: &RecordOptions) -> Result<Vec<(String, u64)>> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let mut counts = Vec::new();
-    let mut infos = Vec::new();
-    for mut c in captures {
-        c.out.flush()?;
-        if !c.ended {
-            // Not read to its end here: the replay treats it as open.
-            c.info.sequence_number_range.ending_sequence_number = None;
-        }
-        counts.push((c.info.shard_id.clone(), c.count));
-        infos.push(c.info);
-    }
+    write_shards_json(&opts.out, stream, &captures)?;
+    Ok(captures
+        .iter()
+        .map(|c| (c.info.shard_id.clone(), c.count))
+        .collect())
+}
+
+/// shards.json as the captures stand, replacing the old one at once (a
+/// reader never sees half a file). A shard not read to its end here is
+/// written open: the replay treats it so.
+fn write_shards_json(dir: &Path, stream: &str, captures: &[Capture]) -> Result<()> {
     let list = ShardList {
-        stream_name: stream.clone(),
-        shards: infos,
+        stream_name: stream.to_string(),
+        shards: captures
+            .iter()
+            .map(|c| {
+                let mut info = c.info.clone();
+                if !c.ended {
+                    info.sequence_number_range.ending_sequence_number = None;
+                }
+                info
+            })
+            .collect(),
     };
-    std::fs::write(
-        opts.out.join("shards.json"),
-        serde_json::to_vec_pretty(&list)?,
-    )?;
-    Ok(counts)
+    let tmp = dir.join("shards.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("shards.json"))
+        .with_context(|| format!("writing {}", dir.join("shards.json").display()))?;
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! even where floating-point sums depend on order).
 
 use super::buffer::{
-    FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, delivery_shape, fetch_loop, work_queue,
+    FetchJob, MAX_SLOTS, RecordsPool, ShardBuffers, Step, delivery_shape, fetch_loop, work_queue,
 };
 use super::dump::{Dump, ShardReader};
 use super::{BatchEnd, RecordBatch, SequenceNumber, ShardAssignment};
@@ -131,7 +131,7 @@ impl ReplaySupplier {
                             };
                             read_nanos
                                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                            Some(step)
+                            Step::now(step)
                         })
                     })
                     .expect("spawn fetch thread"),
@@ -145,7 +145,7 @@ impl ReplaySupplier {
             Ok(rx)
         });
         Ok(ShardBuffers::new(
-            receivers, threads, stop, read_nanos, starter, pool,
+            receivers, threads, stop, read_nanos, starter, pool, true,
         ))
     }
 }

@@ -2,6 +2,7 @@
 //! build and push the segments, publish them with the end offsets, then
 //! write the status and report files.
 
+mod memory;
 mod pipeline;
 mod publish;
 mod report;
@@ -41,6 +42,27 @@ use serde_json::json;
 use stats::{ErrorKind, ParseErrors, RowStats};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Set by SIGTERM or Ctrl-C (`request_stop`): the poll loop stops reading,
+/// persists what it holds and the task ends without publishing.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask a running task to stop: it persists what it holds and exits
+/// without publishing (nothing it read is acknowledged, so a later run
+/// reads it again).
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The error that ends a task stopped on request; `run` reports it as a
+/// stop, not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped on request before publishing")]
+struct Stopped;
 
 /// Where a local run keeps its files, laid out like Druid's quickstart `var/`.
 pub struct Layout {
@@ -126,6 +148,9 @@ pub struct RunSummary {
     pub report_file: PathBuf,
     pub saved_errors: Vec<String>,
     pub error: Option<String>,
+    /// Stopped on request (SIGTERM, Ctrl-C): what was read is persisted,
+    /// nothing published, no status file written (the task did not end).
+    pub stopped: bool,
 }
 
 /// Run a task against a dump; always writes the status and report files.
@@ -163,24 +188,37 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         started: Instant::now(),
     };
     let result = runner.run_all();
-    let error = result.err().map(|e| format!("{e:#}"));
+    let stopped = result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<Stopped>().is_some());
+    let error = result.err().filter(|_| !stopped).map(|e| format!("{e:#}"));
     if let Some(e) = &error {
         log::error!("task {} failed: {e}", task.id);
     }
     let saved: Vec<String> = runner.errors.saved.iter().cloned().collect();
     let status_file = task_dir.join("status.json");
     let report_file = task_dir.join("report.json");
-    report::write_files(
-        &status_file,
-        &report_file,
-        &report::status_json(&task.id, error.as_deref()),
-        &report::report_json(
-            &task.id,
-            &runner.stats,
-            runner.errors.keeps_reports().then(|| saved.clone()),
-            error.as_deref(),
-        ),
-    )?;
+    if stopped {
+        log::warn!(
+            "task {}: stopped on request; {} records read and persisted under {}, nothing published (a later run reads them again)",
+            task.id,
+            runner.records,
+            task_dir.join("persist").display()
+        );
+    }
+    if !stopped {
+        report::write_files(
+            &status_file,
+            &report_file,
+            &report::status_json(&task.id, error.as_deref()),
+            &report::report_json(
+                &task.id,
+                &runner.stats,
+                runner.errors.keeps_reports().then(|| saved.clone()),
+                error.as_deref(),
+            ),
+        )?;
+    }
     Ok(RunSummary {
         task_id: task.id.clone(),
         records: runner.records,
@@ -197,6 +235,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         report_file,
         saved_errors: saved,
         error,
+        stopped,
     })
 }
 
@@ -230,6 +269,8 @@ struct ShardState {
     records: u64,
     first_record: Option<u64>,
     last_record: Option<u64>,
+    /// Live reads: the record count when the shard was last seen caught up.
+    caught_up_at: Option<u64>,
 }
 
 impl ShardState {
@@ -244,6 +285,7 @@ impl ShardState {
             records: 0,
             first_record: None,
             last_record: None,
+            caught_up_at: None,
         }
     }
 }
@@ -315,6 +357,9 @@ impl Runner<'_> {
                 .map(|r| (r, io.aws_external_id.clone())),
             records_per_fetch: io.records_per_fetch.clamp(1, 10_000) as i32,
             fetch_delay: Duration::from_millis(io.fetch_delay_millis.max(0) as u64),
+            retry_timeout: Duration::from_millis(
+                self.task.tuning_config.fetch_sequence_number_timeout.max(1) as u64,
+            ),
         }
     }
 
@@ -339,7 +384,7 @@ impl Runner<'_> {
         &self,
         dump: Option<&Dump>,
         span: &SequenceSpan,
-        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+        list_conn: &mut Option<crate::source::kinesis::ControlConnection>,
     ) -> Result<(Vec<ShardState>, ShardBuffers)> {
         let tuning = &self.task.tuning_config;
         let mut shards: Vec<ShardState> = shard_assignments(span)
@@ -391,7 +436,7 @@ impl Runner<'_> {
         let r = &task.resolved;
         let tuning = &task.tuning_config;
         // Live reads ask Kinesis for new shards on this thread.
-        let mut list_conn: Option<crate::source::kinesis::KinesisConnection> = None;
+        let mut list_conn: Option<crate::source::kinesis::ControlConnection> = None;
         let (mut shards, mut supplier) = self.start_reading(dump, span, &mut list_conn)?;
 
         let Pipeline {
@@ -422,7 +467,12 @@ impl Runner<'_> {
         let mut last_persist = Instant::now();
         let mut persists = 0usize;
 
+        let mut stopped = false;
         while let Some(batch) = supplier.poll() {
+            if stop_requested() {
+                stopped = true;
+                break;
+            }
             let batch = batch?;
             // Bench timing: parse per record, index as the rest of the batch.
             let batch_started = timing.then(Instant::now);
@@ -631,7 +681,22 @@ impl Runner<'_> {
                             state.finished = true;
                         }
                     }
-                    BatchEnd::More => {}
+                    BatchEnd::More => {
+                        // An open-ended read says when a shard has caught
+                        // up (once per catching up).
+                        if dump.is_none()
+                            && batch.records.is_empty()
+                            && batch.millis_behind == Some(0)
+                            && state.caught_up_at != Some(state.records)
+                        {
+                            state.caught_up_at = Some(state.records);
+                            log::info!(
+                                "shard {}: caught up after {} records",
+                                state.assignment.shard_id,
+                                state.records
+                            );
+                        }
+                    }
                     BatchEnd::EndOfShard => {
                         state.finished = true;
                         state.reached_end_of_shard = true;
@@ -686,6 +751,14 @@ impl Runner<'_> {
             progress.tick(self.records, self.stats.processed_bytes);
         }
         progress.finish();
+        if stopped {
+            // What the index holds goes to disk beside the earlier persists.
+            if index.row_count() > 0 {
+                persister.submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
+            }
+            persister.finish()?;
+            return Err(Stopped.into());
+        }
         let persisted = persister.finish()?;
         self.stages.persist += persisted.busy;
         self.persists += persisted.persists;
@@ -735,8 +808,10 @@ impl Runner<'_> {
 /// Bench timing: the parse stage is timed on one record in this many.
 const PARSE_TIMING_SAMPLE: u64 = 128;
 
-/// Refuse, up front and by name, what this build cannot compute yet.
-fn check_supported(task: &Task) -> Result<()> {
+/// Refuse, up front and by name, what this build cannot compute yet: past
+/// `load_task`, the one check `run`, `validate` and `sample` share, so
+/// that none accepts a task another refuses.
+pub fn check_supported(task: &Task) -> Result<()> {
     let r = &task.resolved;
     for (i, a) in r.aggregators.iter().enumerate() {
         if let AggregatorKind::Unsupported(t) = &a.kind {
@@ -749,21 +824,21 @@ fn check_supported(task: &Task) -> Result<()> {
 }
 
 /// maxBytesInMemory as Druid reads it: -1 unlimited, 0 the default. Druid's
-/// default is a sixth of the JVM heap; with no heap, a sixth of the
-/// machine's memory stands in for it.
+/// default is a sixth of the JVM heap; with no heap, a sixth of the memory
+/// the process may use (its cgroup's limit, else the machine's) stands in.
 fn max_bytes_in_memory(configured: i64) -> usize {
     match configured {
         -1 => usize::MAX,
         n if n > 0 => n as usize,
-        _ => (physical_memory_bytes().unwrap_or(4 << 30) / 6) as usize,
+        _ => {
+            let limit = memory::MemorySources::of_this_process().limit();
+            let bytes = (limit.unwrap_or(4 << 30) / 6) as usize;
+            log::info!(
+                "maxBytesInMemory 0: {bytes} bytes, a sixth of {limit:?} bytes the process may use"
+            );
+            bytes
+        }
     }
-}
-
-fn physical_memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// A progress bar on a terminal, a log line every few seconds otherwise.

@@ -35,6 +35,8 @@ pub fn sample(task_file: &Path, dump_dir: &Path, limit: usize) -> Result<serde_j
         .with_context(|| format!("reading task {}", task_file.display()))?;
     let LoadedTask { task, .. } =
         load_task(&bytes).map_err(|e| anyhow!("{}: invalid task:\n{e}", task_file.display()))?;
+    super::check_supported(&task)
+        .map_err(|e| anyhow!("{}: invalid task:\n{e}", task_file.display()))?;
     let r = &task.resolved;
     let span = r.sequences.first().context("the task has no sequence")?;
     let dump = Dump::open(dump_dir)?;

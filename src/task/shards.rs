@@ -3,16 +3,19 @@
 //! shards, and what each shard of a sequence reads.
 
 use super::*;
+use crate::source::kinesis::ControlConnection;
 
 impl Runner<'_> {
     /// The connection the poll thread uses for lookups (ListShards, the
     /// earliest record), made on first use.
     pub(super) fn control_connection<'c>(
         &self,
-        conn: &'c mut Option<crate::source::kinesis::KinesisConnection>,
-    ) -> Result<&'c crate::source::kinesis::KinesisConnection> {
+        conn: &'c mut Option<ControlConnection>,
+    ) -> Result<&'c ControlConnection> {
         if conn.is_none() {
-            *conn = Some(crate::source::kinesis::connect(&self.kinesis_config())?);
+            *conn = Some(crate::source::kinesis::connect_control(
+                &self.kinesis_config(),
+            )?);
         }
         Ok(conn.as_ref().expect("connected above"))
     }
@@ -26,7 +29,7 @@ impl Runner<'_> {
     pub(super) fn check_start_available(
         &self,
         dump: Option<&Dump>,
-        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+        list_conn: &mut Option<ControlConnection>,
         a: &mut ShardAssignment,
     ) -> Result<()> {
         if !a.start.is_number() {
@@ -78,7 +81,7 @@ impl Runner<'_> {
     pub(super) fn start_ready_children(
         &self,
         dump: Option<&Dump>,
-        list_conn: &mut Option<crate::source::kinesis::KinesisConnection>,
+        list_conn: &mut Option<ControlConnection>,
         shards: &mut Vec<ShardState>,
         supplier: &mut crate::source::buffer::ShardBuffers,
     ) -> Result<()> {

@@ -123,6 +123,7 @@ pub fn flights_dump_of(flavour: &str, name: &str, shards: usize, limit: Option<u
             compression: DumpCompression::None,
             limit,
             copies: 1,
+            header: None,
         })
         .expect("make-dump");
     }

@@ -3,11 +3,12 @@
 producer would: PutRecords of up to 500 records, partition key = `flight`.
 
 usage: put_flights.py ENDPOINT STREAM SHARDS ROWS NDJSON_GZ [--kpl N] [--corrupt-md5 K]
-                     [--skip N]
+                     [--skip N] [--hash-key K]
 
 Creates the stream with SHARDS shards (SHARDS 0: the stream exists),
 waits until it is ACTIVE, puts ROWS rows after the first --skip ones, and prints one JSON object: {shard id: last sequence
-number put there}. With --kpl N the rows go as KPL-aggregated records of N
+number put there}. With --hash-key K every record goes with ExplicitHashKey
+K (all into the shard whose range holds K). With --kpl N the rows go as KPL-aggregated records of N
 rows each (aws-kinesis-agg; an aggregate is keyed by its first row's
 flight); with --corrupt-md5 K a bit of the K-th aggregate's MD5 is flipped,
 and "corrupted": [shard id, sequence number] names where it landed."""
@@ -26,6 +27,7 @@ def main():
     kpl = int(opts.get("--kpl", 0))
     corrupt = int(opts["--corrupt-md5"]) if "--corrupt-md5" in opts else None
     skip = int(opts.get("--skip", 0))
+    hash_key = opts.get("--hash-key")
     client = boto3.client(
         "kinesis", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="test", aws_secret_access_key="test",
@@ -38,8 +40,11 @@ def main():
     batch = []  # (data, partition key, damaged?)
 
     def send():
-        out = client.put_records(
-            StreamName=stream, Records=[{"Data": d, "PartitionKey": k} for d, k, _ in batch])
+        records = [{"Data": d, "PartitionKey": k} for d, k, _ in batch]
+        if hash_key is not None:
+            for r in records:
+                r["ExplicitHashKey"] = hash_key
+        out = client.put_records(StreamName=stream, Records=records)
         assert out.get("FailedRecordCount", 0) == 0, out
         for (_, _, damaged), r in zip(batch, out["Records"]):
             if damaged:
