@@ -535,9 +535,33 @@ pub fn write_segment_dir(
     for (name, bytes) in &files {
         let path = dir.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        file_written();
         written.push((name.clone(), bytes.len() as u64));
     }
     Ok(written)
+}
+
+/// The crash harness's hook: with `ABORT_AFTER_FILES_VAR` set to N, the
+/// process aborts (no clean-up, as under kill -9) right after the Nth
+/// segment file it writes (spills and pushes alike).
+pub const ABORT_AFTER_FILES_VAR: &str = "KINESIS_PEON_ABORT_AFTER_FILES";
+
+/// Count a segment file written; abort at the hook's count.
+pub fn file_written() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var(ABORT_AFTER_FILES_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(limit) = limit
+        && WRITTEN.fetch_add(1, Ordering::SeqCst) + 1 >= *limit
+    {
+        eprintln!("{ABORT_AFTER_FILES_VAR}={limit}: aborting after that many files");
+        std::process::abort();
+    }
 }
 
 /// Build a segment's files in memory: version.bin, factory.json,

@@ -245,6 +245,7 @@ impl LocalDeepStorage {
                 let target = target_dir.join("index.zip");
                 std::fs::write(&target, zip)
                     .with_context(|| format!("writing {}", target.display()))?;
+                crate::segment::writer::file_written();
                 let load_path = target.to_string_lossy().into_owned();
                 (target, load_path)
             }
@@ -259,6 +260,7 @@ impl LocalDeepStorage {
                     let file = target.join(name);
                     std::fs::write(&file, bytes)
                         .with_context(|| format!("writing {}", file.display()))?;
+                    crate::segment::writer::file_written();
                 }
                 // Java's File.toURI().getPath() of a directory: a trailing /.
                 let load_path = format!("{}/", target.to_string_lossy());
