@@ -396,9 +396,8 @@ fn lzf_chunks_round_trip() {
 /// The merge's block-by-block disk cursors read what the whole-segment
 /// reader reads, under every index spec (blocks, contiguous windows,
 /// table and delta encodings), over several blocks.
-#[test]
-fn disk_cursors_read_every_layout() {
-    use kinesis_peon::segment::cursor::DiskSegment;
+/// 20,000 rows of a string column and long, double and float metrics.
+fn cursor_data() -> SegmentData {
     let n = 20_000usize;
     let strings: Vec<Option<String>> = (0..n)
         .map(|i| (i % 7 != 0).then(|| format!("v{}", (i * 31) % 300)))
@@ -410,7 +409,7 @@ fn disk_cursors_read_every_layout() {
     let doubles: Vec<f64> = (0..n).map(|i| i as f64 / 3.0).collect();
     let floats: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
     let nulls: Vec<bool> = (0..n).map(|i| i % 11 == 0).collect();
-    let data = SegmentData {
+    SegmentData {
         interval: (0, 86_400_000),
         numeric_dimensions: Vec::new(),
         times: (0..n as i64).map(|i| i * 4000).collect(),
@@ -422,12 +421,26 @@ fn disk_cursors_read_every_layout() {
             metric("f", NumericValues::Float(floats), &vec![false; n]),
         ],
         metadata: None,
-    };
+    }
+}
+
+#[test]
+fn disk_cursors_read_every_layout() {
+    let data = cursor_data();
     let dir = tempfile::tempdir().unwrap();
     for (i, spec) in specs().into_iter().enumerate() {
         let path = dir.path().join(i.to_string());
         write_segment_dir(&path, &data, &spec).unwrap();
-        let segment = DiskSegment::open(&path).unwrap();
+        check_cursors(&path, &data, &spec);
+    }
+}
+
+/// The merge's block cursors read back every column of `data` from `path`.
+fn check_cursors(path: &std::path::Path, data: &SegmentData, spec: &ResolvedIndexSpec) {
+    use kinesis_peon::segment::cursor::DiskSegment;
+    let n = data.num_rows();
+    {
+        let segment = DiskSegment::open(path).unwrap();
         let mut time = segment.numeric("__time").unwrap();
         let mut s = segment.strings("s").unwrap();
         assert_eq!(s.dictionary, data.dimensions[0].dictionary, "{spec:?}");
@@ -455,4 +468,100 @@ fn disk_cursors_read_every_layout() {
             }
         }
     }
+}
+
+/// A segment past the chunk limit is smooshed into several chunk files as
+/// Druid's FileSmoosher does (entries in write order, a new chunk when the
+/// next entry does not fit the current one, no entry split), and both
+/// readers (dump-segment's and the merge's cursors) read it back, from a
+/// directory and from an index.zip. Below the limit the bytes do not change.
+#[test]
+fn segments_past_the_chunk_limit_are_smooshed_into_several_chunks() {
+    use kinesis_peon::segment::reader::parse_meta_smoosh;
+    use kinesis_peon::segment::writer::{SegmentZipper, build_segment, build_segment_chunked};
+    let data = cursor_data();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, spec) in specs().into_iter().enumerate() {
+        let one = build_segment(&data, &spec).unwrap();
+        assert_eq!(
+            one,
+            build_segment_chunked(&data, &spec, MAX_CHUNK_SIZE).unwrap(),
+            "{spec:?}"
+        );
+        // A limit that holds the largest entry but not a third of them all.
+        let (_, entries) =
+            parse_meta_smoosh(&one.iter().find(|f| f.0 == "meta.smoosh").unwrap().1).unwrap();
+        let largest = entries.iter().map(|e| e.end - e.start).max().unwrap();
+        let total: usize = entries.iter().map(|e| e.end - e.start).sum();
+        let limit = largest.max(total / 3 + 1) as i64;
+        let files = build_segment_chunked(&data, &spec, limit).unwrap();
+        let file = |name: &str| &files.iter().find(|(n, _)| n == name).unwrap().1;
+        let (chunks, entries) = parse_meta_smoosh(file("meta.smoosh")).unwrap();
+        assert!(chunks >= 2, "{chunks} chunks under {spec:?}");
+        let meta = String::from_utf8(file("meta.smoosh").clone()).unwrap();
+        assert!(
+            meta.starts_with(&format!("v1,{limit},{chunks}\n")),
+            "{meta}"
+        );
+        // Rebuild the chunks from the entries, in the order written
+        // (chunk, then start): each starts where the last ended and a new
+        // chunk begins only when the entry would not fit the last one.
+        let mut by_place: Vec<_> = entries.iter().collect();
+        by_place.sort_by_key(|e| (e.chunk, e.start));
+        let mut ends = vec![0usize; chunks];
+        for e in &by_place {
+            assert_eq!(
+                e.start, ends[e.chunk],
+                "{} starts where the last ended",
+                e.name
+            );
+            if e.chunk > 0 && e.start == 0 {
+                let size = e.end - e.start;
+                assert!(
+                    ends[e.chunk - 1] + size > limit as usize,
+                    "{} fitted chunk {}",
+                    e.name,
+                    e.chunk - 1
+                );
+            }
+            ends[e.chunk] = e.end;
+        }
+        for (n, end) in ends.iter().enumerate() {
+            let chunk = file(&format!("{n:05}.smoosh"));
+            assert_eq!(chunk.len(), *end);
+            assert!(chunk.len() <= limit as usize);
+        }
+
+        let path = dir.path().join(i.to_string());
+        std::fs::create_dir(&path).unwrap();
+        for (name, bytes) in &files {
+            std::fs::write(path.join(name), bytes).unwrap();
+        }
+        // What the one-chunk segment reads back as (the reader's normal form).
+        let want = reader::read_segment_files(&reader::SegmentFiles::from_files(
+            one.into_iter().collect(),
+        ))
+        .unwrap()
+        .1;
+        let (_, back) = read_segment(&path).unwrap();
+        assert!(
+            back == want,
+            "{spec:?}: the chunked directory reads back otherwise"
+        );
+        check_cursors(&path, &data, &spec);
+        let (zip, _) = SegmentZipper::default().zip(&files).unwrap();
+        let zip_path = dir.path().join(format!("{i}.zip"));
+        std::fs::write(&zip_path, zip).unwrap();
+        let (_, back) = read_segment(&zip_path).unwrap();
+        assert!(
+            back == want,
+            "{spec:?}: the chunked zip reads back otherwise"
+        );
+    }
+    // One column larger than a whole chunk cannot be stored.
+    let err = build_segment_chunked(&data, &specs()[0], 1024).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("exceeds the smoosh chunk limit of 1024 bytes"),
+        "{err:#}"
+    );
 }

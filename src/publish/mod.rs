@@ -10,6 +10,7 @@ mod sqlite;
 
 pub use backend::Tables;
 use backend::{MetaTx, PendingRow, SegmentRow};
+pub use sqlite::BUSY_TIMEOUT_VAR;
 
 use crate::spec::sequence::SequenceNumber;
 use crate::spec::time::{format_interval, format_iso};

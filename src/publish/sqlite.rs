@@ -48,7 +48,7 @@ pub fn open(path: &Path) -> Result<rusqlite::Connection> {
     }
     let conn = rusqlite::Connection::open(path)
         .with_context(|| format!("opening the metadata store {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(busy_timeout())?;
     // WAL: one sync per commit, and readers never block the publisher.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -57,10 +57,30 @@ pub fn open(path: &Path) -> Result<rusqlite::Connection> {
     Ok(conn)
 }
 
+/// How long a write waits for another process's lock on the store
+/// (SQLite's busy handler retries until then): 30 s, or
+/// `BUSY_TIMEOUT_VAR` milliseconds (tests).
+fn busy_timeout() -> std::time::Duration {
+    let millis = std::env::var(BUSY_TIMEOUT_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
+    std::time::Duration::from_millis(millis)
+}
+
+pub const BUSY_TIMEOUT_VAR: &str = "KINESIS_PEON_METADATA_BUSY_TIMEOUT_MS";
+
 pub fn begin(conn: &mut rusqlite::Connection) -> Result<Box<dyn MetaTx + '_>> {
-    Ok(Box::new(SqliteTx(conn.transaction_with_behavior(
-        TransactionBehavior::Immediate,
-    )?)))
+    let path = conn.path().unwrap_or("").to_string();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .with_context(|| {
+            format!(
+                "the metadata store {path} stayed locked by another process for {} ms; nothing was written",
+                busy_timeout().as_millis()
+            )
+        })?;
+    Ok(Box::new(SqliteTx(tx)))
 }
 
 /// A deferred transaction for reads, which needs no `&mut` connection.

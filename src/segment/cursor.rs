@@ -20,9 +20,11 @@ use std::sync::Arc;
 
 /// A segment directory opened for block reads.
 pub struct DiskSegment {
-    file: Arc<File>,
+    /// The smoosh chunk files, by number.
+    chunks: Vec<Arc<File>>,
     path: PathBuf,
-    entries: BTreeMap<String, (u64, u64)>,
+    /// Entry name → chunk number, start and end.
+    entries: BTreeMap<String, (usize, u64, u64)>,
     pub index: IndexDrd,
 }
 
@@ -84,25 +86,35 @@ impl DiskSegment {
             bail!("{}: not a version 9 segment", dir.display());
         }
         let (chunks, listed) = parse_meta_smoosh(&read("meta.smoosh")?)?;
-        if chunks != 1 {
-            bail!("{}: {chunks} smoosh chunks (one expected)", dir.display());
+        // Each chunk file must exist, so a count is never trusted blindly.
+        let mut files = Vec::new();
+        let mut sizes = Vec::new();
+        for n in 0..chunks {
+            let path = dir.join(format!("{n:05}.smoosh"));
+            let file = File::open(&path)
+                .with_context(|| format!("opening {} (chunk {n} of {chunks})", path.display()))?;
+            sizes.push(file.metadata()?.len());
+            files.push(Arc::new(file));
         }
-        let path = dir.join("00000.smoosh");
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let size = file.metadata()?.len();
         let mut entries = BTreeMap::new();
         for e in listed {
-            if e.chunk != 0 || e.start > e.end || e.end as u64 > size {
+            if e.chunk >= chunks || e.start > e.end || e.end as u64 > sizes[e.chunk] {
                 bail!(
-                    "{}: entry {} lies outside the smoosh",
+                    "{}: meta.smoosh entry {} ({},{},{}) lies outside the smoosh chunks",
                     dir.display(),
-                    e.name
+                    e.name,
+                    e.chunk,
+                    e.start,
+                    e.end
                 );
             }
-            entries.insert(e.name, (e.start as u64, e.end as u64));
+            let range = (e.chunk, e.start as u64, e.end as u64);
+            if entries.insert(e.name.clone(), range).is_some() {
+                bail!("{}: meta.smoosh lists {} twice", dir.display(), e.name);
+            }
         }
         let mut segment = DiskSegment {
-            file: Arc::new(file),
+            chunks: files,
             path: dir.to_path_buf(),
             entries,
             index: IndexDrd {
@@ -118,12 +130,12 @@ impl DiskSegment {
     }
 
     fn region(&self, name: &str) -> Result<Region> {
-        let &(start, end) = self
+        let &(chunk, start, end) = self
             .entries
             .get(name)
             .with_context(|| format!("{}: no smoosh entry {name}", self.path.display()))?;
         Ok(Region {
-            file: self.file.clone(),
+            file: self.chunks[chunk].clone(),
             start,
             len: end - start,
             what: format!("{} column {name}", self.path.display()),

@@ -5,6 +5,7 @@ pub mod bytes;
 pub mod complex;
 pub mod cursor;
 pub mod reader;
+mod unzip;
 pub mod writer;
 
 use roaring::RoaringBitmap;

@@ -5,10 +5,10 @@
 
 use super::bytes::{ByteReader, decode_block, read_blocks, unpack_msb};
 use super::complex::{ComplexKind, read_complex};
+use super::unzip::{is_segment_file, read_zip};
 use super::*;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 /// The files of a segment, in memory.
@@ -17,7 +17,7 @@ pub struct SegmentFiles {
 }
 
 /// Largest file taken from an index.zip (Druid refuses files over 2 GiB).
-const MAX_FILE_BYTES: u64 = i32::MAX as u64;
+pub(super) const MAX_FILE_BYTES: u64 = i32::MAX as u64;
 
 impl SegmentFiles {
     /// Open a segment directory or an index.zip.
@@ -28,33 +28,17 @@ impl SegmentFiles {
                 std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
             {
                 let entry = entry?;
-                if entry.file_type()?.is_file() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    files.insert(name, std::fs::read(entry.path())?);
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type()?.is_file() && is_segment_file(&name) {
+                    let bytes = std::fs::read(entry.path())
+                        .with_context(|| format!("reading {}", entry.path().display()))?;
+                    files.insert(name, bytes);
                 }
             }
         } else {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let mut zip = zip::ZipArchive::new(file)
-                .with_context(|| format!("{}: not a zip archive", path.display()))?;
-            for i in 0..zip.len() {
-                let mut f = zip.by_index(i)?;
-                if f.is_dir() {
-                    continue;
-                }
-                let full_name = f
-                    .name()
-                    .map(|n| n.to_string())
-                    .with_context(|| format!("{}: entry {i} has a bad name", path.display()))?;
-                if f.size() > MAX_FILE_BYTES {
-                    bail!("{}: entry {full_name} is larger than 2 GiB", path.display());
-                }
-                let name = full_name.rsplit('/').next().unwrap_or("").to_string();
-                let mut bytes = Vec::with_capacity(f.size() as usize);
-                f.by_ref().take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
-                files.insert(name, bytes);
-            }
+            files = read_zip(file).with_context(|| format!("{}", path.display()))?;
         }
         Ok(SegmentFiles { files })
     }

@@ -535,14 +535,64 @@ pub fn write_segment_dir(
     for (name, bytes) in &files {
         let path = dir.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        file_written();
         written.push((name.clone(), bytes.len() as u64));
     }
     Ok(written)
 }
 
+/// The crash harness's hook: with `ABORT_AFTER_FILES_VAR` set to N, the
+/// process aborts (no clean-up, as under kill -9) right after the Nth
+/// segment file it writes (spills and pushes alike).
+pub const ABORT_AFTER_FILES_VAR: &str = "KINESIS_PEON_ABORT_AFTER_FILES";
+
+/// Count a segment file written; abort at the hook's count.
+pub fn file_written() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var(ABORT_AFTER_FILES_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(limit) = limit
+        && WRITTEN.fetch_add(1, Ordering::SeqCst) + 1 >= *limit
+    {
+        eprintln!("{ABORT_AFTER_FILES_VAR}={limit}: aborting after that many files");
+        std::process::abort();
+    }
+}
+
 /// Build a segment's files in memory: version.bin, factory.json,
-/// meta.smoosh and the one smoosh chunk.
+/// meta.smoosh and its smoosh chunks (one below 2 GiB).
 pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<SegmentFileSet> {
+    build_segment_chunked(data, spec, smoosh_chunk_limit())
+}
+
+/// The environment variable that lowers the smoosh chunk limit, so tests
+/// can write multi-chunk segments without 2 GiB of rows.
+pub const CHUNK_LIMIT_VAR: &str = "KINESIS_PEON_SMOOSH_CHUNK_BYTES";
+
+/// Druid's limit (Integer.MAX_VALUE), unless `CHUNK_LIMIT_VAR` sets a
+/// smaller positive one.
+fn smoosh_chunk_limit() -> i64 {
+    static LIMIT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var(CHUNK_LIMIT_VAR)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|&v| v > 0 && v < MAX_CHUNK_SIZE)
+            .unwrap_or(MAX_CHUNK_SIZE)
+    })
+}
+
+/// `build_segment` with chunks of at most `max_chunk` bytes.
+pub fn build_segment_chunked(
+    data: &SegmentData,
+    spec: &ResolvedIndexSpec,
+    max_chunk: i64,
+) -> Result<SegmentFileSet> {
     check(data)?;
     let mut entries = Vec::new();
     entries.push(Entry {
@@ -628,30 +678,58 @@ pub fn build_segment(data: &SegmentData, spec: &ResolvedIndexSpec) -> Result<Seg
         }
     }
 
-    let mut chunk = Vec::with_capacity(entries.iter().map(|e| e.bytes.len()).sum());
+    let (chunks, offsets) = smoosh(&entries, max_chunk)?;
+    let mut meta = format!("v1,{max_chunk},{}\n", chunks.len());
+    for name in &names {
+        let (n, s, e) = offsets[name];
+        meta.push_str(&format!("{name},{n},{s},{e}\n"));
+    }
+    let mut files: SegmentFileSet = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(n, chunk)| (format!("{n:05}.smoosh"), chunk))
+        .collect();
+    files.push(("factory.json".into(), FACTORY_JSON.as_bytes().to_vec()));
+    files.push(("meta.smoosh".into(), meta.into_bytes()));
+    files.push(("version.bin".into(), VERSION_BIN.to_vec()));
+    Ok(files)
+}
+
+/// Where each smoosh entry lies: chunk number, start and end.
+type SmooshOffsets<'a> = hashbrown::HashMap<&'a str, (usize, i64, i64)>;
+
+/// Lay entries into chunks as Druid's FileSmoosher does: in the order
+/// written, a new chunk when the current one has fewer bytes left than the
+/// entry needs, an entry never split across chunks, and one larger than a
+/// whole chunk refused.
+fn smoosh(entries: &[Entry], max_chunk: i64) -> Result<(Vec<Vec<u8>>, SmooshOffsets<'_>)> {
+    let max = usize::try_from(max_chunk)
+        .ok()
+        .filter(|&m| m > 0)
+        .with_context(|| format!("smoosh chunk limit {max_chunk} is not positive"))?;
+    let mut left: usize = entries.iter().map(|e| e.bytes.len()).sum();
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
     let mut offsets = hashbrown::HashMap::new();
-    for e in &entries {
+    for e in entries {
+        let size = e.bytes.len();
+        if size > max {
+            bail!(
+                "column {} of {size} bytes exceeds the smoosh chunk limit of {max} bytes; lower maxRowsPerSegment",
+                e.name
+            );
+        }
+        match chunks.last() {
+            Some(chunk) if max - chunk.len() >= size => {}
+            _ => chunks.push(Vec::with_capacity(left.min(max))),
+        }
+        left -= size;
+        let n = chunks.len() - 1;
+        let chunk = &mut chunks[n];
         let start = chunk.len() as i64;
         chunk.extend_from_slice(&e.bytes);
-        offsets.insert(e.name.as_str(), (start, chunk.len() as i64));
+        offsets.insert(e.name.as_str(), (n, start, chunk.len() as i64));
     }
-    if chunk.len() as i64 > MAX_CHUNK_SIZE {
-        bail!(
-            "segment of {} bytes exceeds one smoosh chunk; lower maxRowsPerSegment",
-            chunk.len()
-        );
-    }
-    let mut meta = format!("v1,{MAX_CHUNK_SIZE},1\n");
-    for name in &names {
-        let (s, e) = offsets[name];
-        meta.push_str(&format!("{name},0,{s},{e}\n"));
-    }
-    Ok(vec![
-        ("00000.smoosh".into(), chunk),
-        ("factory.json".into(), FACTORY_JSON.as_bytes().to_vec()),
-        ("meta.smoosh".into(), meta.into_bytes()),
-        ("version.bin".into(), VERSION_BIN.to_vec()),
-    ])
+    Ok((chunks, offsets))
 }
 
 /// Zips segments into index.zip bytes, one DEFLATE encoder for all of

@@ -80,6 +80,9 @@ impl Dump {
             .with_context(|| format!("reading the dump's shard list {}", path.display()))?;
         let shards: ShardList = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: not a ListShards response", path.display()))?;
+        for shard in &shards.shards {
+            plain_shard_id(&shard.shard_id).with_context(|| format!("{}", path.display()))?;
+        }
         Ok(Dump {
             dir: dir.to_path_buf(),
             shards,
@@ -97,6 +100,7 @@ impl Dump {
     }
 
     pub fn shard_file(&self, shard_id: &str) -> Result<PathBuf> {
+        plain_shard_id(shard_id)?;
         for ext in ["jsonl", "jsonl.zst", "jsonl.gz"] {
             let p = self.dir.join(format!("{shard_id}.{ext}"));
             if p.exists() {
@@ -108,6 +112,24 @@ impl Dump {
             self.dir.join(format!("{shard_id}.jsonl")).display()
         )
     }
+}
+
+/// A shard id names a file in the dump, so it must be a plain file name:
+/// Kinesis's own ids are letters, digits, `-`, `_` and `.`, and one such as
+/// `../x` or `/etc/x` would read outside the dump.
+fn plain_shard_id(shard_id: &str) -> Result<()> {
+    let plain = !shard_id.is_empty()
+        && shard_id != "."
+        && shard_id != ".."
+        && shard_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !plain {
+        bail!(
+            "shard id {shard_id:?} is not a plain file name (letters, digits, '-', '_', '.'); refusing to read outside the dump"
+        );
+    }
+    Ok(())
 }
 
 /// Each shard's parents.
@@ -663,6 +685,36 @@ mod tests {
             "{err}"
         );
         assert_eq!(out.len(), 1, "failed lines add nothing");
+    }
+
+    /// A shards.json naming a shard file outside the dump is refused when
+    /// the dump is opened, before any file is read; so is such an id asked
+    /// of an open dump.
+    #[test]
+    fn shard_ids_naming_files_outside_the_dump_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("secret.jsonl");
+        std::fs::write(&outside, "").unwrap();
+        let dump = dir.path().join("dump");
+        std::fs::create_dir(&dump).unwrap();
+        for bad in ["../secret", "/etc/passwd", "..", "a/b", "nul\0", ""] {
+            let shards = serde_json::json!({"StreamName": "s", "Shards": [{
+                "ShardId": bad,
+                "SequenceNumberRange": {"StartingSequenceNumber": "1"}
+            }]});
+            std::fs::write(dump.join("shards.json"), shards.to_string()).unwrap();
+            let err = format!("{:#}", Dump::open(&dump).err().expect(bad));
+            assert!(err.contains("is not a plain file name"), "{bad}: {err}");
+            assert!(err.contains("shards.json"), "{bad}: {err}");
+        }
+        let good = serde_json::json!({"StreamName": "s", "Shards": [{
+            "ShardId": "shardId-000000000000",
+            "SequenceNumberRange": {"StartingSequenceNumber": "1"}
+        }]});
+        std::fs::write(dump.join("shards.json"), good.to_string()).unwrap();
+        let opened = Dump::open(&dump).unwrap();
+        let err = format!("{:#}", opened.shard_file("../secret").unwrap_err());
+        assert!(err.contains("is not a plain file name"), "{err}");
     }
 
     #[test]

@@ -62,15 +62,15 @@ pub(super) fn validate(task: &mut Task) -> Result<(), SpecErrors> {
         _ => {}
     }
     let ds = task.data_source.clone();
-    if !ds.is_empty()
-        && (ds.starts_with('.')
-            || ds.contains('/')
-            || ds.chars().any(|ch| ch.is_whitespace() && ch != ' '))
-    {
+    // Both name directories (deep storage, the task directory).
+    if let Some(why) = invalid_id(&ds) {
         c.fail(
             "dataSchema.dataSource",
-            format!("{ds:?} is not a valid data source name (no '/', no leading '.', no tabs or newlines)"),
+            format!("{ds:?} is not a valid data source name: {why}"),
         );
+    }
+    if let Some(why) = invalid_id(&task.id) {
+        c.fail("id", format!("{:?} is not a valid task id: {why}", task.id));
     }
     if task.id.is_empty() {
         task.id = format!("index_kinesis_{ds}");
@@ -89,6 +89,30 @@ pub(super) fn validate(task: &mut Task) -> Result<(), SpecErrors> {
 }
 
 /// Map a legacy `parser.parseSpec` onto timestampSpec/dimensionsSpec/inputFormat.
+/// Why `id` cannot name a data source or task, as Druid's IdUtils.validateId
+/// decides (empty is handled by the caller): it becomes a directory name, so
+/// no `/`, no leading `.` (`..` included), no whitespace but the space, and
+/// no control characters (NUL included).
+pub fn invalid_id(id: &str) -> Option<String> {
+    if id.starts_with('.') {
+        return Some("cannot start with '.'".into());
+    }
+    if id.contains('/') {
+        return Some("cannot contain '/'".into());
+    }
+    for (at, ch) in id.chars().enumerate() {
+        if ch.is_whitespace() && ch != ' ' {
+            return Some(format!(
+                "cannot contain whitespace other than space (at {at})"
+            ));
+        }
+        if ch.is_control() {
+            return Some(format!("cannot contain character #{} (at {at})", ch as u32));
+        }
+    }
+    None
+}
+
 fn resolve_legacy_parser(task: &mut Task, c: &mut Checker) {
     let Some(parser) = task.data_schema.parser.clone() else {
         return;
@@ -616,6 +640,45 @@ mod tests {
         assert_eq!(t.resolved.sequences.len(), 1);
         assert_eq!(t.resolved.sequences[0].name, "index_kinesis_flights_0");
         assert_eq!(t.query_granularity(), &Granularity::named("HOUR").unwrap());
+    }
+
+    /// A data source or task id names directories (deep storage, the task
+    /// directory): one that could step outside them is refused, naming the
+    /// field.
+    #[test]
+    fn ids_that_could_leave_their_directory_are_refused() {
+        for (field, bad) in [
+            ("dataSchema.dataSource", "../etc"),
+            ("dataSchema.dataSource", "a/b"),
+            ("dataSchema.dataSource", ".hidden"),
+            ("dataSchema.dataSource", "nul\\u0000here"),
+            ("dataSchema.dataSource", "tab\\there"),
+            ("id", ".."),
+            ("id", "../../tmp/x"),
+            ("id", "x/y"),
+            ("id", "nul\\u0000"),
+        ] {
+            let json = sparse("");
+            let json = if field == "id" {
+                json.replacen('{', &format!(r#"{{"id": "{bad}","#), 1)
+            } else {
+                json.replace(
+                    r#""dataSource": "flights""#,
+                    &format!(r#""dataSource": "{bad}""#),
+                )
+            };
+            let errors = load_task(json.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            let error = errors.0.iter().find(|e| e.path == field);
+            assert!(error.is_some(), "{field} {bad}: {errors}");
+        }
+        // Druid's own rules allow dots and spaces inside.
+        let ok = sparse("").replace(
+            r#""dataSource": "flights""#,
+            r#""dataSource": "my flights.v2""#,
+        );
+        assert!(load_task(ok.as_bytes()).is_ok());
     }
 
     /// featureSpec: features that do not change what parses are accepted;

@@ -51,6 +51,9 @@ pub struct LocalDeepStorage {
     zipper: Mutex<SegmentZipper>,
     /// Directories under the root made (or found) by earlier pushes.
     made: Mutex<HashSet<PathBuf>>,
+    /// Directories this process created whose parent has not been fsynced
+    /// since (a new directory's name lives in its parent).
+    fresh: Mutex<Vec<PathBuf>>,
 }
 
 /// Where a pushed segment went.
@@ -142,6 +145,24 @@ impl DeepStorage {
         }
     }
 
+    /// Make pushes durable before the metadata commit that names them.
+    /// Objects are durable once their upload is acknowledged.
+    pub fn sync(&self, pushed: &[&Location]) -> Result<()> {
+        match self {
+            DeepStorage::Local(local) => {
+                let paths: Vec<&Path> = pushed
+                    .iter()
+                    .filter_map(|l| match l {
+                        Location::Local(p) => Some(p.as_path()),
+                        Location::Object(_) => None,
+                    })
+                    .collect();
+                local.sync(&paths)
+            }
+            DeepStorage::Cloud(_) => Ok(()),
+        }
+    }
+
     /// Remove a push that will not be published.
     pub fn delete(&self, location: &Location) -> Result<()> {
         match (self, location) {
@@ -164,6 +185,7 @@ impl LocalDeepStorage {
             packaging,
             zipper: Mutex::new(SegmentZipper::default()),
             made: Mutex::new(HashSet::new()),
+            fresh: Mutex::new(Vec::new()),
         })
     }
 
@@ -180,7 +202,7 @@ impl LocalDeepStorage {
                 continue;
             }
             match std::fs::create_dir(&path) {
-                Ok(()) => {}
+                Ok(()) => self.note_fresh(&path),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
                 Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
@@ -203,7 +225,15 @@ impl LocalDeepStorage {
             self.made.lock().unwrap_or_else(|e| e.into_inner()).clear();
             std::fs::create_dir_all(&target_dir)
                 .with_context(|| format!("creating {}", target_dir.display()))?;
+            // Any level may be new: sync them all up to the root.
+            for dir in target_dir.ancestors().skip(1) {
+                if !dir.starts_with(&self.root) || dir == self.root {
+                    break;
+                }
+                self.note_fresh(dir);
+            }
         }
+        self.note_fresh(&target_dir);
         let size = files.iter().map(|(_, bytes)| bytes.len() as u64).sum();
         let (target, load_path) = match self.packaging {
             Packaging::Zip => {
@@ -215,6 +245,7 @@ impl LocalDeepStorage {
                 let target = target_dir.join("index.zip");
                 std::fs::write(&target, zip)
                     .with_context(|| format!("writing {}", target.display()))?;
+                crate::segment::writer::file_written();
                 let load_path = target.to_string_lossy().into_owned();
                 (target, load_path)
             }
@@ -229,6 +260,7 @@ impl LocalDeepStorage {
                     let file = target.join(name);
                     std::fs::write(&file, bytes)
                         .with_context(|| format!("writing {}", file.display()))?;
+                    crate::segment::writer::file_written();
                 }
                 // Java's File.toURI().getPath() of a directory: a trailing /.
                 let load_path = format!("{}/", target.to_string_lossy());
@@ -242,6 +274,52 @@ impl LocalDeepStorage {
         })
     }
 
+    fn note_fresh(&self, dir: &Path) {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir.to_path_buf());
+    }
+
+    /// Make pushed segments durable before the metadata commit names them:
+    /// fsync each file (an index.zip, or every file of an index/
+    /// directory), the index/ directory, and the parent of every directory
+    /// the pushes created, so that neither a segment's bytes nor its path
+    /// can vanish in a power cut after the commit.
+    pub fn sync(&self, pushed: &[&Path]) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for path in pushed {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(path)
+                    .with_context(|| format!("listing {} to fsync it", path.display()))?
+                {
+                    fsync(&entry?.path())?;
+                }
+                dirs.insert(path.to_path_buf());
+            } else {
+                fsync(path)?;
+            }
+            if let Some(parent) = path.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
+        for dir in &fresh {
+            if let Some(parent) = dir.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        let result = dirs.iter().try_for_each(|d| fsync(d));
+        if result.is_err() {
+            // Still unsynced: the next sync tries them again.
+            self.fresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(fresh);
+        }
+        result
+    }
+
     /// Remove a pushed copy that will not be published (Druid deletes its
     /// own pushes when a replica already published the same segments).
     pub fn delete(&self, pushed: &Path) -> Result<()> {
@@ -250,6 +328,14 @@ impl LocalDeepStorage {
         }
         Ok(())
     }
+}
+
+/// fsync a file or a directory (a directory opened read-only, as Linux
+/// allows, syncs its entries).
+fn fsync(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("fsyncing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -142,7 +142,13 @@ impl Runner<'_> {
             }
             Ok(())
         })();
-        let result = result.and_then(|()| allocator.commit());
+        let result = result
+            .and_then(|()| {
+                let locations: Vec<&crate::storage::Location> =
+                    pushed.iter().map(|p| &p.location).collect();
+                storage.sync(&locations)
+            })
+            .and_then(|()| allocator.commit());
         let cleanup = |pushed: &[PublishedSegment]| {
             for p in pushed {
                 if let Err(e) = storage.delete(&p.location) {

@@ -1,0 +1,233 @@
+//! The crash harness (issue 28, must-show 1, local deep storage and the
+//! embedded store): `run` on the 4-shard flights dump is killed at many
+//! points, by an injected abort after the Nth segment file written
+//! (spills and pushes) and by SIGKILL once a persist or a push is seen on
+//! disk, then run again with the same task. Every time: the crashed run
+//! published all or nothing (segments and offsets together), the rerun's
+//! rows equal the naive computation, no interval holds a partition twice,
+//! the committed offsets equal a clean run's, and the orphans a crash
+//! leaves in deep storage (pushed, never named) are counted: Druid's kill
+//! task removes such unused files in a cluster, as it does Druid's own.
+
+mod common;
+
+use common::*;
+use kinesis_peon::publish::MetadataStore;
+use kinesis_peon::segment::writer::ABORT_AFTER_FILES_VAR;
+use kinesis_peon::task::layout_for;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROWS: usize = 20_000;
+
+fn peon_run(task: &Path, dump: &Path, base: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"));
+    cmd.args(["run", "--task"])
+        .arg(task)
+        .arg("--dump")
+        .arg(dump)
+        .arg("--base-dir")
+        .arg(base)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn store(base: &Path) -> MetadataStore {
+    MetadataStore::open(&layout_for(base).metadata_db()).unwrap()
+}
+
+fn offsets(base: &Path) -> Option<Vec<(String, String)>> {
+    store(base).committed_offsets("flights").unwrap().map(|o| {
+        o.offsets
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
+    })
+}
+
+/// Directories under deep storage holding a pushed segment.
+fn pushed(base: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.join("druid/segments")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "meta.smoosh") {
+                out.push(dir.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Wait for `child` to exit, killing it (SIGKILL) when `condition` holds first.
+fn kill_when(mut child: Child, condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if condition() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task neither ended nor reached the point"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// After a crash: all or nothing was published, and the rerun completes
+/// exactly. Returns the orphans the crash left.
+fn check_crash_and_rerun(
+    point: &str,
+    task: &Path,
+    dump: &Path,
+    base: &Path,
+    clean: &Clean,
+) -> usize {
+    let published = store(base).used_segments("flights").unwrap().len();
+    let committed = offsets(base);
+    assert!(
+        (published == 0 && committed.is_none())
+            || (published == clean.segments && committed.as_ref() == Some(&clean.offsets)),
+        "{point}: the crash left {published} segments and offsets {committed:?}"
+    );
+    let status = peon_run(task, dump, base).status().unwrap();
+    assert!(status.success(), "{point}: the rerun failed");
+    let segments = store(base).used_segments("flights").unwrap();
+    let mut places: Vec<(String, u32)> = segments
+        .iter()
+        .map(|s| (s.interval.clone(), s.shard_spec.partition_num))
+        .collect();
+    places.sort();
+    let before = places.len();
+    places.dedup();
+    assert_eq!(
+        places.len(),
+        before,
+        "{point}: an interval holds a partition twice"
+    );
+    assert_eq!(segments.len(), clean.segments, "{point}");
+    assert_eq!(
+        groups_from_segments(&published_segments(base, "flights")),
+        clean.groups,
+        "{point}"
+    );
+    assert_eq!(offsets(base).as_ref(), Some(&clean.offsets), "{point}");
+    let named: std::collections::BTreeSet<PathBuf> = segments
+        .iter()
+        .map(|s| PathBuf::from(s.load_spec["path"].as_str().unwrap().trim_end_matches('/')))
+        .collect();
+    let on_disk = pushed(base);
+    for n in &named {
+        assert!(
+            on_disk.contains(n),
+            "{point}: {} is named but missing",
+            n.display()
+        );
+    }
+    on_disk.len() - named.len()
+}
+
+/// A point to SIGKILL at: its name and the condition on the base dir.
+type KillPoint = (&'static str, Box<dyn Fn(&Path) -> bool>);
+
+struct Clean {
+    segments: usize,
+    offsets: Vec<(String, String)>,
+    groups: Groups,
+}
+
+#[test]
+fn killed_anywhere_the_rerun_publishes_exactly_once() {
+    let dump = flights_dump("crash-flights4", 4, Some(ROWS as u64));
+    let root = fresh_dir("crash");
+    let task = flights_task_tuned(
+        &root,
+        "crash",
+        4,
+        "crash",
+        serde_json::json!({"type": "KinesisTuningConfig", "maxRowsInMemory": 3000}),
+    );
+    // The clean run: what every rerun must end with.
+    let base = root.join("clean");
+    assert!(peon_run(&task, &dump, &base).status().unwrap().success());
+    let segments = store(&base).used_segments("flights").unwrap().len();
+    let clean = Clean {
+        segments,
+        offsets: offsets(&base).unwrap(),
+        groups: naive_groups(Some(ROWS)),
+    };
+    assert_eq!(
+        groups_from_segments(&published_segments(&base, "flights")),
+        clean.groups
+    );
+
+    let mut report = Vec::new();
+    // Injected: abort after the Nth file, spread over spills and pushes.
+    let points = [
+        1, 2, 5, 10, 20, 40, 70, 100, 130, 150, 170, 185, 200, 215, 230, 245, 249, 252, 254, 256,
+        400,
+    ];
+    for n in points {
+        let point = format!("abort after {n} files");
+        let base = root.join(format!("abort-{n}"));
+        let status = peon_run(&task, &dump, &base)
+            .env(ABORT_AFTER_FILES_VAR, n.to_string())
+            .status()
+            .unwrap();
+        if status.success() {
+            // Past the files a run writes: it completed.
+            report.push(format!("{point}: the run wrote fewer files and completed"));
+            assert_eq!(offsets(&base).as_ref(), Some(&clean.offsets));
+            continue;
+        }
+        let orphans = check_crash_and_rerun(&point, &task, &dump, &base, &clean);
+        report.push(format!("{point}: {orphans} orphans"));
+    }
+    // SIGKILL from outside when a point is seen on disk.
+    let task_dir = |base: &Path| layout_for(base).task_dir("index_kinesis_crash");
+    let kills: [KillPoint; 3] = [
+        (
+            "kill at the first spill",
+            Box::new(move |b: &Path| task_dir(b).join("persist").exists()),
+        ),
+        (
+            "kill at the first push",
+            Box::new(|b: &Path| !pushed(b).is_empty()),
+        ),
+        (
+            "kill at the 10th push",
+            Box::new(|b: &Path| pushed(b).len() >= 10),
+        ),
+    ];
+    for (i, (point, condition)) in kills.iter().enumerate() {
+        let base = root.join(format!("kill-{i}"));
+        let child = peon_run(&task, &dump, &base).spawn().unwrap();
+        if !kill_when(child, || condition(&base)) {
+            report.push(format!("{point}: the run ended first"));
+            continue;
+        }
+        let orphans = check_crash_and_rerun(point, &task, &dump, &base, &clean);
+        report.push(format!("{point}: {orphans} orphans"));
+    }
+    println!(
+        "{} segments a clean run\n{}",
+        clean.segments,
+        report.join("\n")
+    );
+    let crashed = report.iter().filter(|r| r.ends_with("orphans")).count();
+    assert!(
+        crashed >= 10,
+        "only {crashed} points crashed the run:\n{}",
+        report.join("\n")
+    );
+}
