@@ -185,26 +185,29 @@ pub enum MetricInput {
 }
 
 /// A number from an input value for a numeric aggregator; Ok(None) for null.
+/// Text is read as Druid's `Rows.objectToNumber` reads it (`java::druid_text_number`).
 fn number(v: &Value) -> Result<Option<f64>, String> {
     match v {
         Value::Null => Ok(None),
         Value::Long(n) => Ok(Some(*n as f64)),
         Value::Double(d) => Ok(Some(*d)),
-        Value::Str(s) => s
-            .trim()
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| format!("{s:?} is not a number")),
+        Value::Str(s) => match druid_text_number(s) {
+            Some(JavaNumber::Long(n)) => Ok(Some(n as f64)),
+            Some(JavaNumber::Double(d)) => Ok(Some(d)),
+            None => Err(format!("{s:?} is not a number")),
+        },
         other => Err(format!("{other:?} is not a number")),
     }
 }
 
+/// As `number`, for a long: a double is cast toward zero (Java's `longValue`).
 fn long(v: &Value) -> Result<Option<i64>, String> {
     match v {
         Value::Long(n) => Ok(Some(*n)),
-        Value::Str(s) => match s.trim().parse::<i64>() {
-            Ok(n) => Ok(Some(n)),
-            Err(_) => number(v).map(|d| d.map(|d| d as i64)),
+        Value::Str(s) => match druid_text_number(s) {
+            Some(JavaNumber::Long(n)) => Ok(Some(n)),
+            Some(JavaNumber::Double(d)) => Ok(Some(d as i64)),
+            None => Err(format!("{s:?} is not a number")),
         },
         _ => number(v).map(|d| d.map(|d| d as i64)),
     }

@@ -19,7 +19,10 @@ use crate::input::Value;
 use crate::input::expr::Expr;
 use crate::input::filter::Filter;
 use crate::java::hll::Hll;
-use crate::java::{java_cmp_nullable, java_double_string, murmur3_128_chars};
+use crate::java::{
+    JavaNumber, druid_exact_long, druid_text_number, java_cmp_nullable, java_double_string,
+    murmur3_128_chars, parse_java_double, parse_java_float,
+};
 use crate::spec::granularity::{Bucketer, Granularity, LastBucket};
 use crate::spec::{AggOp, Aggregator, AggregatorKind, MultiValueHandling, NumType};
 use dictionary::Dictionary;
@@ -101,33 +104,34 @@ impl NumericDictionary {
     }
 
     /// The id of an input value, as Druid converts objects for a numeric
-    /// dimension (DimensionHandlerUtils): numbers cast (12.9 → 12 for a
-    /// long), strings parsed, a long only from an exact integer ("12.0" is
-    /// 12, "12.2" an error); "" and null are null; anything else is an error.
+    /// dimension (DimensionHandlerUtils.convertObjectToLong/Float/Double):
+    /// numbers cast (12.9 → 12 for a long), booleans 1/0 for a long only,
+    /// text untrimmed: a long only from a whole decimal ("12.0", "1e3"),
+    /// a float or double as Guava's tryParse; null is null; anything else
+    /// (a list of any length too) is an error and null.
     fn id_of_value(&mut self, v: &Value) -> Result<u32, String> {
-        let number = match v {
-            Value::Null => return Ok(0),
-            Value::Long(n) => Num::Long(*n),
-            Value::Double(d) => Num::Double(*d),
-            Value::Str(s) if s.trim().is_empty() => return Ok(0),
-            Value::Str(s) => match s.trim().parse::<i64>() {
-                Ok(n) => Num::Long(n),
-                Err(_) => match s.trim().parse::<f64>() {
-                    Ok(d) => Num::Double(d),
-                    Err(_) => return Err(format!("{s:?} is not a number")),
-                },
+        let number = match (v, self.ty) {
+            (Value::Null, _) => return Ok(0),
+            (Value::Long(n), _) => Num::Long(*n),
+            (Value::Double(d), _) => Num::Double(*d),
+            (Value::Bool(b), NumType::Long) => Num::Long(i64::from(*b)),
+            (Value::Str(s), NumType::Long) => match druid_exact_long(s) {
+                Some(n) => Num::Long(n),
+                None => return Err(format!("{s:?} is not a whole number for a long dimension")),
             },
-            Value::List(items) if items.len() == 1 => return self.id_of_value(&items[0]),
-            other => return Err(format!("{other:?} is not a number")),
+            (Value::Str(s), NumType::Double) => match parse_java_double(s) {
+                Some(d) => Num::Double(d),
+                None => return Err(format!("{s:?} is not a number")),
+            },
+            // Rounded straight to a float, as Float.parseFloat does.
+            (Value::Str(s), NumType::Float) => match parse_java_float(s) {
+                Some(f) => return Ok(self.intern(u64::from(f.to_bits()))),
+                None => return Err(format!("{s:?} is not a number")),
+            },
+            (other, _) => return Err(format!("{other:?} is not a number")),
         };
-        let from_string = matches!(v, Value::Str(_));
         let bits = match (self.ty, number) {
             (NumType::Long, Num::Long(n)) => n as u64,
-            (NumType::Long, Num::Double(d))
-                if from_string && (d.fract() != 0.0 || !d.is_finite() || d.abs() >= 9.3e18) =>
-            {
-                return Err(format!("{v:?} is not a whole number for a long dimension"));
-            }
             (NumType::Long, Num::Double(d)) => d as i64 as u64,
             (NumType::Double, Num::Long(n)) => (n as f64).to_bits(),
             (NumType::Double, Num::Double(d)) => d.to_bits(),
@@ -211,19 +215,15 @@ impl NumberCache {
         }
         let entry = &mut self.slots[slot];
         if entry.0 != generation {
-            // As `long` and `number` read text: an integer if it is one,
-            // else a double.
-            let b = text.as_bytes();
-            let t = if b.first().is_some_and(u8::is_ascii_graphic)
-                && b.last().is_some_and(u8::is_ascii_graphic)
-            {
-                text
-            } else {
-                text.trim()
-            };
-            let parsed = match short_long(t).map_or_else(|| t.parse::<i64>(), Ok) {
-                Ok(n) => Some(Value::Long(n)),
-                Err(_) => t.parse::<f64>().ok().map(Value::Double),
+            // As `long` and `number` read text (Druid's Rows.objectToNumber):
+            // plain digits straight away, anything else by the full rules.
+            let parsed = match short_long(text) {
+                Some(n) => Some(Value::Long(n)),
+                None => match druid_text_number(text) {
+                    Some(JavaNumber::Long(n)) => Some(Value::Long(n)),
+                    Some(JavaNumber::Double(d)) => Some(Value::Double(d)),
+                    None => None,
+                },
             };
             // Only numbers are kept here, and they own nothing: overwritten
             // without a call to the drop glue (two a row, ~0.5% of a csv
@@ -918,18 +918,84 @@ mod tests {
         idx.add_metric(&agg(AggregatorKind::Count, "count"), None);
         assert_eq!(idx.add(0, &[s("12")]).conversion_errors, 0);
         assert_eq!(idx.add(0, &[Value::Double(12.9)]).conversion_errors, 0);
-        assert_eq!(idx.add(0, &[s(" 12.0 ")]).conversion_errors, 0);
-        // "12", 12.9 and "12.0" are all 12: one row.
+        assert_eq!(idx.add(0, &[s("12.0")]).conversion_errors, 0);
+        assert_eq!(idx.add(0, &[s("1.2e1")]).conversion_errors, 0);
+        // "12", 12.9, "12.0" and "1.2e1" are all 12: one row.
         assert_eq!(idx.row_count(), 1);
         assert_eq!(idx.add(0, &[s("12.2")]).conversion_errors, 1);
         idx.first_error = None;
         assert_eq!(idx.row_count(), 2, "12.2 became null");
-        assert_eq!(idx.add(0, &[s("")]).conversion_errors, 0);
-        assert_eq!(idx.row_count(), 2, "empty is null");
+        // getExactLongFromDecimalString neither trims nor drops commas,
+        // and "" is no number: each an error, and null.
+        for bad in ["", " 12.0 ", "1,2"] {
+            assert_eq!(idx.add(0, &[s(bad)]).conversion_errors, 1, "{bad:?}");
+        }
+        assert_eq!(idx.row_count(), 2, "all null");
+        // A boolean is 1/0 (Evals.asLong); a list of one is refused.
+        assert_eq!(idx.add(0, &[Value::Bool(true)]).conversion_errors, 0);
+        assert_eq!(idx.row_count(), 3);
+        assert_eq!(
+            idx.add(0, &[Value::List(vec![s("12")])]).conversion_errors,
+            1
+        );
+        idx.first_error = None;
         let out = idx.add(0, &[s("twelve")]);
         assert_eq!(out.conversion_errors, 1);
         assert!(idx.first_error.take().unwrap().contains("twelve"));
-        assert_eq!(idx.row_count(), 2, "an unparseable value is null");
+        assert_eq!(idx.row_count(), 3, "an unparseable value is null");
+    }
+
+    #[test]
+    fn float_and_double_dimensions_read_text_as_guava() {
+        let mut idx = IncrementalIndex::new(
+            Granularity::named("DAY").unwrap(),
+            Granularity::named("HOUR").unwrap(),
+            true,
+        );
+        idx.add_typed_dimension("f", 0, Some(NumType::Float));
+        idx.add_typed_dimension("d", 1, Some(NumType::Double));
+        idx.add_metric(&agg(AggregatorKind::Count, "count"), None);
+        for ok in ["1.5", "+1.5", "1.5f", "15e-1"] {
+            assert_eq!(idx.add(0, &[s(ok), s(ok)]).conversion_errors, 0, "{ok:?}");
+        }
+        assert_eq!(idx.row_count(), 1, "all 1.5");
+        assert_eq!(idx.add(0, &[s("NaN"), s("-Infinity")]).conversion_errors, 0);
+        assert_eq!(idx.row_count(), 2);
+        // Doubles.tryParse and Floats.tryParse neither trim nor drop commas.
+        for bad in [" 1.5", "1,5", "inf", "nan", ""] {
+            assert_eq!(
+                idx.add(0, &[s(bad), s(bad)]).conversion_errors,
+                2,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(idx.row_count(), 3, "the bad ones are one all-null row");
+    }
+
+    #[test]
+    fn metric_text_reads_as_rows_object_to_number() {
+        let mut idx = IncrementalIndex::new(
+            Granularity::named("DAY").unwrap(),
+            Granularity::named("HOUR").unwrap(),
+            true,
+        );
+        let sum = |ty| AggregatorKind::Numeric { op: AggOp::Sum, ty };
+        idx.add_metric(&agg(sum(NumType::Long), "l"), Some(0));
+        idx.add_metric(&agg(sum(NumType::Double), "d"), Some(0));
+        // Thousands separators, spaces and a plus go; 1.9 is 1 in a long sum.
+        for text in ["1,000", " +20 ", "1.9", "\t3e2\n"] {
+            assert_eq!(idx.add(0, &[s(text)]).conversion_errors, 0, "{text:?}");
+        }
+        match (&idx.metrics[0].values, &idx.metrics[1].values) {
+            (MetricValues::Long { values, .. }, MetricValues::Double { values: d, .. }) => {
+                assert_eq!(values.get(0), 1_000 + 20 + 1 + 300);
+                assert_eq!(d[0], 1_000.0 + 20.0 + 1.9 + 300.0);
+            }
+            _ => panic!("sum columns expected"),
+        }
+        for bad in ["inf", "1 000", "0x10", ""] {
+            assert_eq!(idx.add(0, &[s(bad)]).conversion_errors, 2, "{bad:?}");
+        }
     }
 
     #[test]
