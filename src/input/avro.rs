@@ -16,7 +16,7 @@
 //! a union of null and one of those (Druid's discoverRootFields).
 
 use super::flatten::FlattenSpec;
-use super::tree;
+use super::tree::{self, json_double};
 use super::{FieldTable, ParseError, RowBuffer};
 use apache_avro::Schema;
 use apache_avro::schema::{NamesRef, ResolvedSchema};
@@ -135,7 +135,7 @@ impl AvroFormat {
         };
         let flatten = compile_flatten(flatten_spec, &at("flattenSpec"))?;
         let direct = match &schemas {
-            Schemas::Inline(schema) if flatten.fields.is_empty() && flatten.use_field_discovery => {
+            Schemas::Inline(schema) if flatten.is_discovery_only() => {
                 let names = ResolvedSchema::try_from(schema.as_ref())
                     .map_err(|e| (at("avroBytesDecoder.schema"), e.to_string()))?;
                 super::avro_direct::DirectPlan::for_schema(schema, |s| {
@@ -361,8 +361,8 @@ fn to_json(
         | Avro::LocalTimestampMillis(n)
         | Avro::LocalTimestampMicros(n)
         | Avro::LocalTimestampNanos(n) => Json::from(n),
-        Avro::Float(x) => double(f64::from(x)),
-        Avro::Double(x) => double(x),
+        Avro::Float(x) => json_double(f64::from(x)),
+        Avro::Double(x) => json_double(x),
         Avro::Bytes(b) | Avro::Fixed(_, b) => bytes(b),
         Avro::String(s) | Avro::Enum(_, s) => Json::String(s),
         Avro::Uuid(u) => Json::String(u.as_hyphenated().to_string()),
@@ -374,7 +374,9 @@ fn to_json(
             let unscaled: Vec<u8> = Vec::try_from(&d).map_err(|e| format!("decimal: {e}"))?;
             decimal_to_double(&unscaled, ds.scale)?
         }
-        Avro::BigDecimal(d) => double(d.to_string().parse::<f64>().map_err(|e| e.to_string())?),
+        Avro::BigDecimal(d) => {
+            json_double(d.to_string().parse::<f64>().map_err(|e| e.to_string())?)
+        }
         Avro::Union(branch, inner) => {
             let Schema::Union(u) = schema else {
                 return Err("a union value without a union schema".into());
@@ -420,12 +422,6 @@ fn to_json(
     })
 }
 
-/// A double as a JSON number; NaN and the infinities (which JSON has no
-/// number for) as null.
-fn double(x: f64) -> Json {
-    serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
-}
-
 /// A decimal's two's-complement big-endian unscaled value over 10^scale,
 /// rounded once to the nearest double (BigDecimal.doubleValue).
 fn decimal_to_double(unscaled: &[u8], scale: usize) -> Result<Json, String> {
@@ -436,7 +432,7 @@ fn decimal_to_double(unscaled: &[u8], scale: usize) -> Result<Json, String> {
         ));
     }
     if unscaled.is_empty() {
-        return Ok(double(0.0));
+        return Ok(json_double(0.0));
     }
     let fill = if unscaled[0] & 0x80 != 0 { 0xFF } else { 0 };
     let mut wide = [fill; 16];
@@ -445,7 +441,7 @@ fn decimal_to_double(unscaled: &[u8], scale: usize) -> Result<Json, String> {
     let x: f64 = format!("{n}e-{scale}")
         .parse()
         .map_err(|e| format!("decimal: {e}"))?;
-    Ok(double(x))
+    Ok(json_double(x))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! (docs/performance.md). The values are those the general path gives
 //! (tests/formats.rs compares the segments); any other schema takes it.
 
+use super::tree::finite_double;
 use super::{FieldTable, ParseError, RowBuffer, Value};
 use apache_avro::Schema;
 use std::borrow::Cow;
@@ -89,14 +90,7 @@ impl DirectPlan {
         let slots = slots.get_or_insert_with(|| {
             self.fields
                 .iter()
-                .map(
-                    |(name, _, discoverable)| match fields.fields.get(name.as_str()) {
-                        Some(super::FieldUse::Slot(s)) => Some(*s),
-                        Some(super::FieldUse::Ignore) => None,
-                        None if *discoverable => fields.column_slot(name),
-                        None => None,
-                    },
-                )
+                .map(|(name, _, discoverable)| fields.record_field_slot(name, *discoverable))
                 .collect()
         });
         let width = fields.len();
@@ -182,13 +176,13 @@ impl<'a> Input<'a> {
             Prim::Long => Value::Long(self.long()?),
             Prim::Float => {
                 let b = self.take(4)?;
-                finite(f64::from(f32::from_le_bytes(
+                finite_double(f64::from(f32::from_le_bytes(
                     b.try_into().expect("4 bytes"),
                 )))
             }
             Prim::Double => {
                 let b = self.take(8)?;
-                finite(f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                finite_double(f64::from_le_bytes(b.try_into().expect("8 bytes")))
             }
             Prim::String => {
                 let len = self.long()?;
@@ -200,16 +194,6 @@ impl<'a> Input<'a> {
                 Value::Str(Cow::Borrowed(s))
             }
         })
-    }
-}
-
-/// A NaN or infinite double is null, as on the general path (JSON has no
-/// such number).
-fn finite(x: f64) -> Value<'static> {
-    if x.is_finite() {
-        Value::Double(x)
-    } else {
-        Value::Null
     }
 }
 

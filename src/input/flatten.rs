@@ -26,6 +26,14 @@ pub struct FlattenSpec {
 }
 
 impl FlattenSpec {
+    /// Every top-level field by its own name and nothing else (what a
+    /// format's direct path can read).
+    pub fn is_discovery_only(&self) -> bool {
+        self.use_field_discovery && self.fields.is_empty()
+    }
+}
+
+impl FlattenSpec {
     /// Compile the flattenSpec JSON; errors carry the JSON path of the field.
     pub fn compile(spec: &serde_json::Value, path: &str) -> Result<FlattenSpec, (String, String)> {
         let use_field_discovery = spec

@@ -136,6 +136,18 @@ impl FieldTable {
         }
     }
 
+    /// The slot of a field of a decoded record (Avro, Protobuf): one the
+    /// task reads, or a new dimension where the format's own rule says the
+    /// field may be discovered; None for the rest.
+    pub(crate) fn record_field_slot(&mut self, name: &str, discoverable: bool) -> Option<usize> {
+        match self.fields.get(name).copied() {
+            Some(FieldUse::Slot(s)) => Some(s),
+            Some(FieldUse::Ignore) => None,
+            None if discoverable => self.column_slot(name),
+            None => None,
+        }
+    }
+
     /// Whether a field met while discovering can become a dimension. One
     /// whose name no segment column can have (a comma, a line break,
     /// `__time`, ...) is ignored from then on, with a warning: Druid fails

@@ -15,7 +15,7 @@
 //! value (Druid's ProtobufFlattenerMaker).
 
 use super::flatten::FlattenSpec;
-use super::tree;
+use super::tree::{self, json_double};
 use super::{FieldTable, ParseError, RowBuffer};
 use base64::Engine;
 use prost_reflect::{
@@ -105,7 +105,7 @@ impl ProtobufFormat {
             None => tree::default_flatten(),
             Some(spec) => FlattenSpec::compile(spec, &at("flattenSpec"))?,
         };
-        let direct = if flatten.fields.is_empty() && flatten.use_field_discovery {
+        let direct = if flatten.is_discovery_only() {
             super::protobuf_direct::DirectPlan::for_message(&message)
         } else {
             None
@@ -226,8 +226,8 @@ fn single_to_json(field: &FieldDescriptor, value: &Proto) -> Result<Json, String
         // Java has no unsigned types: Druid sees the same bits signed.
         Proto::U32(n) => Json::from(*n as i32),
         Proto::U64(n) => Json::from(*n as i64),
-        Proto::F32(x) => double(f64::from(*x)),
-        Proto::F64(x) => double(*x),
+        Proto::F32(x) => json_double(f64::from(*x)),
+        Proto::F64(x) => json_double(*x),
         Proto::String(s) => Json::String(s.clone()),
         Proto::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
         Proto::EnumNumber(n) => match field.kind() {
@@ -364,10 +364,6 @@ fn fraction(nanos: i64) -> String {
     } else {
         format!(".{nanos:09}")
     }
-}
-
-fn double(x: f64) -> Json {
-    serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
 }
 
 #[cfg(test)]

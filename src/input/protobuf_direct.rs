@@ -7,7 +7,8 @@
 //! the general path decides it: so the rows and the errors are the general
 //! path's (tests/formats.rs compares the segments).
 
-use super::{FieldTable, FieldUse, RowBuffer, Value};
+use super::tree::finite_double;
+use super::{FieldTable, RowBuffer, Value};
 use prost_reflect::{Kind, MessageDescriptor};
 use std::borrow::Cow;
 
@@ -139,11 +140,8 @@ impl DirectPlan {
             if !set {
                 values[i] = None;
             } else if slots[i].is_none() {
-                slots[i] = Some(match fields.fields.get(field.json_name.as_str()) {
-                    Some(FieldUse::Slot(s)) => Some(*s),
-                    Some(FieldUse::Ignore) => None,
-                    None => fields.column_slot(&field.json_name),
-                });
+                // Every scalar may be discovered (ProtobufFlattenerMaker).
+                slots[i] = Some(fields.record_field_slot(&field.json_name, true));
             }
         }
         let row = rows.next_row(fields.len());
@@ -252,8 +250,8 @@ impl<'a> Wire<'a> {
             }
             Scalar::Fixed64 | Scalar::SFixed64 => Value::Long(i64::from_le_bytes(self.fixed()?)),
             Scalar::Bool => Value::Bool(self.varint()? != 0),
-            Scalar::Float => finite(f64::from(f32::from_le_bytes(self.fixed()?))),
-            Scalar::Double => finite(f64::from_le_bytes(self.fixed()?)),
+            Scalar::Float => finite_double(f64::from(f32::from_le_bytes(self.fixed()?))),
+            Scalar::Double => finite_double(f64::from_le_bytes(self.fixed()?)),
             Scalar::String => {
                 let bytes = self.length_delimited()?;
                 Value::Str(Cow::Borrowed(
@@ -280,13 +278,5 @@ impl<'a> Wire<'a> {
                 Value::Str(Cow::Owned(text))
             }
         })
-    }
-}
-
-fn finite(x: f64) -> Value<'static> {
-    if x.is_finite() {
-        Value::Double(x)
-    } else {
-        Value::Null
     }
 }

@@ -4,7 +4,7 @@
 //! fields schemaless discovery may turn into dimensions.
 
 use super::flatten::{self, FlattenSpec};
-use super::{FieldTable, FieldUse, RowBuffer, Value};
+use super::{FieldTable, RowBuffer, Value};
 
 /// One row from `record` (a JSON object): the flattenSpec's fields by their
 /// paths, then (with useFieldDiscovery) the other top-level fields by their
@@ -41,13 +41,8 @@ pub(crate) fn fill_row(
             if spec.fields.iter().any(|f| f.name == *key) {
                 continue;
             }
-            let slot = match fields.fields.get(key.as_str()).copied() {
-                Some(FieldUse::Slot(s)) => Some(s),
-                Some(FieldUse::Ignore) => None,
-                None if discoverable(key, v) => fields.column_slot(key),
-                None => None,
-            };
-            if let Some(slot) = slot {
+            let may_discover = !fields.fields.contains_key(key.as_str()) && discoverable(key, v);
+            if let Some(slot) = fields.record_field_slot(key, may_discover) {
                 values.push((slot, value(v)));
             }
         }
@@ -59,6 +54,20 @@ pub(crate) fn fill_row(
             row.resize(slot + 1, Value::Null);
         }
         row[slot].set(v);
+    }
+}
+
+/// A decoded float or double as JSON holds it: NaN and infinities are null.
+pub(crate) fn json_double(x: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// The same rule for a value read straight into a row (the direct paths).
+pub(crate) fn finite_double(x: f64) -> Value<'static> {
+    if x.is_finite() {
+        Value::Double(x)
+    } else {
+        Value::Null
     }
 }
 
