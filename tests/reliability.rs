@@ -17,6 +17,22 @@ fn peon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
 }
 
+/// `run --task T --dump D --base-dir B` on a command.
+trait RunArgs {
+    fn run_args(&mut self, task: &Path, dump: &Path, base: &Path) -> &mut Self;
+}
+
+impl RunArgs for Command {
+    fn run_args(&mut self, task: &Path, dump: &Path, base: &Path) -> &mut Self {
+        self.args(["run", "--task"])
+            .arg(task)
+            .arg("--dump")
+            .arg(dump)
+            .arg("--base-dir")
+            .arg(base)
+    }
+}
+
 fn run_peon(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap();
     let text = format!(
@@ -83,12 +99,7 @@ fn segments_are_fsynced_before_the_commit_that_names_them() {
             .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
             .arg(&trace)
             .arg(env!("CARGO_BIN_EXE_kinesis-peon"))
-            .args(["run", "--task"])
-            .arg(&task)
-            .arg("--dump")
-            .arg(&dump)
-            .arg("--base-dir")
-            .arg(&base),
+            .run_args(&task, &dump, &base),
     );
     assert!(ok, "{text}");
     let trace = std::fs::read_to_string(&trace).unwrap();
@@ -144,12 +155,7 @@ fn multi_chunk_segments_publish_and_read_back() {
     let (ok, text) = run_peon(
         peon()
             .env(kinesis_peon::segment::writer::CHUNK_LIMIT_VAR, "16384")
-            .args(["run", "--task"])
-            .arg(&task)
-            .arg("--dump")
-            .arg(&dump)
-            .arg("--base-dir")
-            .arg(&base),
+            .run_args(&task, &dump, &base),
     );
     assert!(ok, "{text}");
     let segments = published_segments(&base, "flights");
@@ -236,17 +242,7 @@ fn a_full_disk_fails_cleanly_and_a_rerun_with_room_completes() {
             "time_hour"
         ]);
     });
-    let run = || {
-        run_peon(
-            peon()
-                .args(["run", "--task"])
-                .arg(&task)
-                .arg("--dump")
-                .arg(&dump)
-                .arg("--base-dir")
-                .arg(&base),
-        )
-    };
+    let run = || run_peon(peon().run_args(&task, &dump, &base));
     let (ok, text) = run();
     assert!(!ok, "the task fit in 4 MiB: {text}");
     assert!(text.contains("No space left on device"), "{text}");
@@ -314,12 +310,7 @@ fn a_locked_metadata_store_fails_the_publish_cleanly_and_the_rerun_publishes_onc
         run_peon(
             peon()
                 .env(kinesis_peon::publish::BUSY_TIMEOUT_VAR, "1500")
-                .args(["run", "--task"])
-                .arg(&task)
-                .arg("--dump")
-                .arg(&dump)
-                .arg("--base-dir")
-                .arg(&base),
+                .run_args(&task, &dump, &base),
         )
     };
     let (ok, text) = run();
