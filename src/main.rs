@@ -456,6 +456,13 @@ fn print_summary(s: &RunSummary) {
         s.records,
         s.stats.processed_bytes as f64 / 1e6
     );
+    if s.restored_records > 0 {
+        let _ = writeln!(
+            out,
+            "restored    {} records a stopped run had read and persisted",
+            s.restored_records
+        );
+    }
     let _ = writeln!(
         out,
         "rows in     {} processed, {} with errors, {} unparseable, {} thrown away",

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::server::Server;
 use common::*;
 use kinesis_peon::publish::{DataSegment, MetadataStore};
 use kinesis_peon::segment::writer::{SegmentFileSet, SegmentZipper};
@@ -15,57 +16,13 @@ use kinesis_peon::storage::layout::{self, SegmentPlace};
 use kinesis_peon::task::layout_for;
 use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- servers
-
-/// A test server process on a loopback port, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Start `cmd` and read its standard output until `ready` finds the
-    /// port in a line (the servers print it once they listen).
-    fn spawn(mut cmd: Command, what: &str, ready: impl Fn(&str) -> Option<u16>) -> Server {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what} runs (scripts/test installs it): {e}"));
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(port) = ready(&line) {
-                        break port;
-                    }
-                }
-                other => panic!("{what} did not start: {other:?}"),
-            }
-        };
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Server { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
 
 /// moto with the bucket `deep`.
 fn moto() -> Server {
@@ -109,7 +66,7 @@ fn azurite() -> Server {
 /// s3rver on `port` keeping its objects under `dir` (they survive a
 /// restart), with the bucket `deep`. Ready once it accepts a connection.
 fn s3rver(port: u16, dir: &Path) -> Server {
-    let mut child = Command::new(node_modules().join(".bin/s3rver"))
+    let child = Command::new(node_modules().join(".bin/s3rver"))
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-d"])
         .arg(dir)
         .args(["--configure-bucket", "deep", "--silent"])
@@ -118,15 +75,7 @@ fn s3rver(port: u16, dir: &Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("s3rver (npm) runs (scripts/test installs it)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3rver did not listen on {port}");
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("s3rver exited: {status}");
-        }
-        std::thread::yield_now();
-    }
-    Server { child, port }
+    Server::await_port(child, port, "s3rver")
 }
 
 fn free_port() -> u16 {

@@ -5,128 +5,13 @@
 
 mod common;
 
+use common::kinesalite::*;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// A kinesalite process on a free loopback port, killed on drop.
-struct Kinesalite {
-    child: Child,
-    port: u16,
-}
-
-impl Kinesalite {
-    fn start() -> Kinesalite {
-        Kinesalite::start_with(0, None)
-    }
-
-    /// On `port` (0: any free one), in LevelDB under `dir` when given (the
-    /// data then survives a restart).
-    fn start_with(port: u16, dir: Option<&std::path::Path>) -> Kinesalite {
-        let mut child = Command::new("node")
-            .arg(repo().join("tests/servers/kinesalite.js"))
-            .arg(port.to_string())
-            .args(dir)
-            .env("NODE_PATH", node_modules())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs (scripts/test installs kinesalite)");
-        // Ready when it says so: the line comes after listen() succeeded.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("kinesalite did not start: {line:?}"));
-        Kinesalite { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Kinesalite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Put the first `rows` flights rows into a new stream with boto3; the last
-/// sequence number put into each shard.
-fn put_flights(server: &Kinesalite, stream: &str, shards: usize, rows: usize) -> serde_json::Value {
-    put_flights_with(server, stream, shards, rows, &[])
-}
-
-fn put_flights_with(
-    server: &Kinesalite,
-    stream: &str,
-    shards: usize,
-    rows: usize,
-    extra: &[&str],
-) -> serde_json::Value {
-    let mut args = vec![
-        shards.to_string(),
-        rows.to_string(),
-        flights_ndjson().to_string_lossy().into_owned(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    boto3_script("put_flights.py", server, stream, &args)
-}
-
-/// Run one of tests/servers' boto3 scripts against `stream` on the server;
-/// its stdout is JSON.
-fn boto3_script(
-    script: &str,
-    server: &Kinesalite,
-    stream: &str,
-    args: &[String],
-) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/servers").join(script))
-        .arg(server.url())
-        .arg(stream)
-        .args(args)
-        .output()
-        .expect("python3 runs (scripts/test installs boto3)");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn run_live(task: &std::path::Path, base: &std::path::Path) -> kinesis_peon::task::RunSummary {
-    run_live_with(task, base, false)
-}
-
-fn run_live_with(
-    task: &std::path::Path,
-    base: &std::path::Path,
-    until_caught_up: bool,
-) -> kinesis_peon::task::RunSummary {
-    kinesis_peon::task::run(&kinesis_peon::task::RunOptions {
-        task_file: task.to_path_buf(),
-        dump: None,
-        properties: [
-            ("druid.kinesis.accessKey".to_string(), "test".to_string()),
-            ("druid.kinesis.secretKey".to_string(), "test".to_string()),
-        ]
-        .into(),
-        base_dir: base.to_path_buf(),
-        progress: false,
-        stage_timing: false,
-        until_caught_up,
-    })
-    .unwrap()
-}
-
 /// `record` the stream "flights" at `endpoint` from the trim horizon until
 /// caught up into `out`: each shard's record count.
 fn record_caught_up(
@@ -149,22 +34,6 @@ fn record_caught_up(
         from: From::TrimHorizon,
         until: Until::CaughtUp,
     })
-}
-
-/// A live run that published `rows` rows once each (its rollup equals the
-/// naive one): its shard reads by shard id.
-fn published_once<'s>(
-    s: &'s kinesis_peon::task::RunSummary,
-    base: &Path,
-    rows: usize,
-) -> std::collections::BTreeMap<String, &'s kinesis_peon::task::ShardRead> {
-    assert_eq!(s.error, None);
-    assert_eq!(s.stats.processed, rows as u64, "{:?}", s.shards);
-    assert_eq!(
-        groups_from_segments(&published_segments(base, "flights")),
-        naive_groups(Some(rows))
-    );
-    s.shards.iter().map(|r| (r.shard_id.clone(), r)).collect()
 }
 
 /// 50,000 flights rows in a 4-shard stream (partition key flight), read
@@ -920,6 +789,34 @@ fn a_wrong_endpoint_fails_within_the_timeout_with_a_clear_message() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("ListShards flights: gave up after"), "{e}");
+}
+
+/// Credentials the server refuses (moto checking every request against
+/// its IAM users): the task fails without retrying, saying the server
+/// refused them and where credentials come from.
+#[test]
+fn refused_credentials_fail_the_task_with_a_clear_message() {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/servers/moto_server.py"))
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+    let moto = common::server::Server::spawn(cmd, "moto (pip moto[server])", |line| {
+        line.strip_prefix("listening ")?.trim().parse().ok()
+    });
+    let base = fresh_dir("live-refused-credentials");
+    let task = flights_task(&base, "refused", 2, "refused", &[]);
+    edit_task(&task, |t| t["ioConfig"]["endpoint"] = moto.url().into());
+    let s = run_live(&task, &base);
+    let error = s.error.unwrap_or_default();
+    for part in [
+        "HTTP 403: InvalidClientTokenId: The security token included in the request is invalid",
+        "refused the credentials",
+        "druid.kinesis.accessKey",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+    // Refused is final: no retries until fetchSequenceNumberTimeout.
+    assert!(!error.contains("kept failing"), "{error}");
+    assert!(published_segments(&base, "flights").is_empty());
 }
 
 /// SIGTERM while an open-ended run reads: the process persists what it

@@ -209,7 +209,7 @@ impl StreamOffsets {
         })
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let parts: Vec<String> = self
             .offsets
             .iter()

@@ -85,9 +85,22 @@ impl KinesisError {
             {
                 KinesisError::Transient(text)
             }
-            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => KinesisError::Transient(text),
+            SdkError::TimeoutError(_) => KinesisError::Transient(text),
+            // A reply the SDK could not read (a proxy's page, an emulator's
+            // XML error): a refusal (4xx but 429) is final, anything else
+            // may pass. The raw reply says more than the parse error.
+            SdkError::ResponseError(r) => {
+                let status = r.raw().status().as_u16();
+                let summary = reply_summary(status, r.raw().body().bytes().unwrap_or_default());
+                if (400..500).contains(&status) && status != 429 {
+                    KinesisError::Fatal(with_credentials_hint(status, &summary))
+                } else {
+                    KinesisError::Transient(summary)
+                }
+            }
             SdkError::ServiceError(s) => {
                 let code = s.err().code().unwrap_or("");
+                let status = s.raw().status().as_u16();
                 if code == "ExpiredIteratorException" {
                     KinesisError::ExpiredIterator(text)
                 } else if code.starts_with("ProvisionedThroughputExceeded")
@@ -101,11 +114,60 @@ impl KinesisError {
                 {
                     KinesisError::Transient(text)
                 } else {
-                    KinesisError::Fatal(text)
+                    KinesisError::Fatal(with_credentials_hint(status, &text))
                 }
             }
             _ => KinesisError::Fatal(text),
         }
+    }
+}
+
+/// "HTTP 403: InvalidClientTokenId: The security token ..." from an error
+/// reply's status and body, AWS's JSON (`__type`, `message`) or XML
+/// (`<Code>`, `<Message>`) form; else the start of the body as text.
+fn reply_summary(status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |names: &[&str]| -> Option<String> {
+        let v = json.as_ref()?;
+        names
+            .iter()
+            .find_map(|n| v.get(*n)?.as_str().map(str::to_string))
+    };
+    let xml = |tag: &str| -> Option<String> {
+        let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = start + text[start..].find(&format!("</{tag}>"))?;
+        Some(text[start..end].to_string())
+    };
+    let code = field(&["__type", "code"]).or_else(|| xml("Code"));
+    let message = field(&["message", "Message"]).or_else(|| xml("Message"));
+    match (code, message) {
+        (Some(c), Some(m)) => format!("HTTP {status}: {}: {m}", c.rsplit('#').next().unwrap_or(&c)),
+        (Some(c), None) => format!("HTTP {status}: {c}"),
+        (None, Some(m)) => format!("HTTP {status}: {m}"),
+        (None, None) => {
+            let head: String = text.chars().take(200).collect();
+            format!("HTTP {status}: {}", head.trim())
+        }
+    }
+}
+
+/// A refusal of the caller's identity says where credentials come from.
+fn with_credentials_hint(status: u16, text: &str) -> String {
+    const IDENTITY_CODES: [&str; 6] = [
+        "UnrecognizedClient",
+        "InvalidClientTokenId",
+        "InvalidSignature",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "AccessDenied",
+    ];
+    if status == 403 || IDENTITY_CODES.iter().any(|c| text.contains(c)) {
+        format!(
+            "{text} (the server refused the credentials or their permissions: check druid.kinesis.accessKey/secretKey, the environment's AWS credentials, or ioConfig.awsAssumedRoleArn)"
+        )
+    } else {
+        text.to_string()
     }
 }
 
@@ -317,6 +379,32 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::time::Duration;
+
+    #[test]
+    fn error_replies_are_summed_up_from_json_xml_or_text() {
+        let json = br#"{"__type":"com.amazon.coral.service#UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+        assert_eq!(
+            reply_summary(400, json),
+            "HTTP 400: UnrecognizedClientException: The security token included in the request is invalid."
+        );
+        let xml = b"<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>bad token</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(
+            reply_summary(403, xml),
+            "HTTP 403: InvalidClientTokenId: bad token"
+        );
+        assert_eq!(
+            reply_summary(502, b"  Bad Gateway\n"),
+            "HTTP 502: Bad Gateway"
+        );
+        assert!(
+            with_credentials_hint(400, "HTTP 400: UnrecognizedClientException: x")
+                .contains("druid.kinesis.accessKey")
+        );
+        assert_eq!(
+            with_credentials_hint(400, "HTTP 400: ResourceNotFoundException: x"),
+            "HTTP 400: ResourceNotFoundException: x"
+        );
+    }
 
     /// ListShards answering the scripted failures, then one shard.
     struct Flaky {

@@ -283,6 +283,7 @@ pub struct Resolved {
     pub minimum_message_time: Option<i64>,
     pub maximum_message_time: Option<i64>,
     pub intermediate_persist_period: Option<Period>,
+    pub intermediate_handoff_period: Option<Period>,
     pub max_parse_exceptions: i64,
     pub max_saved_parse_exceptions: i64,
 }

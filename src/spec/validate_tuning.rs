@@ -132,7 +132,7 @@ pub(super) fn resolve_tuning(task: &Task, r: &mut Resolved, c: &mut Checker) {
                 c.fail(path, "must be a fixed-length period (no months or years)")
             }
             Ok(p) if path.ends_with("PersistPeriod") => r.intermediate_persist_period = Some(p),
-            Ok(_) => {}
+            Ok(p) => r.intermediate_handoff_period = Some(p),
             Err(e) => c.fail(path, e),
         }
     }

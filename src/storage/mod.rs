@@ -330,9 +330,19 @@ impl LocalDeepStorage {
     }
 }
 
+/// fsync every file of a directory, then the directory itself.
+pub(crate) fn fsync_dir_files(dir: &Path) -> Result<()> {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("listing {} to fsync it", dir.display()))?
+    {
+        fsync(&entry?.path())?;
+    }
+    fsync(dir)
+}
+
 /// fsync a file or a directory (a directory opened read-only, as Linux
 /// allows, syncs its entries).
-fn fsync(path: &Path) -> Result<()> {
+pub(crate) fn fsync(path: &Path) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("fsyncing {}", path.display()))

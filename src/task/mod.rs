@@ -2,10 +2,12 @@
 //! build and push the segments, publish them with the end offsets, then
 //! write the status and report files.
 
+mod ingest;
 mod memory;
 mod pipeline;
 mod publish;
 mod report;
+mod restore;
 pub mod sample;
 mod shards;
 mod stats;
@@ -38,6 +40,7 @@ use crate::spec::{
 use crate::storage::layout::SegmentPlace;
 use crate::storage::{DeepStorage, Location};
 use anyhow::{Context, Result, anyhow, bail};
+use ingest::{HandoffRules, IngestEnd, SequenceBuild};
 use serde_json::json;
 use stats::{ErrorKind, ParseErrors, RowStats};
 use std::path::{Path, PathBuf};
@@ -132,6 +135,12 @@ pub struct PublishedSegment {
 pub struct RunSummary {
     pub task_id: String,
     pub records: u64,
+    /// Of `records`, those an earlier, stopped run read and persisted
+    /// (restored, not read again).
+    pub restored_records: u64,
+    /// Open-ended live reads: sequences published before the last one
+    /// (maxRowsPerSegment, maxTotalRows, intermediateHandoffPeriod).
+    pub handoffs: usize,
     pub stats: RowStats,
     pub rows_out: u64,
     pub segments: Vec<PublishedSegment>,
@@ -179,6 +188,8 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         ),
         stages: StageTimes::default(),
         records: 0,
+        restored_records: 0,
+        handoffs: 0,
         rows_out: 0,
         segments: Vec::new(),
         already_published: false,
@@ -222,6 +233,8 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
     Ok(RunSummary {
         task_id: task.id.clone(),
         records: runner.records,
+        restored_records: runner.restored_records,
+        handoffs: runner.handoffs,
         stats: runner.stats,
         rows_out: runner.rows_out,
         segments: runner.segments,
@@ -247,6 +260,9 @@ struct Runner<'a> {
     errors: ParseErrors,
     stages: StageTimes,
     records: u64,
+    /// Of `records`, those a stopped run read and persisted.
+    restored_records: u64,
+    handoffs: usize,
     rows_out: u64,
     segments: Vec<PublishedSegment>,
     already_published: bool,
@@ -288,6 +304,70 @@ impl ShardState {
             caught_up_at: None,
         }
     }
+
+    /// Where the shard stands: EOS once read to its end, else its last
+    /// record read, else its start. A child of resharding found while
+    /// reading has no offset until it is read.
+    fn offset(&self) -> Option<SequenceNumber> {
+        if self.reached_end_of_shard {
+            Some(SequenceNumber::EndOfShard)
+        } else if self.parents.is_empty() {
+            Some(
+                self.last_read
+                    .clone()
+                    .unwrap_or_else(|| self.assignment.start.clone()),
+            )
+        } else {
+            self.last_read.clone()
+        }
+    }
+
+    fn summary(&self) -> ShardRead {
+        ShardRead {
+            shard_id: self.assignment.shard_id.clone(),
+            parents: self.parents.clone(),
+            records: self.records,
+            first_record: self.first_record,
+            last_record: self.last_record,
+            end: self
+                .offset()
+                .map_or_else(|| "-".to_string(), |e| e.to_string()),
+        }
+    }
+}
+
+/// The sequence after a handoff: from the offsets just published to the
+/// task's end, named as Druid names the next sequence. A shard that has
+/// read a record starts after it; one that has not keeps its start.
+fn next_sequence(
+    task: &Task,
+    span: &SequenceSpan,
+    published: &StreamOffsets,
+    reading: &ingest::Reading,
+) -> SequenceSpan {
+    let base = task.base_sequence_name();
+    let id = span
+        .name
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let exclusive = reading
+        .shards
+        .iter()
+        .filter(|s| {
+            s.last_read.is_some()
+                || s.reached_end_of_shard
+                || span.exclusive.contains(&s.assignment.shard_id)
+        })
+        .map(|s| s.assignment.shard_id.clone())
+        .collect();
+    SequenceSpan {
+        name: format!("{base}_{}", id + 1),
+        start: published.offsets.clone(),
+        exclusive,
+        end: span.end.clone(),
+    }
 }
 
 impl Runner<'_> {
@@ -314,31 +394,118 @@ impl Runner<'_> {
             MetadataStore::from_properties(&self.opts.properties, &self.layout.metadata_db())?;
         // The task lock's version: segments of chunks without used segments get it.
         let lock_version = format_iso(chrono::Utc::now().timestamp_millis());
-        // Persists of an earlier, interrupted run are not restored (Druid
-        // would restore them); the task reads its offsets again instead.
         let persist_root = self.layout.task_dir(&self.task.id).join("persist");
-        if persist_root.exists() {
-            std::fs::remove_dir_all(&persist_root)
-                .with_context(|| format!("removing {}", persist_root.display()))?;
+        let mut saved = restore::take(&persist_root, &self.task.id)?;
+        if let Some(s) = &saved {
+            self.restore_counts(s);
         }
-        for (n, span) in r.sequences.iter().enumerate() {
-            let persist_dir = persist_root.join(n.to_string());
-            let (index, persisted, end) = self.ingest(dump.as_ref(), span, &persist_dir)?;
-            self.publish(
-                &index,
-                persisted,
-                span,
-                end,
-                &mut store,
-                &storage,
-                &lock_version,
-            )?;
-            if persist_dir.exists() {
-                std::fs::remove_dir_all(&persist_dir)
-                    .with_context(|| format!("removing {}", persist_dir.display()))?;
+        let first = saved.as_ref().map_or(0, |s| s.span_index);
+        for n in first..r.sequences.len() {
+            let saved = saved.take();
+            let mut span = match &saved {
+                Some(s) => s.span()?,
+                None => r.sequences[n].clone(),
+            };
+            // Only the last sequence can be open-ended; read live, it is
+            // handed off as Druid's checkpoints would, the runner playing
+            // the supervisor's part. A replay keeps one sequence (its
+            // segments are cut by maxRowsPerSegment when merged), so the
+            // same dump gives the same segments whatever the timing.
+            let handoff = (dump.is_none()
+                && n + 1 == r.sequences.len()
+                && shard_assignments(&span)
+                    .iter()
+                    .any(|a| a.end == SequenceNumber::NoEnd))
+            .then(|| HandoffRules::of(self.task));
+            let resumed = saved.as_ref().map(|s| s.shard_states()).transpose()?;
+            let mut reading = self.start_reading(dump.as_ref(), &span, resumed)?;
+            let mut persist_dir = match &saved {
+                Some(s) => persist_root.join(&s.persist_dir),
+                None => persist_root.join(n.to_string()),
+            };
+            let mut spills = saved.map(|s| s.spills(&persist_root));
+            let mut handoffs = 0;
+            loop {
+                let mut build = SequenceBuild::new(
+                    self.task,
+                    self.metadata_json(),
+                    persist_dir.clone(),
+                    spills.take(),
+                );
+                let ended = self.ingest(dump.as_ref(), &mut reading, &mut build, handoff)?;
+                if ended == IngestEnd::Stopped {
+                    build.persist_all()?;
+                    let persists = build.persists;
+                    let (_, discovered, persisted) = build.finish()?;
+                    let state = restore::StopState {
+                        span_index: n,
+                        persist_dir: &persist_dir,
+                        span: &span,
+                        reading: &reading,
+                        discovered,
+                        persisted: &persisted,
+                        persists,
+                    };
+                    let saved = restore::SavedRun::of(
+                        &self.task.id,
+                        &persist_root,
+                        &state,
+                        self.records,
+                        self.stats,
+                        self.errors.saved.iter().cloned().collect(),
+                    )?;
+                    restore::save(&persist_root, &saved, &persisted.spills)?;
+                    return Err(Stopped.into());
+                }
+                let (index, _, persisted) = build.finish()?;
+                self.stages.persist += persisted.busy;
+                self.persists += persisted.persists;
+                let end = reading.offsets(&r.stream);
+                self.publish(
+                    &index,
+                    persisted,
+                    &span,
+                    end.clone(),
+                    &mut store,
+                    &storage,
+                    &lock_version,
+                )?;
+                restore::forget(&persist_root)?;
+                if persist_dir.exists() {
+                    std::fs::remove_dir_all(&persist_dir)
+                        .with_context(|| format!("removing {}", persist_dir.display()))?;
+                }
+                if ended == IngestEnd::Finished {
+                    break;
+                }
+                handoffs += 1;
+                self.handoffs += 1;
+                span = next_sequence(self.task, &span, &end, &reading);
+                persist_dir = persist_root.join(format!("{n}.{handoffs}"));
+                log::info!(
+                    "handed off; reading on in sequence {} from {}",
+                    span.name,
+                    end.describe()
+                );
             }
+            self.stages.read += Duration::from_nanos(reading.supplier.read_nanos());
+            self.shard_reads
+                .extend(reading.shards.iter().map(ShardState::summary));
         }
         Ok(())
+    }
+
+    /// A restored run starts from the counts of the run that stopped.
+    fn restore_counts(&mut self, saved: &restore::SavedRun) {
+        log::info!(
+            "restoring the stopped run: {} records already read and persisted ({} spills); reading on from the saved offsets",
+            saved.records,
+            saved.spills.len()
+        );
+        self.records = saved.records;
+        self.restored_records = saved.records;
+        self.stats = saved.row_stats;
+        self.errors.saved = saved.saved_parse_exceptions.iter().cloned().collect();
     }
 
     /// How to reach the task's stream.
@@ -384,16 +551,20 @@ impl Runner<'_> {
         &self,
         dump: Option<&Dump>,
         span: &SequenceSpan,
-        list_conn: &mut Option<crate::source::kinesis::ControlConnection>,
-    ) -> Result<(Vec<ShardState>, ShardBuffers)> {
+        resumed: Option<Vec<ShardState>>,
+    ) -> Result<ingest::Reading> {
         let tuning = &self.task.tuning_config;
-        let mut shards: Vec<ShardState> = shard_assignments(span)
-            .into_iter()
-            .map(|assignment| ShardState::new(assignment, Vec::new()))
-            .collect();
+        let mut list_conn = None;
+        let mut shards: Vec<ShardState> = match resumed {
+            Some(shards) => shards,
+            None => shard_assignments(span)
+                .into_iter()
+                .map(|assignment| ShardState::new(assignment, Vec::new()))
+                .collect(),
+        };
         if !tuning.skip_sequence_number_availability_check {
-            for s in &mut shards {
-                self.check_start_available(dump, list_conn, &mut s.assignment)?;
+            for s in shards.iter_mut().filter(|s| !s.finished) {
+                self.check_start_available(dump, &mut list_conn, &mut s.assignment)?;
             }
         }
         let assignments: Vec<ShardAssignment> =
@@ -423,390 +594,20 @@ impl Runner<'_> {
                 },
             )?,
         };
-        Ok((shards, supplier))
-    }
-
-    fn ingest(
-        &mut self,
-        dump: Option<&Dump>,
-        span: &SequenceSpan,
-        persist_dir: &Path,
-    ) -> Result<(IncrementalIndex, PersistResult, StreamOffsets)> {
-        let task = self.task;
-        let r = &task.resolved;
-        let tuning = &task.tuning_config;
-        // Live reads ask Kinesis for new shards on this thread.
-        let mut list_conn: Option<crate::source::kinesis::ControlConnection> = None;
-        let (mut shards, mut supplier) = self.start_reading(dump, span, &mut list_conn)?;
-
-        let Pipeline {
-            mut parser,
-            mut index,
-            rows: mut stage,
-        } = Pipeline::new(task);
-        // Per-row columns sized for a full index up front (a cap keeps
-        // huge maxRowsInMemory settings from reserving absurd address space).
-        let reserve_rows = (tuning.max_rows_in_memory.max(0) as usize).min(1 << 22);
-        index.reserve_rows(reserve_rows);
-        let mut known_discovered = 0;
-        let progress = Progress::new(self.opts.progress);
-        let timing = self.opts.stage_timing;
-        let mut persister = Persister::start(
-            r.persist_index_spec.clone(),
-            tuning.max_pending_persists as usize,
-            self.metadata_json(),
-        );
-        let max_rows_in_memory = tuning.max_rows_in_memory as usize;
-        let deaggregate = task.io_config.deaggregate;
-        let comments = parser.comments();
-        let max_bytes_in_memory = max_bytes_in_memory(tuning.max_bytes_in_memory);
-        let persist_period = r.intermediate_persist_period.as_ref().and_then(|p| {
-            p.fixed_millis()
-                .map(|ms| Duration::from_millis(ms.max(1) as u64))
-        });
-        let mut last_persist = Instant::now();
-        let mut persists = 0usize;
-
-        let mut stopped = false;
-        while let Some(batch) = supplier.poll() {
-            if stop_requested() {
-                stopped = true;
-                break;
+        let mut supplier = supplier;
+        // A restored shard that was done stays done.
+        for (position, s) in shards.iter().enumerate() {
+            if s.finished {
+                supplier.close_shard(position);
             }
-            let batch = batch?;
-            // Bench timing: parse per record, index as the rest of the batch.
-            let batch_started = timing.then(Instant::now);
-            let parse_before = self.stages.parse;
-            let state = &mut shards[batch.shard];
-            if let Some(lag) = batch.millis_behind {
-                self.lag_millis
-                    .insert(state.assignment.shard_id.clone(), lag);
-            }
-            if state.finished {
-                continue;
-            }
-            // KPL aggregates unpacked and comments stripped up front: the
-            // rows borrow from them.
-            let unpacked: Vec<Result<Option<Vec<Vec<u8>>>, String>> =
-                if deaggregate || comments.is_some() {
-                    batch
-                        .records
-                        .iter()
-                        .map(|r| entities_of(r.data, deaggregate, comments))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-            let mut rows = RowBuffer::new();
-            // The last record read in this batch; the shard's offset is
-            // moved once, after the batch.
-            let mut last_read: Option<&str> = None;
-            // A batch's records are in order (the dump reader and the
-            // Kinesis fetcher check it as they read them), so when its
-            // first and last record are both to be processed, all are, and
-            // only its first needs checking against the shard's offset.
-            // Comparing every record's sequence number here, twice, was ~1%
-            // of a replay's instructions, reading what another core wrote.
-            let whole_batch = batch.records.last().is_some_and(|last| {
-                state.assignment.admit(batch.records.get(0).sequence) == Admit::Process
-                    && state.assignment.admit(last.sequence) == Admit::Process
-            });
-            for (record_index, record) in batch.records.iter().enumerate() {
-                let admit = if whole_batch {
-                    Admit::Process
-                } else {
-                    state.assignment.admit(record.sequence)
-                };
-                match admit {
-                    Admit::Skip => continue,
-                    Admit::Finish => {
-                        state.finished = true;
-                        break;
-                    }
-                    Admit::Process | Admit::ProcessAndFinish => {}
-                }
-                // The first record read of the batch follows the shard's offset.
-                let not_after = last_read.is_none()
-                    && state
-                        .last_read
-                        .as_ref()
-                        .is_some_and(|last| last.cmp_digits(record.sequence).is_ge());
-                if not_after {
-                    let offset = state
-                        .last_read
-                        .as_ref()
-                        .map_or(String::new(), |l| l.to_string());
-                    bail!(
-                        "shard {}: record {} is not after the current offset {offset}",
-                        state.assignment.shard_id,
-                        record.sequence,
-                    );
-                }
-                last_read = Some(record.sequence);
-                self.records += 1;
-                state.records += 1;
-                state.first_record.get_or_insert(self.records);
-                state.last_record = Some(self.records);
-                self.stats.processed_bytes += record.data.len() as u64;
-                let shard_id = &state.assignment.shard_id;
-                let at = || format!("shard {shard_id}, sequence number {}", record.sequence);
-                // The entities of this record: itself, or its user records.
-                let (whole, users): (Option<&[u8]>, &[Vec<u8>]) = match unpacked.get(record_index) {
-                    None | Some(Ok(None)) => (Some(record.data), &[]),
-                    Some(Ok(Some(users))) => (None, users),
-                    Some(Err(e)) => {
-                        let msg = format!("{}: {e}", at());
-                        self.errors
-                            .record(&mut self.stats, ErrorKind::Unparseable, msg)
-                            .map_err(anyhow::Error::msg)?;
-                        (None, &[])
-                    }
-                };
-                for data in whole.into_iter().chain(users.iter().map(Vec::as_slice)) {
-                    if data.is_empty() {
-                        self.stats.thrown_away += 1;
-                    } else {
-                        // Bench timing samples one record in 128: two clock
-                        // reads per record cost about 2% of a replay, one in
-                        // 16 still ~0.5% (perf: __vdso_clock_gettime).
-                        let t0 = (timing && self.records.is_multiple_of(PARSE_TIMING_SAMPLE))
-                            .then(Instant::now);
-                        let parsed = parser.parse(data, &mut rows);
-                        if let Some(t0) = t0 {
-                            self.stages.parse += t0.elapsed() * PARSE_TIMING_SAMPLE as u32;
-                        }
-                        if parser.fields.discovered_count() > known_discovered {
-                            for (name, slot) in parser.fields.discovered_since(known_discovered) {
-                                index.add_dimension(name, *slot);
-                            }
-                            known_discovered = parser.fields.discovered_count();
-                        }
-                        match parsed {
-                            Err(e) => {
-                                let msg = format!("{}: {e}", at());
-                                self.errors
-                                    .record(&mut self.stats, ErrorKind::Unparseable, msg)
-                                    .map_err(anyhow::Error::msg)?;
-                            }
-                            Ok(()) => {
-                                for row in rows.rows_mut() {
-                                    let time = match stage.prepare(row) {
-                                        RowFate::Index(t) => t,
-                                        RowFate::ThrownAway(_) => {
-                                            self.stats.thrown_away += 1;
-                                            continue;
-                                        }
-                                        RowFate::Unparseable(e) => {
-                                            let msg = format!("{}: {e}", at());
-                                            self.errors
-                                                .record(
-                                                    &mut self.stats,
-                                                    ErrorKind::Unparseable,
-                                                    msg,
-                                                )
-                                                .map_err(anyhow::Error::msg)?;
-                                            continue;
-                                        }
-                                    };
-                                    let outcome = index.add(time, row);
-                                    if outcome.conversion_errors > 0 {
-                                        let why = index.first_error.take().unwrap_or_default();
-                                        let msg = format!("{}: {why}", at());
-                                        self.errors
-                                            .record(
-                                                &mut self.stats,
-                                                ErrorKind::ProcessedWithError,
-                                                msg,
-                                            )
-                                            .map_err(anyhow::Error::msg)?;
-                                    } else {
-                                        self.stats.processed += 1;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                if index.row_count() >= max_rows_in_memory
-                    || index.bytes_in_memory() >= max_bytes_in_memory
-                {
-                    log::info!(
-                        "intermediate persist {persists}: {} rows, about {} bytes in memory",
-                        index.row_count(),
-                        index.bytes_in_memory()
-                    );
-                    persister
-                        .submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
-                    index.reserve_rows(reserve_rows);
-                    persists += 1;
-                    last_persist = Instant::now();
-                }
-                if admit == Admit::ProcessAndFinish {
-                    state.finished = true;
-                    break;
-                }
-            }
-            if let Some(last) = last_read {
-                state.last_read = Some(SequenceNumber::from_digits(last));
-            }
-            if !state.finished {
-                match batch.end {
-                    BatchEnd::More
-                        if self.opts.until_caught_up
-                            && state.assignment.end == SequenceNumber::NoEnd
-                            && batch.records.is_empty()
-                            && batch.millis_behind == Some(0) =>
-                    {
-                        // A closed shard is read on to its end (its
-                        // children start only then): see `shard_is_closed`.
-                        if !state.closed && dump.is_none() {
-                            let conn = self.control_connection(&mut list_conn)?;
-                            state.closed = crate::source::kinesis::shard_is_closed(
-                                conn,
-                                &r.stream,
-                                &state.assignment.shard_id,
-                            )?;
-                        }
-                        if state.closed {
-                            log::info!(
-                                "shard {}: an empty page, but the shard is closed: reading on to its end",
-                                state.assignment.shard_id
-                            );
-                        } else {
-                            log::info!(
-                                "shard {}: caught up after {} records",
-                                state.assignment.shard_id,
-                                state.records
-                            );
-                            state.finished = true;
-                        }
-                    }
-                    BatchEnd::More => {
-                        // An open-ended read says when a shard has caught
-                        // up (once per catching up).
-                        if dump.is_none()
-                            && batch.records.is_empty()
-                            && batch.millis_behind == Some(0)
-                            && state.caught_up_at != Some(state.records)
-                        {
-                            state.caught_up_at = Some(state.records);
-                            log::info!(
-                                "shard {}: caught up after {} records",
-                                state.assignment.shard_id,
-                                state.records
-                            );
-                        }
-                    }
-                    BatchEnd::EndOfShard => {
-                        state.finished = true;
-                        state.reached_end_of_shard = true;
-                    }
-                    BatchEnd::Exhausted if state.assignment.end == SequenceNumber::NoEnd => {
-                        state.finished = true
-                    }
-                    BatchEnd::Exhausted => bail!(
-                        "shard {}: the dump ends at {} before the task's end sequence number {}",
-                        state.assignment.shard_id,
-                        state
-                            .last_read
-                            .as_ref()
-                            .map_or("the start".to_string(), |s| s.to_string()),
-                        state.assignment.end
-                    ),
-                }
-            }
-            if state.finished {
-                supplier.close_shard(batch.shard);
-            }
-            if state.reached_end_of_shard {
-                // Resharding: the children whose parents are all drained now.
-                log::info!(
-                    "shard {}: closed and read to its end ({} records)",
-                    state.assignment.shard_id,
-                    state.records
-                );
-                self.start_ready_children(dump, &mut list_conn, &mut shards, &mut supplier)?;
-            }
-            supplier.recycle(batch.records);
-            if let Some(t0) = batch_started {
-                self.stages.index += t0
-                    .elapsed()
-                    .saturating_sub(self.stages.parse - parse_before);
-            }
-            if let Some(period) = persist_period
-                && last_persist.elapsed() >= period
-            {
-                if index.row_count() > 0 {
-                    log::info!(
-                        "intermediate persist {persists} (intermediatePersistPeriod): {} rows",
-                        index.row_count()
-                    );
-                    persister
-                        .submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
-                    index.reserve_rows(reserve_rows);
-                    persists += 1;
-                }
-                last_persist = Instant::now();
-            }
-            progress.tick(self.records, self.stats.processed_bytes);
         }
-        progress.finish();
-        if stopped {
-            // What the index holds goes to disk beside the earlier persists.
-            if index.row_count() > 0 {
-                persister.submit(index.take_frozen(), persist_dir.join(persists.to_string()))?;
-            }
-            persister.finish()?;
-            return Err(Stopped.into());
-        }
-        let persisted = persister.finish()?;
-        self.stages.persist += persisted.busy;
-        self.persists += persisted.persists;
-        if let Some(s) = shards.iter().find(|s| !s.finished) {
-            bail!(
-                "shard {}: reading stopped before its end",
-                s.assignment.shard_id
-            );
-        }
-        self.stages.read += Duration::from_nanos(supplier.read_nanos());
-
-        let end_of = |s: &ShardState| {
-            if s.reached_end_of_shard {
-                Some(SequenceNumber::EndOfShard)
-            } else if s.parents.is_empty() {
-                Some(
-                    s.last_read
-                        .clone()
-                        .unwrap_or_else(|| s.assignment.start.clone()),
-                )
-            } else {
-                // A child found while reading has no start offset to keep
-                // until it has been read.
-                s.last_read.clone()
-            }
-        };
-        self.shard_reads.extend(shards.iter().map(|s| ShardRead {
-            shard_id: s.assignment.shard_id.clone(),
-            parents: s.parents.clone(),
-            records: s.records,
-            first_record: s.first_record,
-            last_record: s.last_record,
-            end: end_of(s).map_or_else(|| "-".to_string(), |e| e.to_string()),
-        }));
-        let end = StreamOffsets {
-            stream: r.stream.clone(),
-            offsets: shards
-                .iter()
-                .filter_map(|s| Some((s.assignment.shard_id.clone(), end_of(s)?)))
-                .collect(),
-            exclusive: Vec::new(),
-        };
-        Ok((index, persisted, end))
+        Ok(ingest::Reading {
+            shards,
+            supplier,
+            list_conn,
+        })
     }
 }
-
-/// Bench timing: the parse stage is timed on one record in this many.
-const PARSE_TIMING_SAMPLE: u64 = 128;
 
 /// Refuse, up front and by name, what this build cannot compute yet: past
 /// `load_task`, the one check `run`, `validate` and `sample` share, so

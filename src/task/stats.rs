@@ -2,10 +2,10 @@
 //! handling: count first, log if asked, keep the newest reports, fail past
 //! `maxParseExceptions`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RowStats {
     pub processed: u64,

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod kinesalite;
+pub mod server;
+
 use kinesis_peon::publish::MetadataStore;
 use kinesis_peon::segment::SegmentData;
 use kinesis_peon::segment::reader::read_segment;
