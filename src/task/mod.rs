@@ -50,9 +50,9 @@ use std::time::{Duration, Instant};
 /// persists what it holds and the task ends without publishing.
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Ask a running task to stop: it persists what it holds and exits
-/// without publishing (nothing it read is acknowledged, so a later run
-/// reads it again).
+/// Ask a running task to stop: it persists what it holds, saves where it
+/// stands (`restore.rs`) and exits without publishing; the next run of the
+/// task restores that and reads on.
 pub fn request_stop() {
     STOP.store(true, std::sync::atomic::Ordering::SeqCst);
 }
