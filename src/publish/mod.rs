@@ -238,7 +238,12 @@ pub enum PublishOutcome {
 enum Backend {
     Sqlite(rusqlite::Connection),
     /// A RefCell so that reads can take `&self`, as they do on SQLite.
-    Postgres(Box<RefCell<::postgres::Client>>, Tables),
+    /// The target: to connect again after the server went away.
+    Postgres(
+        Box<RefCell<::postgres::Client>>,
+        Tables,
+        Box<postgres::PgTarget>,
+    ),
 }
 
 pub struct MetadataStore {
@@ -279,7 +284,11 @@ impl MetadataStore {
                 let client = postgres::connect(&target, &tables)?;
                 log::info!("metadata store: PostgreSQL at {}", target.describe);
                 Ok(MetadataStore {
-                    backend: Backend::Postgres(Box::new(RefCell::new(client)), tables),
+                    backend: Backend::Postgres(
+                        Box::new(RefCell::new(client)),
+                        tables,
+                        Box::new(target),
+                    ),
                 })
             }
             Some(other) => bail!(
@@ -291,7 +300,16 @@ impl MetadataStore {
     fn begin(&mut self, data_source: &str) -> Result<Box<dyn MetaTx + '_>> {
         match &mut self.backend {
             Backend::Sqlite(conn) => sqlite::begin(conn),
-            Backend::Postgres(client, tables) => {
+            Backend::Postgres(client, tables, target) => {
+                if client.get_mut().is_closed() {
+                    // The server went away since the last call (a restart,
+                    // a dropped connection): connect again.
+                    log::info!(
+                        "reconnecting to the PostgreSQL metadata store at {}",
+                        target.describe
+                    );
+                    *client.get_mut() = postgres::connect(target, tables)?;
+                }
                 postgres::begin(client.get_mut(), tables, data_source)
             }
         }
@@ -310,8 +328,11 @@ impl MetadataStore {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Postgres(client, tables) => {
+            Backend::Postgres(client, tables, target) => {
                 let mut client = client.borrow_mut();
+                if client.is_closed() {
+                    *client = postgres::connect(target, tables)?;
+                }
                 let mut tx = postgres::begin(&mut client, tables, data_source)?;
                 let out = f(&mut *tx)?;
                 tx.commit()?;
@@ -351,6 +372,16 @@ impl MetadataStore {
         }
         allocator.commit()?;
         Ok(out)
+    }
+
+    /// Whether the last failure was the metadata store going away (the
+    /// PostgreSQL connection closed): such a failure is worth retrying, on
+    /// a new connection. SQLite's locks are waited out inside each call.
+    pub fn connection_lost(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(client, _, _) => client.borrow().is_closed(),
+        }
     }
 
     /// Allocate segment ids interval by interval inside one transaction

@@ -6,6 +6,7 @@ mod ingest;
 mod memory;
 mod pipeline;
 mod publish;
+pub use publish::METADATA_TRIES_VAR;
 mod report;
 mod restore;
 pub mod sample;
@@ -461,11 +462,11 @@ impl Runner<'_> {
                 self.stages.persist += persisted.busy;
                 self.persists += persisted.persists;
                 let end = reading.offsets(&r.stream);
-                self.publish(
+                self.publish_retrying(
                     &index,
-                    persisted,
+                    &persisted,
                     &span,
-                    end.clone(),
+                    &end,
                     &mut store,
                     &storage,
                     &lock_version,

@@ -4,12 +4,73 @@
 
 use super::*;
 
+/// How many times a publish that lost its metadata store connection is
+/// tried (Druid's SQL metadata connector: RetryUtils' 10), waiting 1 s
+/// doubling to 60 s between tries. Tests lower it.
+const METADATA_TRIES: u32 = 10;
+pub const METADATA_TRIES_VAR: &str = "KINESIS_PEON_METADATA_MAX_TRIES";
+
 impl Runner<'_> {
+    /// `publish`, tried again on a new connection when the metadata store
+    /// went away (PostgreSQL restarted or unreachable). Each try starts
+    /// over: its pushes are removed when it fails, the same segment ids are
+    /// allocated again (they are keyed by sequence name), and a commit that
+    /// went through before its reply was lost is found already published.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn publish_retrying(
+        &mut self,
+        index: &IncrementalIndex,
+        persisted: &PersistResult,
+        span: &SequenceSpan,
+        end: &StreamOffsets,
+        store: &mut MetadataStore,
+        storage: &DeepStorage,
+        lock_version: &str,
+    ) -> Result<()> {
+        let tries = std::env::var(METADATA_TRIES_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(METADATA_TRIES)
+            .max(1);
+        let mut wait = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            let result = self.publish(
+                index,
+                persisted,
+                span,
+                end.clone(),
+                store,
+                storage,
+                lock_version,
+            );
+            match result {
+                Err(e) if store.connection_lost() && attempt < tries => {
+                    log::warn!(
+                        "publishing sequence {}: the metadata store is unavailable (try {attempt} of {tries}; again in {} s): {e:#}",
+                        span.name,
+                        wait.as_secs()
+                    );
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                    attempt += 1;
+                }
+                Err(e) if store.connection_lost() => {
+                    return Err(e.context(format!(
+                        "the metadata store stayed unavailable through {tries} tries; nothing of sequence {} was published",
+                        span.name
+                    )));
+                }
+                other => return other,
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn publish(
         &mut self,
         index: &IncrementalIndex,
-        persisted: PersistResult,
+        persisted: &PersistResult,
         span: &SequenceSpan,
         end: StreamOffsets,
         store: &mut MetadataStore,

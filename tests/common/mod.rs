@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kinesalite;
+pub mod postgres;
 pub mod server;
 
 use kinesis_peon::publish::MetadataStore;
@@ -238,6 +239,11 @@ pub fn run_task_with(
 pub fn published_segments(base: &Path, data_source: &str) -> Vec<(String, SegmentData)> {
     let layout = layout_for(base);
     let store = MetadataStore::open(&layout.metadata_db()).unwrap();
+    segments_in(&store, data_source)
+}
+
+/// Every used segment a metadata store names, read back from deep storage.
+pub fn segments_in(store: &MetadataStore, data_source: &str) -> Vec<(String, SegmentData)> {
     store
         .used_segments(data_source)
         .unwrap()
