@@ -8,9 +8,12 @@
 //! the committed offsets equal a clean run's, and the orphans a crash
 //! leaves in deep storage (pushed, never named) are counted: Druid's kill
 //! task removes such unused files in a cluster, as it does Druid's own.
+//! The same points again with a PostgreSQL metadata store (a server of the
+//! test's own, a database per point).
 
 mod common;
 
+use common::postgres::Postgres;
 use common::*;
 use kinesis_peon::publish::MetadataStore;
 use kinesis_peon::segment::writer::ABORT_AFTER_FILES_VAR;
@@ -21,25 +24,45 @@ use std::time::{Duration, Instant};
 
 const ROWS: usize = 20_000;
 
-fn peon_run(task: &Path, dump: &Path, base: &Path) -> Command {
+/// Where a run keeps its files and its metadata store: the embedded one
+/// under the base dir, or the one the runtime properties name.
+struct Target {
+    base: PathBuf,
+    properties: Vec<(String, String)>,
+}
+
+impl Target {
+    fn embedded(base: PathBuf) -> Target {
+        Target {
+            base,
+            properties: Vec::new(),
+        }
+    }
+}
+
+fn peon_run(task: &Path, dump: &Path, t: &Target) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"));
     cmd.args(["run", "--task"])
         .arg(task)
         .arg("--dump")
         .arg(dump)
         .arg("--base-dir")
-        .arg(base)
+        .arg(&t.base)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    for (k, v) in &t.properties {
+        cmd.arg("-D").arg(format!("{k}={v}"));
+    }
     cmd
 }
 
-fn store(base: &Path) -> MetadataStore {
-    MetadataStore::open(&layout_for(base).metadata_db()).unwrap()
+fn store(t: &Target) -> MetadataStore {
+    let props = t.properties.iter().cloned().collect();
+    MetadataStore::from_properties(&props, &layout_for(&t.base).metadata_db()).unwrap()
 }
 
-fn offsets(base: &Path) -> Option<Vec<(String, String)>> {
-    store(base).committed_offsets("flights").unwrap().map(|o| {
+fn offsets(t: &Target) -> Option<Vec<(String, String)>> {
+    store(t).committed_offsets("flights").unwrap().map(|o| {
         o.offsets
             .into_iter()
             .map(|(k, v)| (k, v.to_string()))
@@ -90,19 +113,19 @@ fn check_crash_and_rerun(
     point: &str,
     task: &Path,
     dump: &Path,
-    base: &Path,
+    t: &Target,
     clean: &Clean,
 ) -> usize {
-    let published = store(base).used_segments("flights").unwrap().len();
-    let committed = offsets(base);
+    let published = store(t).used_segments("flights").unwrap().len();
+    let committed = offsets(t);
     assert!(
         (published == 0 && committed.is_none())
             || (published == clean.segments && committed.as_ref() == Some(&clean.offsets)),
         "{point}: the crash left {published} segments and offsets {committed:?}"
     );
-    let status = peon_run(task, dump, base).status().unwrap();
+    let status = peon_run(task, dump, t).status().unwrap();
     assert!(status.success(), "{point}: the rerun failed");
-    let segments = store(base).used_segments("flights").unwrap();
+    let segments = store(t).used_segments("flights").unwrap();
     let mut places: Vec<(String, u32)> = segments
         .iter()
         .map(|s| (s.interval.clone(), s.shard_spec.partition_num))
@@ -117,16 +140,16 @@ fn check_crash_and_rerun(
     );
     assert_eq!(segments.len(), clean.segments, "{point}");
     assert_eq!(
-        groups_from_segments(&published_segments(base, "flights")),
+        groups_from_segments(&segments_in(&store(t), "flights")),
         clean.groups,
         "{point}"
     );
-    assert_eq!(offsets(base).as_ref(), Some(&clean.offsets), "{point}");
+    assert_eq!(offsets(t).as_ref(), Some(&clean.offsets), "{point}");
     let named: std::collections::BTreeSet<PathBuf> = segments
         .iter()
         .map(|s| PathBuf::from(s.load_spec["path"].as_str().unwrap().trim_end_matches('/')))
         .collect();
-    let on_disk = pushed(base);
+    let on_disk = pushed(&t.base);
     for n in &named {
         assert!(
             on_disk.contains(n),
@@ -146,10 +169,11 @@ struct Clean {
     groups: Groups,
 }
 
-#[test]
-fn killed_anywhere_the_rerun_publishes_exactly_once() {
+/// Crash the run at the injected `points` and the SIGKILL ones, each on a
+/// target of its own, and check every rerun; the report, one line a point.
+fn crash_everywhere(name: &str, target: impl Fn(&str) -> Target, points: &[usize]) -> Vec<String> {
     let dump = flights_dump("crash-flights4", 4, Some(ROWS as u64));
-    let root = fresh_dir("crash");
+    let root = fresh_dir(name);
     let task = flights_task_tuned(
         &root,
         "crash",
@@ -158,39 +182,39 @@ fn killed_anywhere_the_rerun_publishes_exactly_once() {
         serde_json::json!({"type": "KinesisTuningConfig", "maxRowsInMemory": 3000}),
     );
     // The clean run: what every rerun must end with.
-    let base = root.join("clean");
-    assert!(peon_run(&task, &dump, &base).status().unwrap().success());
-    let segments = store(&base).used_segments("flights").unwrap().len();
+    let clean_target = target("clean");
+    assert!(
+        peon_run(&task, &dump, &clean_target)
+            .status()
+            .unwrap()
+            .success()
+    );
     let clean = Clean {
-        segments,
-        offsets: offsets(&base).unwrap(),
+        segments: store(&clean_target).used_segments("flights").unwrap().len(),
+        offsets: offsets(&clean_target).unwrap(),
         groups: naive_groups(Some(ROWS)),
     };
     assert_eq!(
-        groups_from_segments(&published_segments(&base, "flights")),
+        groups_from_segments(&segments_in(&store(&clean_target), "flights")),
         clean.groups
     );
 
-    let mut report = Vec::new();
+    let mut report = vec![format!("{} segments a clean run", clean.segments)];
     // Injected: abort after the Nth file, spread over spills and pushes.
-    let points = [
-        1, 2, 5, 10, 20, 40, 70, 100, 130, 150, 170, 185, 200, 215, 230, 245, 249, 252, 254, 256,
-        400,
-    ];
-    for n in points {
+    for &n in points {
         let point = format!("abort after {n} files");
-        let base = root.join(format!("abort-{n}"));
-        let status = peon_run(&task, &dump, &base)
+        let t = target(&format!("abort-{n}"));
+        let status = peon_run(&task, &dump, &t)
             .env(ABORT_AFTER_FILES_VAR, n.to_string())
             .status()
             .unwrap();
         if status.success() {
             // Past the files a run writes: it completed.
             report.push(format!("{point}: the run wrote fewer files and completed"));
-            assert_eq!(offsets(&base).as_ref(), Some(&clean.offsets));
+            assert_eq!(offsets(&t).as_ref(), Some(&clean.offsets));
             continue;
         }
-        let orphans = check_crash_and_rerun(&point, &task, &dump, &base, &clean);
+        let orphans = check_crash_and_rerun(&point, &task, &dump, &t, &clean);
         report.push(format!("{point}: {orphans} orphans"));
     }
     // SIGKILL from outside when a point is seen on disk.
@@ -210,24 +234,60 @@ fn killed_anywhere_the_rerun_publishes_exactly_once() {
         ),
     ];
     for (i, (point, condition)) in kills.iter().enumerate() {
-        let base = root.join(format!("kill-{i}"));
-        let child = peon_run(&task, &dump, &base).spawn().unwrap();
-        if !kill_when(child, || condition(&base)) {
+        let t = target(&format!("kill-{i}"));
+        let child = peon_run(&task, &dump, &t).spawn().unwrap();
+        if !kill_when(child, || condition(&t.base)) {
             report.push(format!("{point}: the run ended first"));
             continue;
         }
-        let orphans = check_crash_and_rerun(point, &task, &dump, &base, &clean);
+        let orphans = check_crash_and_rerun(point, &task, &dump, &t, &clean);
         report.push(format!("{point}: {orphans} orphans"));
     }
-    println!(
-        "{} segments a clean run\n{}",
-        clean.segments,
+    println!("{}", report.join("\n"));
+    report
+}
+
+fn crashed(report: &[String]) -> usize {
+    report.iter().filter(|r| r.ends_with("orphans")).count()
+}
+
+#[test]
+fn killed_anywhere_the_rerun_publishes_exactly_once() {
+    let root = scratch().join("crash-embedded");
+    let report = crash_everywhere(
+        "crash-embedded",
+        |name| Target::embedded(root.join(name)),
+        &[
+            1, 2, 5, 10, 20, 40, 70, 100, 130, 150, 170, 185, 200, 215, 230, 245, 249, 252, 254,
+            256, 400,
+        ],
+    );
+    assert!(
+        crashed(&report) >= 10,
+        "only {} points crashed the run:\n{}",
+        crashed(&report),
         report.join("\n")
     );
-    let crashed = report.iter().filter(|r| r.ends_with("orphans")).count();
+}
+
+/// The same with a PostgreSQL metadata store, as in a cluster: a database
+/// for each point.
+#[test]
+fn killed_anywhere_with_postgresql_the_rerun_publishes_exactly_once() {
+    let pg = Postgres::start("crash");
+    let root = scratch().join("crash-postgres");
+    let report = crash_everywhere(
+        "crash-postgres",
+        |name| Target {
+            base: root.join(name),
+            properties: pg.database_properties(&name.replace('-', "_")),
+        },
+        &[1, 10, 70, 150, 230, 252, 254],
+    );
     assert!(
-        crashed >= 10,
-        "only {crashed} points crashed the run:\n{}",
+        crashed(&report) >= 6,
+        "only {} points crashed the run:\n{}",
+        crashed(&report),
         report.join("\n")
     );
 }

@@ -140,11 +140,22 @@ impl Postgres {
     /// Runtime properties that point the peon's metadata store here, as a
     /// Druid cluster's would.
     pub fn properties(&self) -> Vec<(String, String)> {
+        self.properties_of("druid")
+    }
+
+    /// A new database `name` (plain letters, digits, `_`), and the
+    /// properties that point the metadata store at it.
+    pub fn database_properties(&self, name: &str) -> Vec<(String, String)> {
+        self.psql(&format!("create database {name} owner druid"));
+        self.properties_of(name)
+    }
+
+    fn properties_of(&self, database: &str) -> Vec<(String, String)> {
         [
             ("druid.metadata.storage.type", "postgresql".to_string()),
             (
                 "druid.metadata.storage.connector.connectURI",
-                format!("jdbc:postgresql://127.0.0.1:{}/druid", self.port),
+                format!("jdbc:postgresql://127.0.0.1:{}/{database}", self.port),
             ),
             ("druid.metadata.storage.connector.user", "druid".into()),
             ("druid.metadata.storage.connector.password", "druid".into()),
