@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::kinesalite::{Kinesalite, put_flights};
 use common::postgres::Postgres;
 use common::*;
 use kinesis_peon::publish::MetadataStore;
@@ -40,13 +41,21 @@ impl Target {
     }
 }
 
-fn peon_run(task: &Path, dump: &Path, t: &Target) -> Command {
+/// `run` of the task, on the dump when there is one, else on the live
+/// stream the task names.
+fn peon_run(task: &Path, dump: Option<&Path>, t: &Target) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"));
-    cmd.args(["run", "--task"])
-        .arg(task)
-        .arg("--dump")
-        .arg(dump)
-        .arg("--base-dir")
+    cmd.args(["run", "--task"]).arg(task);
+    match dump {
+        Some(dump) => {
+            cmd.arg("--dump").arg(dump);
+        }
+        None => {
+            cmd.args(["-D", "druid.kinesis.accessKey=test"])
+                .args(["-D", "druid.kinesis.secretKey=test"]);
+        }
+    }
+    cmd.arg("--base-dir")
         .arg(&t.base)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -112,7 +121,7 @@ fn kill_when(mut child: Child, condition: impl Fn() -> bool) -> bool {
 fn check_crash_and_rerun(
     point: &str,
     task: &Path,
-    dump: &Path,
+    dump: Option<&Path>,
     t: &Target,
     clean: &Clean,
 ) -> usize {
@@ -171,20 +180,17 @@ struct Clean {
 
 /// Crash the run at the injected `points` and the SIGKILL ones, each on a
 /// target of its own, and check every rerun; the report, one line a point.
-fn crash_everywhere(name: &str, target: impl Fn(&str) -> Target, points: &[usize]) -> Vec<String> {
-    let dump = flights_dump("crash-flights4", 4, Some(ROWS as u64));
-    let root = fresh_dir(name);
-    let task = flights_task_tuned(
-        &root,
-        "crash",
-        4,
-        "crash",
-        serde_json::json!({"type": "KinesisTuningConfig", "maxRowsInMemory": 3000}),
-    );
+fn crash_everywhere(
+    name: &str,
+    dump: Option<&Path>,
+    target: impl Fn(&str) -> Target,
+    points: &[usize],
+) -> Vec<String> {
+    let task = scratch().join(name).join("crash.json");
     // The clean run: what every rerun must end with.
     let clean_target = target("clean");
     assert!(
-        peon_run(&task, &dump, &clean_target)
+        peon_run(&task, dump, &clean_target)
             .status()
             .unwrap()
             .success()
@@ -204,7 +210,7 @@ fn crash_everywhere(name: &str, target: impl Fn(&str) -> Target, points: &[usize
     for &n in points {
         let point = format!("abort after {n} files");
         let t = target(&format!("abort-{n}"));
-        let status = peon_run(&task, &dump, &t)
+        let status = peon_run(&task, dump, &t)
             .env(ABORT_AFTER_FILES_VAR, n.to_string())
             .status()
             .unwrap();
@@ -214,7 +220,7 @@ fn crash_everywhere(name: &str, target: impl Fn(&str) -> Target, points: &[usize
             assert_eq!(offsets(&t).as_ref(), Some(&clean.offsets));
             continue;
         }
-        let orphans = check_crash_and_rerun(&point, &task, &dump, &t, &clean);
+        let orphans = check_crash_and_rerun(&point, &task, dump, &t, &clean);
         report.push(format!("{point}: {orphans} orphans"));
     }
     // SIGKILL from outside when a point is seen on disk.
@@ -235,12 +241,12 @@ fn crash_everywhere(name: &str, target: impl Fn(&str) -> Target, points: &[usize
     ];
     for (i, (point, condition)) in kills.iter().enumerate() {
         let t = target(&format!("kill-{i}"));
-        let child = peon_run(&task, &dump, &t).spawn().unwrap();
+        let child = peon_run(&task, dump, &t).spawn().unwrap();
         if !kill_when(child, || condition(&t.base)) {
             report.push(format!("{point}: the run ended first"));
             continue;
         }
-        let orphans = check_crash_and_rerun(point, &task, &dump, &t, &clean);
+        let orphans = check_crash_and_rerun(point, &task, dump, &t, &clean);
         report.push(format!("{point}: {orphans} orphans"));
     }
     println!("{}", report.join("\n"));
@@ -251,11 +257,27 @@ fn crashed(report: &[String]) -> usize {
     report.iter().filter(|r| r.ends_with("orphans")).count()
 }
 
+/// The harness's task (persists every 3,000 rows) in a fresh directory
+/// `name` under the scratch dir.
+fn crash_task(name: &str) -> PathBuf {
+    let root = fresh_dir(name);
+    flights_task_tuned(
+        &root,
+        "crash",
+        4,
+        "crash",
+        serde_json::json!({"type": "KinesisTuningConfig", "maxRowsInMemory": 3000}),
+    )
+}
+
 #[test]
 fn killed_anywhere_the_rerun_publishes_exactly_once() {
+    let dump = flights_dump("crash-flights4", 4, Some(ROWS as u64));
+    crash_task("crash-embedded");
     let root = scratch().join("crash-embedded");
     let report = crash_everywhere(
         "crash-embedded",
+        Some(&dump),
         |name| Target::embedded(root.join(name)),
         &[
             1, 2, 5, 10, 20, 40, 70, 100, 130, 150, 170, 185, 200, 215, 230, 245, 249, 252, 254,
@@ -274,14 +296,45 @@ fn killed_anywhere_the_rerun_publishes_exactly_once() {
 /// for each point.
 #[test]
 fn killed_anywhere_with_postgresql_the_rerun_publishes_exactly_once() {
+    let dump = flights_dump("crash-flights4", 4, Some(ROWS as u64));
     let pg = Postgres::start("crash");
+    crash_task("crash-postgres");
     let root = scratch().join("crash-postgres");
     let report = crash_everywhere(
         "crash-postgres",
+        Some(&dump),
         |name| Target {
             base: root.join(name),
             properties: pg.database_properties(&name.replace('-', "_")),
         },
+        &[1, 10, 70, 150, 230, 252, 254],
+    );
+    assert!(
+        crashed(&report) >= 6,
+        "only {} points crashed the run:\n{}",
+        crashed(&report),
+        report.join("\n")
+    );
+}
+
+/// The same on a live stream: the 20,000 rows put into a 4-shard
+/// kinesalite stream, the task reading them to explicit end sequence
+/// numbers. A crashed live run leaves no restore file, so the rerun reads
+/// the stream again from its start offsets.
+#[test]
+fn killed_anywhere_on_a_live_stream_the_rerun_publishes_exactly_once() {
+    let server = Kinesalite::start();
+    let last = put_flights(&server, "flights", 4, ROWS);
+    let task = crash_task("crash-live");
+    edit_task(&task, |t| {
+        t["ioConfig"]["endpoint"] = server.url().into();
+        t["ioConfig"]["endSequenceNumbers"]["partitionSequenceNumberMap"] = last.clone();
+    });
+    let root = scratch().join("crash-live");
+    let report = crash_everywhere(
+        "crash-live",
+        None,
+        |name| Target::embedded(root.join(name)),
         &[1, 10, 70, 150, 230, 252, 254],
     );
     assert!(
