@@ -97,13 +97,13 @@ fn pushed(base: &Path) -> Vec<PathBuf> {
 }
 
 /// Wait for `child` to exit, killing it (SIGKILL) when `condition` holds first.
-fn kill_when(mut child: Child, condition: impl Fn() -> bool) -> bool {
+fn kill_when(mut child: Child, condition: impl Fn(u32) -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        if condition() {
+        if condition(child.id()) {
             child.kill().unwrap();
             child.wait().unwrap();
             return true;
@@ -169,8 +169,26 @@ fn check_crash_and_rerun(
     on_disk.len() - named.len()
 }
 
-/// A point to SIGKILL at: its name and the condition on the base dir.
-type KillPoint = (&'static str, Box<dyn Fn(&Path) -> bool>);
+/// A point to SIGKILL at: its name and the condition on the base dir and
+/// the process.
+type KillPoint = (&'static str, Box<dyn Fn(&Path, u32) -> bool>);
+
+/// CPU time the process has used, in clock ticks (/proc/PID/stat's utime
+/// and stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which ends at the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    field(11) + field(12)
+}
 
 struct Clean {
     segments: usize,
@@ -225,24 +243,29 @@ fn crash_everywhere(
     }
     // SIGKILL from outside when a point is seen on disk.
     let task_dir = |base: &Path| layout_for(base).task_dir("index_kinesis_crash");
-    let kills: [KillPoint; 3] = [
+    let kills: [KillPoint; 4] = [
+        (
+            // While fetching and parsing: 30 ms of CPU, before any persist.
+            "kill while reading",
+            Box::new(|_: &Path, pid: u32| cpu_ticks(pid) >= 3),
+        ),
         (
             "kill at the first spill",
-            Box::new(move |b: &Path| task_dir(b).join("persist").exists()),
+            Box::new(move |b: &Path, _| task_dir(b).join("persist").exists()),
         ),
         (
             "kill at the first push",
-            Box::new(|b: &Path| !pushed(b).is_empty()),
+            Box::new(|b: &Path, _| !pushed(b).is_empty()),
         ),
         (
             "kill at the 10th push",
-            Box::new(|b: &Path| pushed(b).len() >= 10),
+            Box::new(|b: &Path, _| pushed(b).len() >= 10),
         ),
     ];
     for (i, (point, condition)) in kills.iter().enumerate() {
         let t = target(&format!("kill-{i}"));
         let child = peon_run(&task, dump, &t).spawn().unwrap();
-        if !kill_when(child, || condition(&t.base)) {
+        if !kill_when(child, |pid| condition(&t.base, pid)) {
             report.push(format!("{point}: the run ended first"));
             continue;
         }
