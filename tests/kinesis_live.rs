@@ -123,6 +123,7 @@ fn run_live_with(
         progress: false,
         stage_timing: false,
         until_caught_up,
+        print_metrics: false,
     })
     .unwrap()
 }

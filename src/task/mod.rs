@@ -3,6 +3,7 @@
 //! write the status and report files.
 
 mod memory;
+mod monitor;
 mod pipeline;
 mod publish;
 mod report;
@@ -94,6 +95,8 @@ pub struct RunOptions {
     /// Live reads: a shard without an end sequence number is done once a
     /// GetRecords call finds nothing new and MillisBehindLatest is 0.
     pub until_caught_up: bool,
+    /// A live read prints each metrics emission to stdout (`--print-metrics`).
+    pub print_metrics: bool,
 }
 
 /// How one shard was read, for the run summary.
@@ -151,6 +154,8 @@ pub struct RunSummary {
     /// Stopped on request (SIGTERM, Ctrl-C): what was read is persisted,
     /// nothing published, no status file written (the task did not end).
     pub stopped: bool,
+    /// Druid's ingestion metrics summed over the run (docs/metrics.md).
+    pub metrics: Vec<crate::metrics::Event>,
 }
 
 /// Run a task against a dump; always writes the status and report files.
@@ -167,6 +172,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         base: opts.base_dir.clone(),
     };
     let task_dir = layout.task_dir(&task.id);
+    let metrics = monitor::start_metrics(&task, opts)?;
     let mut runner = Runner {
         task: &task,
         opts,
@@ -186,8 +192,11 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         lag_millis: Default::default(),
         shard_reads: Vec::new(),
         started: Instant::now(),
+        metrics,
+        counts: Default::default(),
     };
     let result = runner.run_all();
+    let metrics = runner.finish_metrics();
     let stopped = result
         .as_ref()
         .is_err_and(|e| e.downcast_ref::<Stopped>().is_some());
@@ -236,6 +245,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         saved_errors: saved,
         error,
         stopped,
+        metrics,
     })
 }
 
@@ -254,6 +264,8 @@ struct Runner<'a> {
     lag_millis: std::collections::BTreeMap<String, i64>,
     shard_reads: Vec<ShardRead>,
     started: Instant,
+    metrics: crate::metrics::TaskMetrics,
+    counts: monitor::Counts,
 }
 
 /// Per-shard reading state of one sequence.
@@ -608,6 +620,8 @@ impl Runner<'_> {
                                             continue;
                                         }
                                     };
+                                    let newest = self.counts.max_event_time.unwrap_or(i64::MIN);
+                                    self.counts.max_event_time = Some(newest.max(time));
                                     let outcome = index.add(time, row);
                                     if outcome.conversion_errors > 0 {
                                         let why = index.first_error.take().unwrap_or_default();
@@ -749,6 +763,7 @@ impl Runner<'_> {
                 last_persist = Instant::now();
             }
             progress.tick(self.records, self.stats.processed_bytes);
+            self.tick_metrics(&index, &persister);
         }
         progress.finish();
         if stopped {
