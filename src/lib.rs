@@ -7,6 +7,7 @@
 pub mod index;
 pub mod input;
 pub mod java;
+pub mod metrics;
 pub mod persist;
 pub mod publish;
 pub mod segment;

@@ -53,6 +53,10 @@ enum Command {
         /// is caught up (nothing new, MillisBehindLatest 0), then publish.
         #[arg(long)]
         until_caught_up: bool,
+        /// Print Druid's ingestion metrics summed over the run at the end
+        /// (a live read also prints each emission as JSON lines).
+        #[arg(long)]
+        print_metrics: bool,
     },
     /// Replay a dump and report throughput, CPU time, peak memory and time per stage.
     Bench {
@@ -72,6 +76,9 @@ enum Command {
         /// (`-D druid.storage.zip=true` measures zipped deep storage).
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         define: Vec<String>,
+        /// Print Druid's ingestion metrics summed over the first pass.
+        #[arg(long)]
+        print_metrics: bool,
     },
     /// Capture a live stream (every shard, closed ones and their children
     /// too) into a dump that replays like the live stream.
@@ -249,6 +256,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             define,
             base_dir,
             until_caught_up,
+            print_metrics,
         } => {
             stop_on_signals()?;
             let summary = run(&RunOptions {
@@ -259,8 +267,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 stage_timing: false,
                 until_caught_up,
+                print_metrics,
             })?;
             print_summary(&summary);
+            if print_metrics {
+                print_metric_totals(&summary);
+            }
             Ok(if summary.error.is_some() {
                 ExitCode::from(1)
             } else {
@@ -273,12 +285,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             base_dir,
             passes,
             define,
+            print_metrics,
         } => bench(
             task,
             dump,
             base_dir,
             passes,
             runtime_properties(None, &define)?,
+            print_metrics,
         ),
         Command::Record {
             stream,
@@ -520,6 +534,14 @@ fn print_summary(s: &RunSummary) {
     let _ = writeln!(out, "status file {}", s.status_file.display());
 }
 
+/// `--print-metrics`: the metrics Druid's emitter would have sent, summed
+/// over the run (docs/metrics.md).
+fn print_metric_totals(s: &RunSummary) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "--- metrics (summed over the run)");
+    let _ = write!(out, "{}", kinesis_peon::metrics::format_table(&s.metrics));
+}
+
 /// The process's peak resident set so far: its memory's own high-water
 /// mark (`VmHWM`). getrusage's ru_maxrss is no good here: a process started
 /// by vfork and exec (Rust's and Java's way) inherits its parent's peak,
@@ -590,6 +612,7 @@ fn bench(
     base_dir: Option<PathBuf>,
     passes: u32,
     properties: std::collections::BTreeMap<String, String>,
+    print_metrics: bool,
 ) -> Result<ExitCode> {
     // Every bench starts from nothing: a fresh directory of its own inside
     // the given one (or the temp directory), removed afterwards.
@@ -606,6 +629,7 @@ fn bench(
         progress: false,
         stage_timing: true,
         until_caught_up: false,
+        print_metrics: false,
     };
     let before = cpu_seconds()?;
     let summary = run(&options(base.clone()))?;
@@ -614,6 +638,9 @@ fn bench(
     let system_secs = after.1 - before.1;
     let cpu_secs = user_secs + system_secs;
     print_summary(&summary);
+    if print_metrics {
+        print_metric_totals(&summary);
+    }
     let rows = (summary.stats.processed + summary.stats.processed_with_error) as f64;
     let wall = summary.wall.as_secs_f64();
     let st = &summary.stages;

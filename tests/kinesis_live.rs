@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A kinesalite process on a free loopback port, killed on drop.
 /// `record` the stream "flights" at `endpoint` from the trim horizon until
 /// caught up into `out`: each shard's record count.
 fn record_caught_up(
@@ -887,4 +886,69 @@ fn sigterm_stops_without_publishing_and_a_later_run_completes() {
 
     let s = run_live_with(&task, &base, true);
     published_once(&s, &base, rows);
+}
+
+/// Issue 30: a live read's Kinesis lag as Druid's metrics. With
+/// `--print-metrics` each emission is printed as JSON lines (the final one
+/// at least), holding the lag over the shards (total, max, average) and
+/// per shard, from MillisBehindLatest.
+#[test]
+fn a_live_read_prints_its_metrics_with_the_kinesis_lag() {
+    let server = Kinesalite::start();
+    let rows = 2_000;
+    let last = put_flights(&server, "flights", 2, rows);
+    let base = fresh_dir("live-metrics");
+    let task = task_ending_at(&base, "live_metrics", 2, &[], &server.url(), &last);
+    let out = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
+        .current_dir(&base)
+        .args(["run", "--print-metrics", "--task"])
+        .arg(&task)
+        .args([
+            "-D",
+            "druid.kinesis.accessKey=test",
+            "-D",
+            "druid.kinesis.secretKey=test",
+            "-D",
+            "druid.monitoring.emissionPeriod=PT0.05S",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"feed\":\"metrics\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let processed: i64 = events
+        .iter()
+        .filter(|e| e["metric"] == "ingest/events/processed")
+        .map(|e| e["value"].as_i64().unwrap())
+        .sum();
+    assert_eq!(processed, rows as i64);
+    let mut shards: Vec<&str> = events
+        .iter()
+        .filter(|e| e["metric"] == "ingest/kinesis/partitionLag/time")
+        .map(|e| {
+            assert_eq!(e["dataSource"], "flights");
+            assert_eq!(e["stream"], "flights");
+            assert!(e["value"].as_i64().is_some_and(|v| v >= 0), "{e}");
+            e["partition"].as_str().unwrap()
+        })
+        .collect();
+    shards.sort();
+    shards.dedup();
+    assert_eq!(shards, ["shardId-000000000000", "shardId-000000000001"]);
+    for metric in [
+        "ingest/kinesis/lag/time",
+        "ingest/kinesis/maxLag/time",
+        "ingest/kinesis/avgLag/time",
+    ] {
+        assert!(events.iter().any(|e| e["metric"] == metric), "{metric}");
+        assert!(stdout.contains(&format!("\n{metric} ")), "{stdout}");
+    }
 }

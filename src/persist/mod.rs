@@ -43,6 +43,9 @@ pub struct PersistResult {
 pub struct Persister {
     jobs: Option<crossbeam_channel::Sender<Box<(IncrementalIndex, PathBuf)>>>,
     worker: Option<JoinHandle<Result<PersistResult>>>,
+    /// Persists finished so far and the nanoseconds they took, readable
+    /// while the thread runs (the task's metrics).
+    done: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl Persister {
@@ -58,6 +61,8 @@ impl Persister {
         let (tx, rx) = crossbeam_channel::bounded::<Box<(IncrementalIndex, PathBuf)>>(
             max_pending.min(MOST_QUEUED),
         );
+        let done: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]> = Default::default();
+        let progress = done.clone();
         let worker = std::thread::Builder::new()
             .name("persist".into())
             .spawn(move || {
@@ -82,6 +87,9 @@ impl Persister {
                     drop(index);
                     result.persists += 1;
                     result.busy += t0.elapsed();
+                    let relaxed = std::sync::atomic::Ordering::Relaxed;
+                    progress[0].fetch_add(1, relaxed);
+                    progress[1].fetch_add(t0.elapsed().as_nanos() as u64, relaxed);
                 }
                 Ok(result)
             })
@@ -89,7 +97,17 @@ impl Persister {
         Persister {
             jobs: Some(tx),
             worker: Some(worker),
+            done,
         }
+    }
+
+    /// The persists finished so far and the time they took.
+    pub fn done(&self) -> (u64, Duration) {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        (
+            self.done[0].load(relaxed),
+            Duration::from_nanos(self.done[1].load(relaxed)),
+        )
     }
 
     /// Queue a frozen index to be written under `dir`.

@@ -303,6 +303,7 @@ impl Runner<'_> {
             }
             build.persist_if_due()?;
             progress.tick(self.records, self.stats.processed_bytes);
+            self.tick_metrics(&build.pipeline.index, &build.persister);
             if let Some(rules) = &handoff
                 && let Some(why) = build.handoff_due(rules)
             {
@@ -460,6 +461,8 @@ impl Runner<'_> {
                             continue;
                         }
                     };
+                    let newest = self.counts.max_event_time.unwrap_or(i64::MIN);
+                    self.counts.max_event_time = Some(newest.max(time));
                     let outcome = index.add(time, row);
                     if outcome.conversion_errors > 0 {
                         let why = index.first_error.take().unwrap_or_default();

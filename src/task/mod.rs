@@ -4,6 +4,7 @@
 
 mod ingest;
 mod memory;
+mod monitor;
 mod pipeline;
 mod publish;
 pub use publish::METADATA_TRIES_VAR;
@@ -98,6 +99,8 @@ pub struct RunOptions {
     /// Live reads: a shard without an end sequence number is done once a
     /// GetRecords call finds nothing new and MillisBehindLatest is 0.
     pub until_caught_up: bool,
+    /// A live read prints each metrics emission to stdout (`--print-metrics`).
+    pub print_metrics: bool,
 }
 
 /// How one shard was read, for the run summary.
@@ -161,6 +164,8 @@ pub struct RunSummary {
     /// Stopped on request (SIGTERM, Ctrl-C): what was read is persisted,
     /// nothing published, no status file written (the task did not end).
     pub stopped: bool,
+    /// Druid's ingestion metrics summed over the run (docs/metrics.md).
+    pub metrics: Vec<crate::metrics::Event>,
 }
 
 /// Run a task against a dump; always writes the status and report files.
@@ -177,6 +182,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         base: opts.base_dir.clone(),
     };
     let task_dir = layout.task_dir(&task.id);
+    let metrics = monitor::start_metrics(&task, opts)?;
     let mut runner = Runner {
         task: &task,
         opts,
@@ -198,8 +204,11 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         lag_millis: Default::default(),
         shard_reads: Vec::new(),
         started: Instant::now(),
+        metrics,
+        counts: Default::default(),
     };
     let result = runner.run_all();
+    let metrics = runner.finish_metrics();
     let stopped = result
         .as_ref()
         .is_err_and(|e| e.downcast_ref::<Stopped>().is_some());
@@ -250,6 +259,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary> {
         saved_errors: saved,
         error,
         stopped,
+        metrics,
     })
 }
 
@@ -271,6 +281,8 @@ struct Runner<'a> {
     lag_millis: std::collections::BTreeMap<String, i64>,
     shard_reads: Vec<ShardRead>,
     started: Instant,
+    metrics: crate::metrics::TaskMetrics,
+    counts: monitor::Counts,
 }
 
 /// Per-shard reading state of one sequence.
@@ -507,6 +519,8 @@ impl Runner<'_> {
         self.restored_records = saved.records;
         self.stats = saved.row_stats;
         self.errors.saved = saved.saved_parse_exceptions.iter().cloned().collect();
+        let emitted = self.metrics_snapshot(None);
+        self.metrics.restored_from(&emitted);
     }
 
     /// How to reach the task's stream.

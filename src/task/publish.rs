@@ -162,7 +162,9 @@ impl Runner<'_> {
                         format_interval(interval.0, interval.1)
                     )
                 })?;
-                self.stages.persist += t0.elapsed();
+                let took = t0.elapsed();
+                self.stages.persist += took;
+                self.counts.merge += took;
 
                 let identities =
                     allocator.allocate(ds, &span.name, interval, built.len(), lock_version)?;
@@ -222,6 +224,7 @@ impl Runner<'_> {
         };
         if let Err(e) = result {
             cleanup(&pushed);
+            self.counts.failed_handoffs += 1;
             return Err(e);
         }
 
@@ -244,6 +247,7 @@ impl Runner<'_> {
                     end.end_metadata_json()["partitions"]["partitionSequenceNumberMap"]
                 );
                 self.rows_out += pushed.iter().map(|p| p.rows as u64).sum::<u64>();
+                self.counts.handoffs += 1;
                 self.segments.extend(pushed);
                 Ok(())
             }
@@ -258,6 +262,7 @@ impl Runner<'_> {
             }
             Err(e) => {
                 cleanup(&pushed);
+                self.counts.failed_handoffs += 1;
                 Err(e.context(format!(
                     "Failed to publish segments for sequence {}",
                     span.name

@@ -110,6 +110,7 @@ pub fn run_live_with(
         progress: false,
         stage_timing: false,
         until_caught_up,
+        print_metrics: false,
     })
     .unwrap()
 }

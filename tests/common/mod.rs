@@ -231,6 +231,7 @@ pub fn run_task_with(
         progress: false,
         stage_timing: false,
         until_caught_up: false,
+        print_metrics: false,
     })
     .expect("the task file is readable")
 }
