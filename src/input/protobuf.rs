@@ -1,6 +1,9 @@
 //! `protobuf` records: each record one message of the type the task names,
 //! read dynamically (prost-reflect) from a compiled descriptor set (`file`:
-//! `protoc --descriptor_set_out`; `inline`: the same bytes in base64).
+//! `protoc --descriptor_set_out`; `inline`: the same bytes in base64), or
+//! from a schema registry (`schema_registry`: Confluent's wire format, the
+//! registry's .proto text compiled by protox, the message picked by the
+//! record's message indexes).
 //!
 //! Values map as Druid's ProtobufConverter maps them: only fields that are
 //! set (a proto3 field without presence holding its default is absent),
@@ -741,7 +744,7 @@ mod tests {
         )
         .unwrap();
         assert!(general.direct.is_none());
-        let mut m = DynamicMessage::new(direct.message.clone());
+        let mut m = DynamicMessage::new(direct.message.clone().unwrap());
         for (name, value) in [
             ("i32", Proto::I32(-7)),
             ("i64", Proto::I64(-1 << 40)),
