@@ -343,6 +343,13 @@ fn a_registry_that_is_down_fails_the_task_naming_its_url() {
     assert_eq!(registry.counts()["/schemas/ids/3"], 3, "three attempts");
     assert!(published_segments(&base, "flights").is_empty());
 
+    // `sample` stops on it too, instead of showing it beside every record.
+    let task = base.join("registry-503.json");
+    let error = kinesis_peon::task::sample::sample(&task, &base.join("dump"), 3)
+        .expect_err("sample fails")
+        .to_string();
+    assert!(error.contains("schema registry unreachable"), "{error}");
+
     // Credentials the registry refuses fail the task at once.
     let registry = TestRegistry::start(Some(401));
     let decoder = json!({"type": "schema_registry", "url": registry.url});
