@@ -232,14 +232,19 @@ fn unsupported_formats_are_refused_by_name() {
             "\"thrift\" is not supported",
         ),
         (
-            json!({"type": "avro_stream", "avroBytesDecoder": {"type": "schema_registry", "url": "http://x"}}),
+            json!({"type": "avro_stream", "avroBytesDecoder": {"type": "schema_repo"}}),
             "ioConfig.inputFormat.avroBytesDecoder.type",
-            "\"schema_registry\" is not supported",
+            "\"schema_repo\" is not supported",
         ),
         (
-            json!({"type": "protobuf", "protoBytesDecoder": {"type": "schema_registry", "url": "http://x"}}),
-            "ioConfig.inputFormat.protoBytesDecoder.type",
-            "\"schema_registry\" is not supported",
+            json!({"type": "avro_stream", "avroBytesDecoder": {"type": "schema_registry"}}),
+            "ioConfig.inputFormat.avroBytesDecoder.urls",
+            "is required",
+        ),
+        (
+            json!({"type": "protobuf", "protoBytesDecoder": {"type": "schema_registry", "url": "ftp://x"}}),
+            "ioConfig.inputFormat.protoBytesDecoder.url",
+            "must be an http or https URL",
         ),
         (
             json!({"type": "protobuf", "protoBytesDecoder": {"type": "file", "descriptor": "file:///nonexistent/x.desc", "protoMessageType": "X"}}),

@@ -2,7 +2,9 @@
 //! decoded by the Apache Avro crate against the schema the task gives
 //! (`schema_inline`), or against one of several chosen by a five-byte
 //! prefix (`multiple_schemas_inline`: the byte 1, then the schema id as a
-//! big-endian int, as Druid's InlineSchemasAvroBytesDecoder reads it).
+//! big-endian int, as Druid's InlineSchemasAvroBytesDecoder reads it), or
+//! fetched by the id of Confluent's wire format from a schema registry
+//! (`schema_registry`: the registry module).
 //!
 //! Values map as Druid's AvroFlattenerMaker and AvroLogicalTypeConverter
 //! map them: strings and enums as strings, unions as the branch's value,
@@ -16,6 +18,7 @@
 //! a union of null and one of those (Druid's discoverRootFields).
 
 use super::flatten::FlattenSpec;
+use super::registry::{self, Registry};
 use super::tree::{self, json_double};
 use super::{FieldTable, ParseError, RowBuffer};
 use apache_avro::Schema;
@@ -37,6 +40,8 @@ pub enum Schemas {
     Inline(Box<Schema>),
     /// `multiple_schemas_inline`: schema id → schema.
     ById(BTreeMap<i32, Schema>),
+    /// `schema_registry`: the Confluent wire format, schemas fetched by id.
+    Registry(std::sync::Arc<Registry<Schema>>),
 }
 
 /// A compiled `avro_stream` inputFormat.
@@ -114,13 +119,16 @@ impl AvroFormat {
                 }
                 Schemas::ById(by_id)
             }
-            "schema_repo" | "schema_registry" => {
+            "schema_registry" => Schemas::Registry(std::sync::Arc::new(Registry::from_spec(
+                decoder,
+                &at("avroBytesDecoder"),
+            )?)),
+            "schema_repo" => {
                 return Err((
                     at("avroBytesDecoder.type"),
-                    format!(
-                        "{kind:?} is not supported yet (schema_inline and \
-                         multiple_schemas_inline are)"
-                    ),
+                    "\"schema_repo\" is not supported yet (schema_inline, \
+                     multiple_schemas_inline and schema_registry are)"
+                        .to_string(),
                 ));
             }
             other => {
@@ -166,33 +174,48 @@ impl AvroFormat {
             return plan.parse(data, fields, slots, rows);
         }
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
+        let fetched: std::sync::Arc<Schema>;
         let (schema, body) = match &self.schemas {
             Schemas::Inline(schema) => (schema.as_ref(), data),
             Schemas::ById(by_id) => {
                 let Some((&version, rest)) = data.split_first() else {
-                    return Err(ParseError(
+                    return Err(ParseError::new(
                         "record must have at least 5 bytes carrying version and schemaId".into(),
                     ));
                 };
                 if rest.len() < 4 {
-                    return Err(ParseError(
+                    return Err(ParseError::new(
                         "record must have at least 5 bytes carrying version and schemaId".into(),
                     ));
                 }
                 if version != 1 {
-                    return Err(ParseError(format!(
+                    return Err(ParseError::new(format!(
                         "found record of arbitrary version [{version}]"
                     )));
                 }
                 let id = i32::from_be_bytes(rest[..4].try_into().expect("four bytes"));
-                let schema = by_id
-                    .get(&id)
-                    .ok_or_else(|| ParseError(format!("Failed to find schema for id [{id}]")))?;
+                let schema = by_id.get(&id).ok_or_else(|| {
+                    ParseError::new(format!("Failed to find schema for id [{id}]"))
+                })?;
                 (schema, &rest[4..])
+            }
+            Schemas::Registry(registry) => {
+                let (id, body) = registry::split_wire(data, "avro")?;
+                fetched = registry.get(id, "Avro", |reply| {
+                    if reply.schema_type.is_some_and(|t| t != "AVRO") {
+                        return Err(format!(
+                            "schema id[{id}] is a {} schema, not an Avro one",
+                            reply.schema_type.unwrap_or_default()
+                        ));
+                    }
+                    Schema::parse_str(reply.schema)
+                        .map_err(|e| format!("not a valid Avro schema: {e}"))
+                })?;
+                (fetched.as_ref(), body)
             }
         };
         let resolved = ResolvedSchema::try_from(schema)
-            .map_err(|e| ParseError(format!("Avro schema: {e}")))?;
+            .map_err(|e| ParseError::new(format!("Avro schema: {e}")))?;
         let mut input = EofWatch {
             rest: body,
             short: false,
@@ -201,19 +224,19 @@ impl AvroFormat {
             .resolved_writer_schemata(resolved.clone())
             .build()
             .and_then(|reader| reader.read_value(&mut input))
-            .map_err(|e| ParseError(format!("Fail to decode avro message: {e}")))?;
+            .map_err(|e| ParseError::new(format!("Fail to decode avro message: {e}")))?;
         if input.short {
             // The crate decodes a string cut short by the record's end as
             // null; Java's decoder (and so Druid) fails on it.
-            return Err(ParseError(
+            return Err(ParseError::new(
                 "Fail to decode avro message: the record ends inside a value".into(),
             ));
         }
         let names = resolved.get_names();
         let record = to_json(value, schema, names, self.binary_as_string)
-            .map_err(|e| ParseError(format!("Fail to decode avro message: {e}")))?;
+            .map_err(|e| ParseError::new(format!("Fail to decode avro message: {e}")))?;
         if !record.is_object() {
-            return Err(ParseError(
+            return Err(ParseError::new(
                 "Fail to decode avro message: the schema is not a record".into(),
             ));
         }
@@ -474,7 +497,7 @@ mod tests {
     fn schema_of(f: &AvroFormat) -> &Schema {
         match &f.schemas {
             Schemas::Inline(s) => s,
-            Schemas::ById(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
@@ -644,11 +667,8 @@ mod tests {
             AvroFormat::compile(Some(&decoder), flatten.as_ref(), false, unions, "f").unwrap_err()
         };
         let (path, msg) = refuse(json!({"type": "schema_registry", "url": "x"}), None, false);
-        assert_eq!(path, "f.avroBytesDecoder.type");
-        assert!(
-            msg.contains("\"schema_registry\" is not supported"),
-            "{msg}"
-        );
+        assert_eq!(path, "f.avroBytesDecoder.url");
+        assert!(msg.contains("is not a URL"), "{msg}");
         let (path, msg) = refuse(json!({"type": "schema_repo"}), None, false);
         assert_eq!(path, "f.avroBytesDecoder.type");
         assert!(msg.contains("schema_repo"), "{msg}");

@@ -122,7 +122,7 @@ impl DirectPlan {
 }
 
 fn decode_error(reason: impl std::fmt::Display) -> ParseError {
-    ParseError(format!("Fail to decode avro message: {reason}"))
+    ParseError::new(format!("Fail to decode avro message: {reason}"))
 }
 
 struct Input<'a> {

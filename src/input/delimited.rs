@@ -86,7 +86,7 @@ impl Layout {
             let (header, body) = text.split_once('\n').unwrap_or((text, ""));
             let header = header.strip_suffix('\r').unwrap_or(header);
             if header.is_empty() {
-                return Err(ParseError(
+                return Err(ParseError::new(
                     "record has no header line (findColumnsFromHeader)".into(),
                 ));
             }
@@ -235,7 +235,7 @@ impl Layout {
             }
         }
         if rows.is_empty() {
-            return Err(ParseError("record holds no row".into()));
+            return Err(ParseError::new("record holds no row".into()));
         }
         Ok(())
     }
@@ -326,7 +326,7 @@ fn split_csv(line: &str) -> Result<Vec<Cow<'_, str>>, ParseError> {
         }
     }
     if quoted {
-        return Err(ParseError("unterminated quote in csv row".into()));
+        return Err(ParseError::new("unterminated quote in csv row".into()));
     }
     cells.push(Cow::Owned(cell));
     Ok(cells)

@@ -73,16 +73,16 @@ pub fn parse_flattened<'a>(
     let text = utf8(data)?;
     let mut objects = Vec::new();
     for value in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
-        let value = value.map_err(|e| ParseError(format!("Unable to parse row: {e}")))?;
+        let value = value.map_err(|e| ParseError::new(format!("Unable to parse row: {e}")))?;
         if !value.is_object() {
-            return Err(ParseError(format!(
+            return Err(ParseError::new(format!(
                 "Unable to parse row: expected a JSON object, found {value}"
             )));
         }
         objects.push(value);
     }
     if objects.is_empty() {
-        return Err(ParseError("record holds no JSON object".into()));
+        return Err(ParseError::new("record holds no JSON object".into()));
     }
     for object in &objects {
         let mut values: Vec<(usize, Value<'static>)> = Vec::new();
@@ -394,12 +394,12 @@ fn parse_general<'a>(
                     row: rows.next_row(width),
                 }
                 .deserialize(&mut de)
-                .map_err(|e| ParseError(format!("Unable to parse row: {e}")))?;
+                .map_err(|e| ParseError::new(format!("Unable to parse row: {e}")))?;
             }
         }
     }
     if rows.is_empty() {
-        return Err(ParseError("record holds no JSON object".into()));
+        return Err(ParseError::new("record holds no JSON object".into()));
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod joda;
 mod json;
 pub mod protobuf;
 mod protobuf_direct;
+pub mod registry;
 pub mod timestamp;
 pub mod transform;
 mod tree;
@@ -293,9 +294,27 @@ impl<'a> RowBuffer<'a> {
     }
 }
 
-/// Why a record or row could not become a row.
+/// Why a record or row could not become a row: the reason, and whether
+/// it is fatal to the task (a schema registry that cannot be reached)
+/// rather than to this record alone.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParseError(pub String);
+pub struct ParseError(pub String, bool);
+
+impl ParseError {
+    /// This record is unparseable.
+    pub fn new(reason: String) -> ParseError {
+        ParseError(reason, false)
+    }
+
+    /// No record can be parsed: the task fails instead of counting it.
+    pub fn fatal(reason: String) -> ParseError {
+        ParseError(reason, true)
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        self.1
+    }
+}
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -350,7 +369,7 @@ fn utf8_noting<const LINE_FEEDS: bool>(data: &[u8]) -> Result<(&str, bool), Pars
     simdutf8::basic::from_utf8(data)
         .or_else(|_| {
             std::str::from_utf8(data)
-                .map_err(|e| ParseError(format!("record is not valid UTF-8: {e}")))
+                .map_err(|e| ParseError::new(format!("record is not valid UTF-8: {e}")))
         })
         .map(|text| (text, true))
 }

@@ -1,6 +1,9 @@
 //! `protobuf` records: each record one message of the type the task names,
 //! read dynamically (prost-reflect) from a compiled descriptor set (`file`:
-//! `protoc --descriptor_set_out`; `inline`: the same bytes in base64).
+//! `protoc --descriptor_set_out`; `inline`: the same bytes in base64), or
+//! from a schema registry (`schema_registry`: Confluent's wire format, the
+//! registry's .proto text compiled by protox, the message picked by the
+//! record's message indexes).
 //!
 //! Values map as Druid's ProtobufConverter maps them: only fields that are
 //! set (a proto3 field without presence holding its default is absent),
@@ -15,22 +18,39 @@
 //! value (Druid's ProtobufFlattenerMaker).
 
 use super::flatten::FlattenSpec;
+use super::registry::{self, Registry};
 use super::tree::{self, json_double};
 use super::{FieldTable, ParseError, RowBuffer};
 use base64::Engine;
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
-    ReflectMessage, Value as Proto,
+    DescriptorPool, DynamicMessage, FieldDescriptor, FileDescriptor, Kind, MapKey,
+    MessageDescriptor, ReflectMessage, Value as Proto,
 };
 use serde_json::Value as Json;
+use std::sync::Arc;
 
 /// A compiled `protobuf` inputFormat.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ProtobufFormat {
-    pub message: MessageDescriptor,
+    /// The message type every record is (`file`, `inline`); None with
+    /// `schema_registry`, where each record's schema id and message
+    /// indexes say.
+    pub message: Option<MessageDescriptor>,
     pub flatten: FlattenSpec,
     /// Set when the message shape allows reading it directly.
     direct: Option<super::protobuf_direct::DirectPlan>,
+    /// `schema_registry`: the .proto files by schema id, compiled.
+    registry: Option<Arc<Registry<FileDescriptor>>>,
+    /// The protoBytesDecoder as written (for equality).
+    source: Json,
+}
+
+impl PartialEq for ProtobufFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && self.message == other.message
+            && self.flatten == other.flatten
+    }
 }
 
 /// An error at a JSON path of the task.
@@ -71,10 +91,14 @@ impl ProtobufFormat {
                     .map_err(|e| (field.clone(), format!("is not base64: {e}")))?
             }
             "schema_registry" => {
-                return Err((
-                    at("protoBytesDecoder.type"),
-                    "\"schema_registry\" is not supported yet (file and inline are)".into(),
-                ));
+                let registry = Registry::from_spec(decoder, &at("protoBytesDecoder"))?;
+                return Ok(ProtobufFormat {
+                    message: None,
+                    flatten: compile_flatten(flatten_spec, path)?,
+                    direct: None,
+                    registry: Some(Arc::new(registry)),
+                    source: decoder.clone(),
+                });
             }
             other => {
                 return Err((
@@ -101,19 +125,18 @@ impl ProtobufFormat {
             decoder.get("protoMessageType").and_then(Json::as_str),
         )
         .map_err(|m| (at("protoBytesDecoder.protoMessageType"), m))?;
-        let flatten = match flatten_spec.filter(|s| !s.is_null()) {
-            None => tree::default_flatten(),
-            Some(spec) => FlattenSpec::compile(spec, &at("flattenSpec"))?,
-        };
+        let flatten = compile_flatten(flatten_spec, path)?;
         let direct = if flatten.is_discovery_only() {
             super::protobuf_direct::DirectPlan::for_message(&message)
         } else {
             None
         };
         Ok(ProtobufFormat {
-            message,
+            message: Some(message),
             flatten,
             direct,
+            registry: None,
+            source: decoder.clone(),
         })
     }
 
@@ -132,14 +155,126 @@ impl ProtobufFormat {
             }
             rows.clear();
         }
-        let message = DynamicMessage::decode(self.message.clone(), data)
-            .map_err(|e| ParseError(format!("Fail to decode protobuf message: {e}")))?;
+        let (descriptor, data) = match (&self.message, &self.registry) {
+            (Some(m), _) => (m.clone(), data),
+            (None, Some(registry)) => registry_message(registry, data)?,
+            (None, None) => unreachable!("a protobuf format has a message or a registry"),
+        };
+        let message = DynamicMessage::decode(descriptor, data)
+            .map_err(|e| ParseError::new(format!("Fail to decode protobuf message: {e}")))?;
         let record = message_to_json(&message)
-            .map_err(|e| ParseError(format!("Protobuf message could not be parsed: {e}")))?;
+            .map_err(|e| ParseError::new(format!("Protobuf message could not be parsed: {e}")))?;
         let discoverable = |_: &str, v: &Json| !v.is_array() && !v.is_object();
         tree::fill_row(&record, &self.flatten, discoverable, false, fields, rows);
         Ok(())
     }
+}
+
+fn compile_flatten(spec: Option<&Json>, path: &str) -> Result<FlattenSpec, SpecError> {
+    match spec.filter(|s| !s.is_null()) {
+        None => Ok(tree::default_flatten()),
+        Some(spec) => FlattenSpec::compile(spec, &format!("{path}.flattenSpec")),
+    }
+}
+
+/// The name the registry's schema text is compiled under.
+const REGISTRY_FILE: &str = "schema-registry.proto";
+
+/// A record in Confluent's wire format: its message type (the schema id's
+/// .proto, fetched once, and the message indexes after the id) and the
+/// message's bytes.
+fn registry_message<'a>(
+    registry: &Registry<FileDescriptor>,
+    data: &'a [u8],
+) -> Result<(MessageDescriptor, &'a [u8]), ParseError> {
+    let (id, rest) = registry::split_wire(data, "protobuf")?;
+    let (indexes, body) = message_indexes(rest).ok_or_else(|| {
+        ParseError::new(
+            "Fail to decode protobuf message: bad message indexes after the schema id".into(),
+        )
+    })?;
+    let file = registry.get(id, "Protobuf", |reply| {
+        if reply.schema_type != Some("PROTOBUF") {
+            return Err(format!(
+                "schema id[{id}] is a {} schema, not a Protobuf one",
+                reply.schema_type.unwrap_or("AVRO")
+            ));
+        }
+        compile_proto(reply.schema)
+    })?;
+    let mut message = file.messages().nth(indexes[0]);
+    for &i in &indexes[1..] {
+        message = message.and_then(|m| m.child_messages().nth(i));
+    }
+    let message = message.ok_or_else(|| {
+        ParseError::new(format!(
+            "Fail to decode protobuf message: schema id[{id}] has no message at indexes {indexes:?}"
+        ))
+    })?;
+    Ok((message, body))
+}
+
+/// Confluent's message indexes: a zigzag varint count, then that many
+/// zigzag varint indexes (the first into the file's messages, the others
+/// into nested ones); a count of 0 means the first message, [0].
+fn message_indexes(data: &[u8]) -> Option<(Vec<usize>, &[u8])> {
+    fn zigzag(data: &mut &[u8]) -> Option<i64> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = data.split_first()?;
+            *data = rest;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some((n >> 1) as i64 ^ -((n & 1) as i64));
+            }
+        }
+        None
+    }
+    let mut rest = data;
+    let count = zigzag(&mut rest)?;
+    if count == 0 {
+        return Some((vec![0], rest));
+    }
+    // A message can be nested only so deep; a large count is garbage.
+    if !(1..=100).contains(&count) {
+        return None;
+    }
+    let mut indexes = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        indexes.push(usize::try_from(zigzag(&mut rest)?).ok()?);
+    }
+    Some((indexes, rest))
+}
+
+/// The registry's .proto text compiled (its imports may be only the
+/// well-known google/protobuf ones).
+fn compile_proto(text: &str) -> Result<FileDescriptor, String> {
+    use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+    struct Text(File);
+    impl FileResolver for Text {
+        fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+            if name == REGISTRY_FILE {
+                Ok(File::from_file_descriptor_proto(
+                    self.0.file_descriptor_proto().clone(),
+                ))
+            } else {
+                Err(protox::Error::file_not_found(name))
+            }
+        }
+    }
+    let file = File::from_source(REGISTRY_FILE, text)
+        .map_err(|e| format!("the .proto text does not parse: {e}"))?;
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(Text(file));
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler
+        .open_file(REGISTRY_FILE)
+        .map_err(|e| format!("the .proto text does not compile: {e}"))?;
+    compiler
+        .descriptor_pool()
+        .get_file_by_name(REGISTRY_FILE)
+        .ok_or_else(|| "the .proto text compiled to nothing".to_string())
 }
 
 /// The message type by its full name or, when unambiguous, its short
@@ -458,13 +593,14 @@ mod tests {
             {"type": "jq", "name": "tag1", "expr": ".tags[1]"}
         ]});
         let f = ProtobufFormat::compile(Some(&decoder), Some(&flatten), "f").unwrap();
-        assert_eq!(f.message.full_name(), "t.Msg");
-        let mut m = DynamicMessage::new(f.message.clone());
+        let message = f.message.clone().unwrap();
+        assert_eq!(message.full_name(), "t.Msg");
+        let mut m = DynamicMessage::new(message.clone());
         m.set_field_by_name("n", Proto::I64(-5));
         m.set_field_by_name("zero", Proto::I64(0));
         m.set_field_by_name("color", Proto::EnumNumber(1));
         let mut inner = DynamicMessage::new(
-            f.message
+            message
                 .parent_pool()
                 .get_message_by_name("t.Inner")
                 .unwrap(),
@@ -608,7 +744,7 @@ mod tests {
         )
         .unwrap();
         assert!(general.direct.is_none());
-        let mut m = DynamicMessage::new(direct.message.clone());
+        let mut m = DynamicMessage::new(direct.message.clone().unwrap());
         for (name, value) in [
             ("i32", Proto::I32(-7)),
             ("i64", Proto::I64(-1 << 40)),
@@ -652,5 +788,32 @@ mod tests {
             pairs.contains(&("u32".into(), format!("{:?}", Value::Long(-1)))),
             "u32::MAX as -1: {pairs:?}"
         );
+    }
+
+    /// Confluent's message indexes: a lone 0 is the first message, else a
+    /// count and the indexes (zigzag varints); a registry's .proto text
+    /// compiles and the indexes pick nested messages.
+    #[test]
+    fn registry_message_indexes_pick_the_message() {
+        assert_eq!(message_indexes(&[0, 7]), Some((vec![0], &[7u8][..])));
+        // count 2 (zigzag 4), indexes 1 (2) and 0 (0)
+        assert_eq!(
+            message_indexes(&[4, 2, 0, 9]),
+            Some((vec![1, 0], &[9u8][..]))
+        );
+        assert_eq!(message_indexes(&[4, 2]), None, "cut short");
+        assert_eq!(message_indexes(&[1]), None, "a negative count");
+        assert_eq!(message_indexes(&[]), None);
+        let file = compile_proto(
+            "syntax = \"proto3\"; package p; import \"google/protobuf/timestamp.proto\";\n\
+             message A { int64 a = 1; }\n\
+             message B { message C { string c = 1; } google.protobuf.Timestamp t = 1; }",
+        )
+        .unwrap();
+        let b = file.messages().nth(1).unwrap();
+        assert_eq!(b.full_name(), "p.B");
+        assert_eq!(b.child_messages().next().unwrap().full_name(), "p.B.C");
+        let err = compile_proto("message A { nope }").unwrap_err();
+        assert!(err.contains("does not"), "{err}");
     }
 }

@@ -440,6 +440,9 @@ impl Runner<'_> {
                     build.known_discovered = parser.fields.discovered_count();
                 }
                 if let Err(e) = parsed {
+                    if e.is_fatal() {
+                        bail!("{}: {e}", at());
+                    }
                     let msg = format!("{}: {e}", at());
                     self.errors
                         .record(&mut self.stats, ErrorKind::Unparseable, msg)

@@ -20,6 +20,18 @@ writes into OUT_DIR:
                         serialized as its AvroEventSerializer and
                         ProtobufEventSerializer do, and the descriptor set of
                         that Protobuf message
+  avro-registry.b64     the flights rows in Confluent's wire format (the
+                        magic byte 0, the schema id as a big-endian int, the
+                        Avro body as Confluent's KafkaAvroSerializer writes
+                        it): even rows with schema id 1, odd ones with id 2
+                        (the same fields in a record of another name)
+  protobuf-registry.b64 the same for Protobuf (KafkaProtobufSerializer's:
+                        the id, then the message indexes, then the message):
+                        even rows id 3, index [0] (the single byte 0); odd
+                        rows id 4, where Flight is the second message: [1]
+  registry.json         schema id -> the registry's reply to
+                        GET /schemas/ids/{id} ({"schema"}, and "schemaType"
+                        PROTOBUF for the .proto text)
 
     encode_formats.py dump JSON_DUMP avro|protobuf OUT_DUMP
 
@@ -128,6 +140,52 @@ def proto_record(cls, row):
         else:
             setattr(msg, name, value)
     return msg.SerializeToString()
+
+
+def confluent(schema_id, body, indexes=None):
+    """A record in Confluent's wire format; `indexes` (Protobuf only) as
+    its serializer writes them: a single 0 for [0], else the zigzag varint
+    count and indexes."""
+    import struct
+
+    def zigzag(n):
+        n = (n << 1) ^ (n >> 63)
+        out = bytearray()
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            if n:
+                out.append(b | 0x80)
+            else:
+                out.append(b)
+                return bytes(out)
+
+    head = b"\x00" + struct.pack(">i", schema_id)
+    if indexes is not None:
+        if indexes == [0]:
+            head += b"\x00"
+        else:
+            head += zigzag(len(indexes)) + b"".join(zigzag(i) for i in indexes)
+    return head + body
+
+
+def write_registry(out, avro, proto):
+    second = dict(AVRO_SCHEMA, name="FlightAgain")
+    text = proto_text()
+    two_messages = text.replace("message Flight {", "message Other {\n  string other = 1;\n}\n\nmessage Flight {", 1)
+    replies = {
+        "1": {"schema": json.dumps(AVRO_SCHEMA)},
+        "2": {"schema": json.dumps(second)},
+        "3": {"schema": text, "schemaType": "PROTOBUF"},
+        "4": {"schema": two_messages, "schemaType": "PROTOBUF"},
+    }
+    with open(os.path.join(out, "registry.json"), "w") as f:
+        json.dump(replies, f)
+    write_lines(os.path.join(out, "avro-registry.b64"),
+                [confluent(1 + i % 2, r) for i, r in enumerate(avro)])
+    write_lines(os.path.join(out, "protobuf-registry.b64"),
+                [confluent(3, r, [0]) if i % 2 == 0 else confluent(4, r, [1])
+                 for i, r in enumerate(proto)])
 
 
 def b64(data):
@@ -316,3 +374,4 @@ elif __name__ == "__main__":
             for e in corpus:
                 f.write(json.dumps(e) + "\n")
     write_wikipedia(out)
+    write_registry(out, avro, proto)
