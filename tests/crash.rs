@@ -79,23 +79,6 @@ fn offsets(t: &Target) -> Option<Vec<(String, String)>> {
     })
 }
 
-/// Directories under deep storage holding a pushed segment.
-fn pushed(base: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![base.join("druid/segments")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "meta.smoosh") {
-                out.push(dir.clone());
-            }
-        }
-    }
-    out
-}
-
 /// Wait for `child` to exit, killing it (SIGKILL) when `condition` holds first.
 fn kill_when(mut child: Child, condition: impl Fn(u32) -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -158,7 +141,7 @@ fn check_crash_and_rerun(
         .iter()
         .map(|s| PathBuf::from(s.load_spec["path"].as_str().unwrap().trim_end_matches('/')))
         .collect();
-    let on_disk = pushed(&t.base);
+    let on_disk = pushed_segment_dirs(&t.base);
     for n in &named {
         assert!(
             on_disk.contains(n),
@@ -255,11 +238,11 @@ fn crash_everywhere(
         ),
         (
             "kill at the first push",
-            Box::new(|b: &Path, _| !pushed(b).is_empty()),
+            Box::new(|b: &Path, _| !pushed_segment_dirs(b).is_empty()),
         ),
         (
             "kill at the 10th push",
-            Box::new(|b: &Path, _| pushed(b).len() >= 10),
+            Box::new(|b: &Path, _| pushed_segment_dirs(b).len() >= 10),
         ),
     ];
     for (i, (point, condition)) in kills.iter().enumerate() {

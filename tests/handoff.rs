@@ -7,107 +7,45 @@
 mod common;
 
 use common::kinesalite::*;
+use common::logged::LoggedRun;
 use common::*;
 use kinesis_peon::publish::MetadataStore;
 use kinesis_peon::task::layout_for;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-/// Generous: a deadline for a condition, not a measurement.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-/// `kinesis-peon run` on a live stream in a child process, its log read
-/// line by line as it comes.
-struct LiveRun {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: String,
+/// `kinesis-peon run` on the live stream the task names.
+fn start_live(task: &Path, base: &Path) -> LoggedRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"));
+    cmd.args(["run", "--task"])
+        .arg(task)
+        .arg("--base-dir")
+        .arg(base)
+        .args(["-D", "druid.kinesis.accessKey=test"])
+        .args(["-D", "druid.kinesis.secretKey=test"]);
+    LoggedRun::start(cmd)
 }
 
-impl LiveRun {
-    fn start(task: &Path, base: &Path) -> LiveRun {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"))
-            .env("RUST_LOG", "info")
-            .args(["run", "--task"])
-            .arg(task)
-            .arg("--base-dir")
-            .arg(base)
-            .args([
-                "-D",
-                "druid.kinesis.accessKey=test",
-                "-D",
-                "druid.kinesis.secretKey=test",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        LiveRun {
-            child,
-            lines,
-            log: String::new(),
-        }
-    }
-
-    /// Read the log until `count` lines containing `needle` have come
-    /// (counted from the start of the run).
-    fn wait_for(&mut self, needle: &str, count: usize) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.log.matches(needle).count() < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push_str(&line);
-                    self.log.push('\n');
-                }
-                Err(e) => panic!("waiting for {count} x {needle:?}: {e}\n{}", self.log),
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit: it must be a clean stop. Returns the
-    /// records this process read itself (not restored) and its log.
-    fn terminate(mut self) -> (u64, String) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let out = self.child.wait_with_output().unwrap();
-        for line in self.lines.iter() {
-            self.log.push_str(&line);
-            self.log.push('\n');
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{stdout}\n{}", self.log);
-        assert!(
-            stdout.contains("STOPPED (persisted, nothing published)"),
-            "{stdout}\n{}",
-            self.log
-        );
-        let number_after = |label: &str| -> u64 {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(label))
-                .and_then(|rest| rest.split_whitespace().next())
-                .map_or(0, |n| n.parse().unwrap())
-        };
-        let read = number_after("records") - number_after("restored");
-        (read, self.log)
-    }
+/// SIGTERM, then the exit: it must be a clean stop. Returns the records
+/// this process read itself (not restored) and its log.
+fn terminate(run: LoggedRun) -> (u64, String) {
+    run.signal("-TERM");
+    let (out, log) = run.finish();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{log}");
+    assert!(
+        stdout.contains("STOPPED (persisted, nothing published)"),
+        "{stdout}\n{log}"
+    );
+    let number_after = |label: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    (number_after("records") - number_after("restored"), log)
 }
 
 fn live_task(base: &Path, name: &str, server: &Kinesalite, tuning: serde_json::Value) -> PathBuf {
@@ -191,23 +129,23 @@ fn sigterm_at_several_points_restores_and_the_totals_are_exact() {
     let task_dir = layout_for(&base).task_dir("index_kinesis_handoff-sigterm");
     let mut read_by_each = Vec::new();
 
-    let mut run = LiveRun::start(&task, &base);
+    let mut run = start_live(&task, &base);
     run.wait_for("intermediate persist 0 ", 1);
-    let (read, _) = run.terminate();
+    let (read, _) = terminate(run);
     read_by_each.push(read);
     assert!(task_dir.join("persist/restore.json").exists());
     assert!(!task_dir.join("status.json").exists());
 
-    let mut run = LiveRun::start(&task, &base);
+    let mut run = start_live(&task, &base);
     run.wait_for("restoring the stopped run", 1);
     run.wait_for("handed off", 1);
-    let (read, log) = run.terminate();
+    let (read, log) = terminate(run);
     assert!(log.contains("stopped on request"), "{log}");
     read_by_each.push(read);
 
-    let mut run = LiveRun::start(&task, &base);
+    let mut run = start_live(&task, &base);
     run.wait_for("caught up after", 2);
-    let (read, _) = run.terminate();
+    let (read, _) = terminate(run);
     read_by_each.push(read);
 
     let s = run_live_with(&task, &base, true);
@@ -237,7 +175,7 @@ fn intermediate_handoff_period_publishes_rows_as_they_come() {
         &server,
         json!({"intermediateHandoffPeriod": "PT0.5S"}),
     );
-    let mut run = LiveRun::start(&task, &base);
+    let mut run = start_live(&task, &base);
     run.wait_for("intermediateHandoffPeriod 500 ms passed", 1);
     run.wait_for("handed off", 1);
     let published: usize = published_segments(&base, "flights")
@@ -247,7 +185,7 @@ fn intermediate_handoff_period_publishes_rows_as_they_come() {
     assert!(published > 0, "nothing published at the first handoff");
     let last = put_flights_with(&server, "flights", 0, 500, &["--skip", "500"]);
     run.wait_for("handed off", 2);
-    let (_, log) = run.terminate();
+    let (_, log) = terminate(run);
     assert!(!log.contains("ERROR"), "{log}");
 
     let s = run_live_with(&task, &base, true);

@@ -6,89 +6,31 @@
 
 mod common;
 
+use common::logged::LoggedRun;
 use common::postgres::Postgres;
 use common::*;
 use kinesis_peon::publish::MetadataStore;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 const ROWS: usize = 20_000;
 
-/// A `run` in a child process, its log read as it comes.
-struct Peon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: String,
-}
-
-impl Peon {
-    fn start(task: &Path, dump: &Path, base: &Path, pg: &Postgres, tries: u32) -> Peon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"));
-        cmd.env("RUST_LOG", "info")
-            .env(kinesis_peon::task::METADATA_TRIES_VAR, tries.to_string())
-            .args(["run", "--task"])
-            .arg(task)
-            .arg("--dump")
-            .arg(dump)
-            .arg("--base-dir")
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in pg.properties() {
-            cmd.arg("-D").arg(format!("{k}={v}"));
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Peon {
-            child,
-            lines,
-            log: String::new(),
-        }
+/// `run` of the task on the dump with the metadata store in `pg`, at most
+/// `tries` tries to publish.
+fn start_peon(task: &Path, dump: &Path, base: &Path, pg: &Postgres, tries: u32) -> LoggedRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinesis-peon"));
+    cmd.env(kinesis_peon::task::METADATA_TRIES_VAR, tries.to_string())
+        .args(["run", "--task"])
+        .arg(task)
+        .arg("--dump")
+        .arg(dump)
+        .arg("--base-dir")
+        .arg(base);
+    for (k, v) in pg.properties() {
+        cmd.arg("-D").arg(format!("{k}={v}"));
     }
-
-    fn wait_for(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while !self.log.contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push_str(&line);
-                    self.log.push('\n');
-                }
-                Err(e) => panic!("waiting for {needle:?}: {e}\n{}", self.log),
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// Whether it succeeded, and its whole log.
-    fn finish(mut self) -> (bool, String) {
-        let status = self.child.wait().unwrap();
-        for line in self.lines.iter() {
-            self.log.push_str(&line);
-            self.log.push('\n');
-        }
-        (status.success(), self.log)
-    }
+    LoggedRun::start(cmd)
 }
 
 fn store(pg: &Postgres) -> MetadataStore {
@@ -105,29 +47,12 @@ fn offsets(pg: &Postgres) -> Option<BTreeMap<String, String>> {
     })
 }
 
-/// Directories under deep storage holding a pushed segment.
-fn pushed(base: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![base.join("druid/segments")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "meta.smoosh") {
-                out.push(dir.clone());
-            }
-        }
-    }
-    out
-}
-
 /// Published exactly once: the rollup equals the naive one, every used
 /// segment is on disk and nothing else is, the offsets are each shard's last.
 fn published_once(pg: &Postgres, base: &Path, dump_last: &BTreeMap<String, String>) {
     let segments = segments_in(&store(pg), "flights");
     assert_eq!(groups_from_segments(&segments), naive_groups(Some(ROWS)));
-    assert_eq!(pushed(base).len(), segments.len());
+    assert_eq!(pushed_segment_dirs(base).len(), segments.len());
     assert_eq!(offsets(pg).as_ref(), Some(dump_last));
 }
 
@@ -160,14 +85,15 @@ fn postgres_back_within_the_retries_is_reconnected_and_published_once() {
     let last = clean_offsets(&task, &dump, &root);
     let pg = Postgres::start("back");
     let base = root.join("run");
-    let mut peon = Peon::start(&task, &dump, &base, &pg, 10);
-    peon.wait_for("metadata store: PostgreSQL at");
+    let mut peon = start_peon(&task, &dump, &base, &pg, 10);
+    peon.wait_for("metadata store: PostgreSQL at", 1);
     peon.signal("-STOP");
     pg.stop();
     peon.signal("-CONT");
-    peon.wait_for("the metadata store is unavailable (try 1 of 10");
+    peon.wait_for("the metadata store is unavailable (try 1 of 10", 1);
     pg.resume();
-    let (ok, log) = peon.finish();
+    let (out, log) = peon.finish();
+    let ok = out.status.success();
     assert!(ok, "{log}");
     assert!(
         log.contains("reconnecting to the PostgreSQL metadata store"),
@@ -187,12 +113,13 @@ fn postgres_down_through_every_try_fails_cleanly_and_the_rerun_publishes_once() 
     let last = clean_offsets(&task, &dump, &root);
     let pg = Postgres::start("down");
     let base = root.join("run");
-    let mut peon = Peon::start(&task, &dump, &base, &pg, 2);
-    peon.wait_for("metadata store: PostgreSQL at");
+    let mut peon = start_peon(&task, &dump, &base, &pg, 2);
+    peon.wait_for("metadata store: PostgreSQL at", 1);
     peon.signal("-STOP");
     pg.stop();
     peon.signal("-CONT");
-    let (ok, log) = peon.finish();
+    let (out, log) = peon.finish();
+    let ok = out.status.success();
     assert!(!ok, "{log}");
     assert!(
         log.contains("the metadata store stayed unavailable through 2 tries"),
@@ -208,14 +135,19 @@ fn postgres_down_through_every_try_fails_cleanly_and_the_rerun_publishes_once() 
     )
     .unwrap();
     assert_eq!(status["status"], "FAILED");
-    assert!(pushed(&base).is_empty(), "{:?}", pushed(&base));
+    assert!(
+        pushed_segment_dirs(&base).is_empty(),
+        "{:?}",
+        pushed_segment_dirs(&base)
+    );
 
     pg.resume();
     assert!(store(&pg).used_segments("flights").unwrap().is_empty());
     assert_eq!(offsets(&pg), None);
-    let mut rerun = Peon::start(&task, &dump, &base, &pg, 2);
-    rerun.wait_for("published");
-    let (ok, log) = rerun.finish();
+    let mut rerun = start_peon(&task, &dump, &base, &pg, 2);
+    rerun.wait_for("published", 1);
+    let (out, log) = rerun.finish();
+    let ok = out.status.success();
     assert!(ok, "{log}");
     published_once(&pg, &base, &last);
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kinesalite;
+pub mod logged;
 pub mod postgres;
 pub mod server;
 
@@ -565,4 +566,22 @@ pub fn read_message(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> 
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
     Some((head, body))
+}
+
+/// Directories under a base dir's local deep storage holding a pushed
+/// segment.
+pub fn pushed_segment_dirs(base: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.join("druid/segments")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "meta.smoosh") {
+                out.push(dir.clone());
+            }
+        }
+    }
+    out
 }
