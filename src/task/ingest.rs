@@ -209,14 +209,20 @@ impl SequenceBuild {
 
     /// Whether the open-ended sequence should be handed off now, and why.
     fn handoff_due(&self, rules: &HandoffRules) -> Option<String> {
-        let mut rows = self.persisted_rows.clone();
-        for sink in &self.pipeline.index.sinks {
-            *rows
-                .entry((sink.interval_start, sink.interval_end))
-                .or_default() += sink.rows.len();
-        }
-        let largest = rows.values().copied().max().unwrap_or(0);
-        let total: usize = rows.values().sum();
+        // Checked after every batch: counted in place, no map built (the
+        // index holds one sink per interval).
+        let sinks = &self.pipeline.index.sinks;
+        let largest = sinks
+            .iter()
+            .map(|s| {
+                let persisted = self.persisted_rows.get(&(s.interval_start, s.interval_end));
+                persisted.copied().unwrap_or(0) + s.rows.len()
+            })
+            .chain(self.persisted_rows.values().copied())
+            .max()
+            .unwrap_or(0);
+        let total = self.persisted_rows.values().sum::<usize>()
+            + sinks.iter().map(|s| s.rows.len()).sum::<usize>();
         if largest >= rules.max_rows_per_segment {
             return Some(format!(
                 "a segment holds {largest} rows, maxRowsPerSegment {}",
